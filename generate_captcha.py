@@ -1,0 +1,176 @@
+"""Write labelled captcha folders for training and testing, styled by parameters.py.
+
+    python generate_captcha.py                                  # 200,000 train + 10,000 test, 64x24
+    python generate_captcha.py --train_count=20000 --test_count=2000 --workers=2
+    python generate_captcha.py --preview                        # only the preview grid, to style quickly
+    python generate_captcha.py --style=captcha_default          # a named style preset
+
+Files are named LABEL_INDEX.jpg (INDEX zero-padded), so no image is lost when labels repeat and no
+two names collide on case-insensitive file systems. Image INDEX of a split is drawn from its own
+random.Random seeded by (seed, split, INDEX): the same seed gives the same labels and bytes with any
+number of workers, and re-running skips the images already on disk (an interrupted run resumes).
+Files are written to a temporary name and renamed, so a killed run leaves no half-written image.
+"""
+import io
+import multiprocessing
+import os
+import random
+import re
+
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from custom_captcha_image import StyleError, StyledCaptcha, random_label
+from parameters import fail, parse_args
+
+FORBIDDEN_IN_NAMES = set('_/\\:*?"<>|.') | {"\0"}
+NAME_PATTERN = re.compile(r"^(?P<label>.+)_(?P<index>\d+)\.(?P<ext>jpg|png)$")
+CHUNK = 256  # images per task handed to a worker
+
+_worker_generator = None  # one StyledCaptcha per worker process, fonts loaded once
+
+
+def image_rng(seed, split, index):
+    """The random source of one image; a string seed is hashed (sha512) the same in every process."""
+    return random.Random(f"{seed}:{split}:{index}")
+
+
+def make_sample(generator, params, split, index):
+    """(label, PIL image) of image `index` of `split`: a pure function of the settings."""
+    rng = image_rng(params.seed, split, index)
+    label = random_label(rng, params.charset, params.captcha_length)
+    return label, generator.render(label, rng)
+
+
+def encode(image, params):
+    buffer = io.BytesIO()
+    if params.image_format == "jpg":
+        image.save(buffer, format="JPEG", quality=params.jpeg_quality)
+    else:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def file_name(label, index, params):
+    return f"{label}_{index:06d}.{params.image_format}"
+
+
+def _init_worker(params):
+    global _worker_generator
+    _worker_generator = StyledCaptcha(params)
+
+
+def _write_chunk(task):
+    params, folder, split, indices = task
+    for index in indices:
+        label, image = make_sample(_worker_generator, params, split, index)
+        path = os.path.join(folder, file_name(label, index, params))
+        temporary = f"{path}.tmp"
+        with open(temporary, "wb") as handle:
+            handle.write(encode(image, params))
+        os.replace(temporary, path)
+    return len(indices)
+
+
+def existing_indices(folder, params):
+    """Indices already written to `folder` in this format; removes half-written temporary files."""
+    done = set()
+    for name in os.listdir(folder):
+        if name.endswith(".tmp"):
+            os.remove(os.path.join(folder, name))
+            continue
+        match = NAME_PATTERN.match(name)
+        if match and match.group("ext") == params.image_format:
+            done.add(int(match.group("index")))
+    return done
+
+
+def worker_count(params):
+    return params.workers if params.workers > 0 else (os.cpu_count() or 1)
+
+
+def check_settings(params):
+    """Every setting generation depends on, checked before any work: a clear one-line error."""
+    bad = sorted(set(params.charset) & FORBIDDEN_IN_NAMES)
+    if bad:
+        raise StyleError(f"charset holds {''.join(bad)!r}, which cannot appear in file names (label_index.ext)")
+    if params.image_format not in ("jpg", "png"):
+        raise StyleError(f"image_format must be jpg or png, got {params.image_format!r}")
+    if not 1 <= params.jpeg_quality <= 95:
+        raise StyleError(f"jpeg_quality must be between 1 and 95, got {params.jpeg_quality}")
+    if params.train_count < 0 or params.test_count < 0:
+        raise StyleError("train_count and test_count must not be negative")
+    StyledCaptcha(params)  # fonts, sizes, colours, width
+    folders = [os.path.dirname(params.preview_file) or "."]
+    if not params.preview:
+        folders += [params.train_dir, params.test_dir]
+    for folder in folders:
+        ensure_writable(folder)
+
+
+def ensure_writable(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise StyleError(f"cannot create folder {folder!r}: {error.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StyleError(f"folder {folder!r} is not writable")
+
+
+def generate_split(params, folder, split, count):
+    """Write images 0..count-1 of `split` into `folder`, skipping those already there."""
+    os.makedirs(folder, exist_ok=True)
+    done = existing_indices(folder, params)
+    todo = [index for index in range(count) if index not in done]
+    if not todo:
+        print(f"{folder}: all {count} images already there")
+        return 0
+    if done:
+        print(f"{folder}: {count - len(todo)} of {count} images already there, writing the other {len(todo)}")
+    tasks = [(params, folder, split, todo[i:i + CHUNK]) for i in range(0, len(todo), CHUNK)]
+    workers = min(worker_count(params), len(tasks))
+    with tqdm(total=len(todo), desc=f"{split:5s}", unit="img", smoothing=0.1) as bar:
+        if workers == 1:
+            _init_worker(params)
+            for task in tasks:
+                bar.update(_write_chunk(task))
+        else:
+            with multiprocessing.Pool(workers, initializer=_init_worker, initargs=(params,)) as pool:
+                for written in pool.imap_unordered(_write_chunk, tasks):
+                    bar.update(written)
+    return len(todo)
+
+
+def write_preview(params, columns=5, scale=3):
+    """A PNG grid of sample captchas (enlarged, label under each) for judging a style at a glance."""
+    generator = StyledCaptcha(params)
+    count = max(1, params.preview_count)
+    rows = (count + columns - 1) // columns
+    cell_w, cell_h = params.image_width * scale, params.image_height * scale
+    label_h, pad = 14, 6
+    grid = Image.new("RGB", (columns * (cell_w + pad) + pad, rows * (cell_h + label_h + pad) + pad), "white")
+    draw = ImageDraw.Draw(grid)
+    for index in range(count):
+        label, image = make_sample(generator, params, "preview", index)
+        x = pad + (index % columns) * (cell_w + pad)
+        y = pad + (index // columns) * (cell_h + label_h + pad)
+        grid.paste(image.resize((cell_w, cell_h), Image.Resampling.NEAREST), (x, y))
+        draw.text((x, y + cell_h + 1), label, fill="black")
+    grid.save(params.preview_file)
+    return params.preview_file
+
+
+def main(argv=None):
+    params = parse_args(argv, doc=__doc__)
+    try:
+        check_settings(params)
+    except StyleError as error:
+        fail(str(error))
+    if not params.preview:
+        generate_split(params, params.train_dir, "train", params.train_count)
+        generate_split(params, params.test_dir, "test", params.test_count)
+    print(f"preview grid: {write_preview(params)}")
+
+
+if __name__ == "__main__":
+    main()

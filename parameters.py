@@ -1,0 +1,266 @@
+"""Every setting of every script, in one place: the single source of truth.
+
+Edit the defaults below, or override any of them on the command line of any script:
+
+    python generate_captcha.py --train_count=20000 --font_sizes=20,22,23 --noise_dots=0
+    python main.py --epochs=5 --batch_size=128
+    python generate_captcha.py --style=captcha_default      # a named preset (see STYLES)
+    python main.py --help                                    # lists every setting
+
+Scripts never read module-level copies of these values: each builds one `Parameters` object with
+`parse_args()` and passes it down, so an override reaches every module (and DataLoader workers).
+"""
+import ast
+import dataclasses
+import os
+import re
+import sys
+from dataclasses import dataclass
+
+DIGITS = "0123456789"
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+UPPER = LOWER.upper()
+
+
+@dataclass
+class Parameters:
+    # --- paths ---
+    train_dir: str = "data/captcha/train"  # folder of labelled training images
+    test_dir: str = "data/captcha/test"  # folder of labelled test images
+    data_dir: str = ""  # one labelled folder to split into train/test by test_split ('' = use train_dir and test_dir)
+    test_split: float = 0.2  # fraction of data_dir held out for testing (seeded by seed)
+    model_dir: str = "model"  # run folder: checkpoints best.pt and last.pt, log.csv, curves.png
+    golden_dir: str = "golden_set"  # hand-labelled real captchas evaluated by userTest.py
+    preview_file: str = "data/captcha/preview.png"  # grid of sample captchas written by generate_captcha.py
+    # --- labels ---
+    charset: str = DIGITS + LOWER + UPPER  # the character classes, in class-index order
+    captcha_length: int = 4  # characters per captcha
+    ignore_case: bool = False  # fold labels to lower case (for sites whose answers ignore case)
+    # --- generation ---
+    style: str = "seed"  # named style preset applied before other overrides (see STYLES below)
+    train_count: int = 200000  # captchas generated into train_dir
+    test_count: int = 10000  # captchas generated into test_dir
+    seed: int = 0  # seed of labels, images, splits and weight init
+    workers: int = 0  # worker processes for generation and data loading (0 = one per CPU core)
+    image_format: str = "jpg"  # file format of generated images: jpg or png
+    jpeg_quality: int = 75  # JPEG quality of generated images (1-95)
+    preview: bool = False  # generate_captcha.py: write only the preview grid, no data set
+    preview_count: int = 40  # captchas in the preview grid
+    # --- captcha style ---
+    image_width: int = 64  # image width, pixels (also the model's input width)
+    image_height: int = 24  # image height, pixels (also the model's input height)
+    fonts: tuple[str, ...] = ()  # .ttf/.otf files or folders; empty = captcha's DroidSansMono plus fonts/*.ttf
+    font_sizes: tuple[int, ...] = (20, 22, 23)  # font sizes drawn from at random, pixels
+    noise_curves: int = 1  # arcs drawn through the text
+    noise_curve_width: int = 1  # arc line width, pixels
+    noise_dots: int = 5  # noise dots per image
+    noise_dot_width: int = 1  # noise dot size, pixels
+    text_color_min: int = 10  # lowest value of each text colour channel (0-255)
+    text_color_max: int = 200  # highest value of each text colour channel (0-255)
+    background_min: int = 238  # lowest value of each background colour channel (0-255)
+    background_max: int = 255  # highest value of each background colour channel (0-255)
+    rotation: float = 10.0  # each character rotates by up to +/- this many degrees
+    warp_x: tuple[float, ...] = (0.1, 0.3)  # range of horizontal warp, fraction of glyph width
+    warp_y: tuple[float, ...] = (0.2, 0.3)  # range of vertical warp, fraction of glyph height
+    space_probability: float = 0.5  # chance of a blank gap before each character
+    char_overlap: float = 0.25  # characters overlap by up to this fraction of the mean glyph width
+    smooth: bool = True  # apply a smoothing filter to the finished image
+    # --- model ---
+    model_preset: str = "default"  # default (fast native-resolution ResNet) or original (ResNet-18 on 32x32)
+    stem_channels: int = 32  # channels of the first convolution
+    stage_channels: tuple[int, ...] = (48, 96, 160, 224)  # channels of each residual stage
+    stage_blocks: tuple[int, ...] = (1, 2, 2, 1)  # residual blocks in each stage
+    dropout: float = 0.1  # dropout before the per-character heads
+    # --- training ---
+    data_mode: str = "folder"  # folder (read train_dir) or generate (fresh captchas every epoch, in workers)
+    epochs: int = 10  # passes over the training set (an upper bound when time_budget is set)
+    time_budget: float = 0.0  # stop training after this many minutes, schedule fitted to it (0 = epochs only)
+    batch_size: int = 256  # images per training step
+    lr: float = 3e-3  # peak learning rate of the one-cycle schedule
+    weight_decay: float = 0.05  # AdamW weight decay
+    warmup: float = 0.05  # fraction of training spent warming the learning rate up
+    label_smoothing: float = 0.05  # cross-entropy label smoothing
+    augment: bool = False  # random shifts and scaling of training images (for small real data sets)
+    eval_every: int = 0  # also evaluate every N steps (0 = once per epoch)
+    target_accuracy: float = 0.0  # stop early once test case-sensitive accuracy reaches this (0 = never)
+    resume: bool = False  # continue the run in model_dir from last.pt
+    init_from: str = ""  # start from this checkpoint's weights (fine-tuning)
+    device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:N
+    amp: bool = True  # mixed precision (bf16 on CPU, fp16/bf16 on CUDA)
+    threads: int = 0  # CPU threads for torch (0 = one per core)
+    strict: bool = False  # fail on a bad image or label instead of reporting and skipping it
+    # --- dashboard ---
+    visdom: bool = True  # send live plots to a visdom server
+    visdom_server: str = "http://localhost"  # visdom server address
+    visdom_port: int = 8097  # visdom server port
+    visdom_env: str = "captcha"  # visdom environment the plots go to
+    # --- evaluation, prediction, serving ---
+    checkpoint: str = ""  # checkpoint to load ('' = model_dir/best.pt)
+    eval_batch_size: int = 512  # images per evaluation batch
+    json: bool = False  # userPred.py: print JSON instead of text
+    backend: str = "torch"  # inference backend: torch or onnx
+    host: str = "127.0.0.1"  # api_demo.py listen address
+    port: int = 5000  # api_demo.py listen port
+    max_upload_bytes: int = 1048576  # largest request body the API accepts, bytes
+    max_image_pixels: int = 4000000  # largest decoded image the API accepts, pixels (decompression-bomb guard)
+    max_batch: int = 64  # most images in one API request
+
+
+# Named generator styles: each maps settings to values applied before command-line overrides.
+STYLES = {
+    "seed": {},  # the original project's target: 64x24, sizes 20/22/23, +/-10 degrees, 1 arc, 5 dots
+    "captcha_default": {  # the captcha package's own ImageCaptcha defaults
+        "image_width": 160, "image_height": 60, "font_sizes": (42, 50, 56), "rotation": 30.0,
+        "noise_dots": 30, "noise_dot_width": 3,
+    },
+}
+
+
+class ParameterError(ValueError):
+    """A bad --key=value: the message names the key and is fit to show as one line."""
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Parameters)}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _type_name(annotation):
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+
+
+def _element_type(annotation):
+    """'tuple[int, ...]' -> int; None when the setting is not a tuple."""
+    match = re.fullmatch(r"tuple\[(\w+), \.\.\.\]", str(annotation).replace("typing.", ""))
+    return {"int": int, "float": float, "str": str}[match.group(1)] if match else None
+
+
+def _convert_scalar(kind, text, key):
+    if kind is bool:
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ParameterError(f"--{key} expects true or false, got {text!r}")
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ParameterError(f"--{key} expects an integer, got {text!r}") from None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ParameterError(f"--{key} expects a number, got {text!r}") from None
+    return text
+
+
+def convert(key, value):
+    """Check and convert one override (a string from the command line, or a Python value)."""
+    if key not in _FIELDS:
+        raise ParameterError(f"unknown setting --{key} (run with --help to list them)")
+    annotation = _FIELDS[key].type
+    element = _element_type(annotation)
+    if element is not None:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith(("(", "[")):
+                try:
+                    items = list(ast.literal_eval(text))
+                except (ValueError, SyntaxError):
+                    raise ParameterError(f"--{key} expects a comma-separated list, got {value!r}") from None
+            else:
+                items = [item for item in text.split(",") if item.strip()]
+        else:
+            items = list(value) if isinstance(value, (list, tuple)) else [value]
+        try:
+            return tuple(_convert_scalar(element, str(item).strip(), key) for item in items)
+        except ParameterError:
+            raise ParameterError(
+                f"--{key} expects a comma-separated list of {element.__name__}s, got {value!r}") from None
+    kind = {"int": int, "float": float, "bool": bool, "str": str}[_type_name(annotation)]
+    if isinstance(value, str):
+        return _convert_scalar(kind, value, key)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ParameterError(f"--{key} expects {kind.__name__}, got {value!r}")
+    return value
+
+
+def make_parameters(overrides=None, base=None):
+    """A Parameters with a style preset and then `overrides` applied (all type-checked)."""
+    overrides = dict(overrides or {})
+    params = dataclasses.replace(base) if base is not None else Parameters()
+    style = overrides.get("style", params.style)
+    if style not in STYLES:
+        raise ParameterError(f"--style must be one of {', '.join(STYLES)}, got {style!r}")
+    values = {**STYLES[style], **overrides}
+    for key, value in values.items():
+        setattr(params, key, convert(key, value))
+    return params
+
+
+def help_text(doc=""):
+    """--help: the script's docstring, then every setting with its default and comment."""
+    comments = {}
+    with open(os.path.abspath(__file__), encoding="utf-8") as source:
+        for line in source:
+            match = re.match(r"\s{4}(\w+): [^=]+=.*?  # (.*)$", line)
+            if match:
+                comments[match.group(1)] = match.group(2)
+    lines = [doc.strip(), "", "Settings (override any with --key=value; a bare --flag sets a true/false flag):"]
+    defaults = Parameters()
+    for name, field in _FIELDS.items():
+        value = getattr(defaults, name)
+        shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else value
+        lines.append(f"  --{name}={shown}")
+        lines.append(f"        {comments.get(name, '')} [{_type_name(field.type)}]")
+    lines.append("")
+    lines.append(f"Styles for --style: {', '.join(STYLES)}")
+    return "\n".join(lines)
+
+
+def parse_overrides(argv):
+    """['--a=1', '--flag', 'path'] -> ({'a': '1', 'flag': 'true'}, ['path'])."""
+    overrides, positional = {}, []
+    for arg in argv:
+        if arg == "-" or not arg.startswith("--"):
+            positional.append(arg)
+            continue
+        key, sep, value = arg[2:].partition("=")
+        if key not in _FIELDS:
+            raise ParameterError(f"unknown setting --{key} (run with --help to list them)")
+        if not sep:
+            if _type_name(_FIELDS[key].type) != "bool":
+                raise ParameterError(f"--{key} needs a value: --{key}=VALUE")
+            value = "true"
+        overrides[key] = value
+    return overrides, positional
+
+
+def parse_args(argv=None, doc="", positional=False):
+    """Parse a script's command line into Parameters (and positional arguments when allowed).
+
+    A bad or unknown setting prints one line naming the key and exits with status 2.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in argv or "--help" in argv:
+        print(help_text(doc))
+        raise SystemExit(0)
+    try:
+        overrides, rest = parse_overrides(argv)
+        if rest and not positional:
+            raise ParameterError(f"unexpected argument {rest[0]!r} (settings are --key=value)")
+        params = make_parameters(overrides)
+    except ParameterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return (params, rest) if positional else params
+
+
+def fail(message):
+    """Stop a script with a clear one-line message (no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)

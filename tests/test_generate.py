@@ -1,0 +1,153 @@
+"""The styled generator: reproducible, complete, resumable, every knob does what it says."""
+import hashlib
+import os
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import generate_captcha
+from custom_captcha_image import StyledCaptcha, StyleError
+from generate_captcha import NAME_PATTERN, check_settings, generate_split, make_sample
+from parameters import make_parameters
+
+
+def folder_digest(folder):
+    return {name: hashlib.sha1(open(os.path.join(folder, name), "rb").read()).hexdigest()
+            for name in sorted(os.listdir(folder))}
+
+
+def small(tmp_path, **overrides):
+    values = {"train_dir": str(tmp_path / "train"), "test_dir": str(tmp_path / "test"),
+              "preview_file": str(tmp_path / "preview.png"), "train_count": 120, "test_count": 30}
+    values.update(overrides)
+    return make_parameters(values)
+
+
+def test_same_seed_same_bytes_with_one_and_two_workers(tmp_path, script):
+    for workers in (1, 2):
+        folder = tmp_path / f"w{workers}"
+        script("generate_captcha.py", f"--train_dir={folder}/train", f"--test_dir={folder}/test",
+               f"--preview_file={folder}/preview.png", "--train_count=600", "--test_count=20", f"--workers={workers}")
+    assert folder_digest(tmp_path / "w1/train") == folder_digest(tmp_path / "w2/train")
+    assert folder_digest(tmp_path / "w1/test") == folder_digest(tmp_path / "w2/test")
+    assert (tmp_path / "w1/preview.png").exists()
+    other = tmp_path / "other"
+    script("generate_captcha.py", f"--train_dir={other}/train", f"--test_dir={other}/test",
+           f"--preview_file={other}/p.png", "--train_count=600", "--test_count=0", "--seed=1")
+    assert folder_digest(other / "train") != folder_digest(tmp_path / "w1/train")
+
+
+def test_n_files_unique_names_labels_round_trip(tmp_path):
+    params = small(tmp_path, workers=1)
+    generate_split(params, params.train_dir, "train", params.train_count)
+    names = os.listdir(params.train_dir)
+    assert len(names) == 120 and len({n.lower() for n in names}) == 120
+    generator = StyledCaptcha(params)
+    for name in names:
+        match = NAME_PATTERN.match(name)
+        label, index = match.group("label"), int(match.group("index"))
+        assert len(label) == 4 and set(label) <= set(params.charset)
+        assert make_sample(generator, params, "train", index)[0] == label
+        with Image.open(os.path.join(params.train_dir, name)) as image:
+            assert image.size == (64, 24) and image.format == "JPEG"
+    labels = "".join(NAME_PATTERN.match(n).group("label") for n in names)
+    assert len(set(labels)) > 40  # uniform over 62 classes: 480 draws cover most of them
+
+
+def test_interrupted_run_resumes_to_exactly_n(tmp_path):
+    params = small(tmp_path, workers=2, train_count=300)
+    generate_split(params, params.train_dir, "train", 300)
+    full = folder_digest(params.train_dir)
+    names = sorted(full)
+    for name in names[::3]:  # as if killed part way: a third missing and one half-written file
+        os.remove(os.path.join(params.train_dir, name))
+    open(os.path.join(params.train_dir, names[1] + ".tmp"), "wb").write(b"\xff\xd8 half")
+    written = generate_split(params, params.train_dir, "train", 300)
+    assert written == len(names[::3])
+    assert folder_digest(params.train_dir) == full
+    assert generate_split(params, params.train_dir, "train", 300) == 0
+
+
+def pixels(params, text="aB3x", seed=5):
+    return np.asarray(StyledCaptcha(params).render(text, random.Random(seed)), dtype=np.float32)
+
+
+def ink_rows(image):
+    """Rows holding text ink (much darker than the background)."""
+    grey = image.mean(axis=2)
+    return np.nonzero((grey < np.median(grey) - 60).any(axis=1))[0]
+
+
+def test_knobs_change_the_output(tmp_path):
+    base = dict(noise_dots=0, noise_curves=0, smooth=False)
+    plain = pixels(make_parameters(base))
+    assert plain.shape == (24, 64, 3)
+    assert pixels(make_parameters({"image_width": 100, "image_height": 40})).shape == (40, 100, 3)
+    small_font = make_parameters({**base, "font_sizes": (12,), "image_height": 40})
+    big_font = make_parameters({**base, "font_sizes": (30,), "image_height": 40})
+    assert np.ptp(ink_rows(pixels(big_font))) > np.ptp(ink_rows(pixels(small_font))) + 8
+    # noise off: identical background far from the text; dots on: pixels change
+    dots = make_parameters({**base, "noise_dots": 40, "noise_dot_width": 2})
+    assert np.abs(pixels(dots) - plain).sum() > 500
+    curve = make_parameters({**base, "noise_curves": 3})
+    assert np.abs(pixels(curve) - plain).sum() > 500
+    smooth = make_parameters({**base, "smooth": True})
+    assert np.abs(np.diff(pixels(smooth), axis=1)).mean() < np.abs(np.diff(plain, axis=1)).mean()
+    black = make_parameters({**base, "text_color_min": 0, "text_color_max": 0, "background_min": 255})
+    image = pixels(black)
+    assert image.max() == 255 and image.min() < 150 and (image == 255).mean() > 0.3
+    assert np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
+    straight = make_parameters({**base, "rotation": 0.0, "warp_x": (0, 0), "warp_y": (0, 0)})
+    assert not np.array_equal(pixels(straight), plain)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"fonts": ("/no/such/font.ttf",)}, "font file '/no/such/font.ttf' does not exist"),
+    ({"charset": ""}, "charset is empty"),
+    ({"captcha_length": 0}, "captcha_length must be at least 1"),
+    ({"image_width": 12}, "image_width 12 is too small"),
+    ({"charset": "ab_c"}, "cannot appear in file names"),
+])
+def test_bad_settings_fail_before_work(tmp_path, overrides, words):
+    with pytest.raises(StyleError, match=words):
+        check_settings(small(tmp_path, **overrides))
+    assert not (tmp_path / "train").exists() or not os.listdir(tmp_path / "train")
+
+
+def test_bad_settings_are_one_line_errors_from_the_script(tmp_path, script):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    cases = [("--fonts=/missing.ttf", "does not exist"), ("--charset=", "charset is empty"),
+             ("--captcha_length=0", "captcha_length"), ("--image_width=10", "too small"),
+             (f"--train_dir={locked}/sub", "cannot create folder")]
+    if os.geteuid() == 0:  # root ignores permissions: a path under a regular file cannot be created either
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        cases[-1] = (f"--train_dir={blocker}/sub", "cannot create folder")
+    for arg, words in cases:
+        result = script("generate_captcha.py", arg, f"--test_dir={tmp_path}/t", f"--preview_file={tmp_path}/p.png",
+                        check=False)
+        assert result.returncode == 2, arg
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], (arg, result.stderr)
+
+
+def test_preview_only_writes_the_grid(tmp_path, script):
+    result = script("generate_captcha.py", "--preview", f"--preview_file={tmp_path}/grid.png",
+                    f"--train_dir={tmp_path}/train", "--preview_count=10")
+    assert "grid.png" in result.stdout
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.width > 64 * 3 and grid.height > 24 * 3
+    assert not (tmp_path / "train").exists()
+
+
+def test_overrides_reach_worker_processes(tmp_path):
+    params = small(tmp_path, image_width=80, image_height=30, image_format="png", workers=2, train_count=600)
+    generate_split(params, params.train_dir, "train", 600)
+    names = os.listdir(params.train_dir)
+    assert len(names) == 600 and all(n.endswith(".png") for n in names)
+    assert {Image.open(os.path.join(params.train_dir, n)).size for n in names[:50]} == {(80, 30)}
+    assert generate_captcha.worker_count(params) == 2
