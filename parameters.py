@@ -42,6 +42,7 @@ class Parameters:
     test_count: int = 10000  # captchas generated into test_dir
     seed: int = 0  # seed of labels, images, splits and weight init
     workers: int = 0  # worker processes for generation and data loading (0 = one per CPU core)
+    cache_dir: str = "data/cache"  # decoded image folders are cached here as uint8 arrays
     image_format: str = "jpg"  # file format of generated images: jpg or png
     jpeg_quality: int = 75  # JPEG quality of generated images (1-95)
     preview: bool = False  # generate_captcha.py: write only the preview grid, no data set
@@ -67,8 +68,8 @@ class Parameters:
     smooth: bool = True  # apply a smoothing filter to the finished image
     # --- model ---
     model_preset: str = "default"  # default (fast native-resolution ResNet) or original (ResNet-18 on 32x32)
-    stem_channels: int = 32  # channels of the first convolution
-    stage_channels: tuple[int, ...] = (48, 96, 160, 224)  # channels of each residual stage
+    stem_channels: int = 16  # channels of the first convolution
+    stage_channels: tuple[int, ...] = (32, 64, 128, 192)  # channels of each residual stage
     stage_blocks: tuple[int, ...] = (1, 2, 2, 1)  # residual blocks in each stage
     dropout: float = 0.1  # dropout before the per-character heads
     # --- training ---
@@ -89,6 +90,7 @@ class Parameters:
     amp: bool = True  # mixed precision (bf16 on CPU, fp16/bf16 on CUDA)
     threads: int = 0  # CPU threads for torch (0 = one per core)
     strict: bool = False  # fail on a bad image or label instead of reporting and skipping it
+    bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
     # --- dashboard ---
     visdom: bool = True  # send live plots to a visdom server
     visdom_server: str = "http://localhost"  # visdom server address
@@ -104,6 +106,12 @@ class Parameters:
     max_upload_bytes: int = 1048576  # largest request body the API accepts, bytes
     max_image_pixels: int = 4000000  # largest decoded image the API accepts, pixels (decompression-bomb guard)
     max_batch: int = 64  # most images in one API request
+    report_dir: str = ""  # userTest.py: folder of its error grid and JSON report ('' = model_dir/report)
+    server: str = "flask"  # api_demo.py: flask (development server) or waitress (production server)
+    server_threads: int = 4  # api_demo.py --server=waitress: request threads
+    serve_torch_threads: int = 1  # api_demo.py: torch CPU threads of the server process (0 = one per core)
+    requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
+    clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run
 
 
 # Named generator styles: each maps settings to values applied before command-line overrides.

@@ -22,3 +22,34 @@ def run_script(script, *args, cwd=ROOT, timeout=300, check=True):
 @pytest.fixture
 def script():
     return run_script
+
+
+TINY = {  # a small style and model that learn in seconds on 2 cores
+    "charset": "0123456789abcdef", "captcha_length": 4, "stem_channels": 8, "stage_channels": (16, 32, 64),
+    "stage_blocks": (1, 1, 1), "batch_size": 32, "eval_batch_size": 64, "visdom": False, "workers": 2,
+    "lr": 0.004, "label_smoothing": 0.0, "dropout": 0.0,
+}
+
+
+def tiny_params(root, **overrides):
+    """Parameters of the tiny set-up with every path under `root`."""
+    from parameters import make_parameters
+    root = str(root)
+    values = dict(TINY, train_dir=f"{root}/train", test_dir=f"{root}/test", model_dir=f"{root}/model",
+                  cache_dir=f"{root}/cache", preview_file=f"{root}/preview.png", train_count=1200, test_count=200)
+    values.update(overrides)
+    return make_parameters(values)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny generated data set and a model trained on it: {'params', 'metrics', 'checkpoint'}."""
+    from generate_captcha import generate_split
+    from train import train
+    root = tmp_path_factory.mktemp("tiny")
+    params = tiny_params(root, epochs=6)
+    generate_split(params, params.train_dir, "train", params.train_count)
+    generate_split(params, params.test_dir, "test", params.test_count)
+    metrics = train(params)
+    return {"params": params, "metrics": metrics, "checkpoint": os.path.join(params.model_dir, "best.pt"),
+            "root": root}

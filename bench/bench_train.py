@@ -1,0 +1,59 @@
+"""Training benchmark: the default model against the original architecture, same data, same clock.
+
+    python generate_captcha.py                       # 200,000 train + 10,000 test (once)
+    python bench/bench_train.py --time_budget=20     # 20 minutes of training for each model
+    python bench/bench_train.py --time_budget=3 --bench_presets=default
+
+Each model trains on train_dir for `time_budget` minutes (generation and decoding excluded) with the
+schedule fitted to that budget, then is evaluated on all of test_dir. Prints training images/s,
+whole-captcha accuracy (case-sensitive and case-insensitive), per-character accuracy, parameter
+count, checkpoint size and the 15 most frequent character confusions. Runs go to runs/bench_<preset>.
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dataset import Charset, load_folder  # noqa: E402
+from model import build_model, file_size, load_checkpoint, parameter_count  # noqa: E402
+from parameters import make_parameters, parse_args  # noqa: E402
+from train import confusions, format_confusions, predict_logits, score, select_device, train  # noqa: E402
+
+
+def run(params, preset):
+    run_params = make_parameters({"model_preset": preset, "model_dir": f"runs/bench_{preset}", "epochs": 1000},
+                                 base=params)
+    start = time.perf_counter()
+    train(run_params)
+    wall = time.perf_counter() - start
+    checkpoint = load_checkpoint(os.path.join(run_params.model_dir, "last.pt"))
+    model = build_model(run_params)
+    model.load_state_dict(checkpoint["model"])
+    test = load_folder(run_params.test_dir, run_params, quiet=True)
+    logits = predict_logits(model, test.images, select_device(run_params), run_params)
+    metrics, predictions = score(logits, test.labels, Charset.from_params(run_params))
+    seconds = checkpoint["schedule"]["seconds"]
+    return {"preset": preset, "speed": checkpoint["step"] * run_params.batch_size / seconds, "minutes": seconds / 60,
+            "wall": wall / 60, "parameters": parameter_count(model), "bytes": os.path.getsize(
+                os.path.join(run_params.model_dir, "last.pt")), "weights": file_size(model),
+            "confusions": confusions(predictions, test.labels), "test_count": len(test), **metrics}
+
+
+def main(argv=None):
+    params = parse_args(argv, doc=__doc__)
+    if not params.time_budget:
+        params.time_budget = 20.0
+    results = [run(params, preset) for preset in params.bench_presets]
+    print(f"\n{params.time_budget:g} min of training on {params.train_dir}, tested on {results[0]['test_count']} "
+          f"captchas of {params.test_dir}, {os.cpu_count()} CPU cores")
+    print(f"{'model':10s} {'params':>8s} {'weights':>9s} {'img/s':>7s} {'acc':>7s} {'acc (no case)':>14s} {'per char':>9s}")
+    for r in results:
+        print(f"{r['preset']:10s} {r['parameters'] / 1e6:7.2f}M {r['weights'] / 1e6:7.1f}MB {r['speed']:7.0f} "
+              f"{r['accuracy']:7.4f} {r['accuracy_ignore_case']:14.4f} {r['char_accuracy']:9.4f}")
+    for r in results:
+        print(f"confusions of {r['preset']} (truth->prediction): {format_confusions(r['confusions'])}")
+
+
+if __name__ == "__main__":
+    main()

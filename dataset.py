@@ -1,0 +1,300 @@
+"""Labelled image folders -> uint8 arrays, plus the charset, preprocess() and decode() that every
+script shares (training, evaluation, prediction and the API take one path from pixels to text).
+
+    python dataset.py                                  # check train_dir and test_dir, report bad files
+    python dataset.py --train_dir=my_captchas --strict
+
+A folder's labels come from `labels.csv` (`filename,label` rows) when present, else from each file
+name: the text before the first `_` (`aB3x_000012.jpg`), or the whole stem (`aB3x.png`). Files whose
+label does not fit the charset and length, and images that cannot be read, are listed in one report
+and skipped (`--strict` makes them an error). A folder is decoded once and cached under `cache_dir`
+as a uint8 array; the cache is rebuilt when the folder's files, labels or the input size change.
+"""
+import csv
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import IterableDataset, get_worker_info
+
+from parameters import fail, parse_args
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+LABELS_FILE = "labels.csv"
+REPORT_LINES = 10  # bad files named in a report; the rest are counted
+
+
+class DataError(ValueError):
+    """A data problem with a message fit to show the user as is."""
+
+
+class Charset:
+    """The classes: characters in index order, and the one encode/decode pair of the project."""
+
+    def __init__(self, chars, length):
+        self.chars = chars
+        self.length = length
+        self.index = {char: position for position, char in enumerate(chars)}
+        # For case-insensitive decoding: every class mapped to the class of its lower-case form
+        # (when that form is in the charset), so that probabilities of 'o' and 'O' add up.
+        self.folded = [self.index.get(char.lower(), position) for position, char in enumerate(chars)]
+
+    @classmethod
+    def from_params(cls, params):
+        chars = params.charset
+        if params.ignore_case:
+            chars = "".join(dict.fromkeys(char.lower() for char in chars))
+        return cls(chars, params.captcha_length)
+
+    def __len__(self):
+        return len(self.chars)
+
+    def problem(self, label):
+        """Why `label` cannot be a target (None when it can)."""
+        if len(label) != self.length:
+            return f"label {label!r} has {len(label)} characters, expected {self.length}"
+        unknown = sorted({char for char in label if char not in self.index})
+        if unknown:
+            return f"label {label!r} has characters outside the charset: {''.join(unknown)!r}"
+        return None
+
+    def encode(self, label):
+        """'aB3x' -> [10, 37, 3, 33]."""
+        problem = self.problem(label)
+        if problem:
+            raise DataError(problem)
+        return [self.index[char] for char in label]
+
+    def decode(self, indices):
+        """[10, 37, 3, 33] -> 'aB3x'."""
+        return "".join(self.chars[int(i)] for i in indices)
+
+
+def fold_label(label, ignore_case):
+    return label.lower() if ignore_case else label
+
+
+def decode_logits(logits, charset, fold_case=False):
+    """Logits (N, length, classes) -> (texts, per-character confidences (N, length) as numpy).
+
+    With fold_case, the probabilities of the two cases of a letter are added before the argmax and
+    the text comes out in lower case: the right decision when answers ignore case.
+    """
+    probabilities = torch.softmax(logits.float(), dim=-1)
+    if fold_case:
+        folded = torch.zeros_like(probabilities)
+        folded.index_add_(-1, torch.tensor(charset.folded, device=probabilities.device), probabilities)
+        probabilities = folded
+    confidence, indices = probabilities.max(dim=-1)
+    texts = [charset.decode(row) for row in indices.cpu().tolist()]
+    if fold_case:
+        texts = [text.lower() for text in texts]
+    return texts, confidence.cpu().numpy()
+
+
+def preprocess(image, width, height):
+    """Any PIL image (any size or mode) -> uint8 array (height, width, 3), the model's input."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, "white")  # transparent parts read as white paper
+        image.paste(rgba, mask=rgba.getchannel("A"))
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def read_image(path, width, height):
+    """(array, None) or (None, why it cannot be read)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return preprocess(image, width, height), None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        return None, f"cannot read image ({type(error).__name__}: {error})"
+
+
+def label_from_name(name):
+    stem = os.path.splitext(name)[0]
+    return stem.split("_", 1)[0] if "_" in stem else stem
+
+
+def read_labels_file(folder):
+    """{file name: label} from folder/labels.csv, or None when there is none."""
+    path = os.path.join(folder, LABELS_FILE)
+    if not os.path.isfile(path):
+        return None
+    labels = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row_number, row in enumerate(csv.reader(handle), 1):
+            if not row or (row_number == 1 and [cell.strip().lower() for cell in row[:2]] == ["filename", "label"]):
+                continue
+            if len(row) < 2:
+                raise DataError(f"{path} line {row_number}: expected 'filename,label', got {','.join(row)!r}")
+            labels[row[0].strip()] = row[1].strip()
+    return labels
+
+
+def list_folder(folder, params):
+    """[(file name, label)] of a labelled folder, and [(file name, problem)] for unusable files."""
+    if not os.path.isdir(folder):
+        raise DataError(f"folder {folder!r} does not exist")
+    charset = Charset.from_params(params)
+    labels = read_labels_file(folder)
+    names = sorted(entry.name for entry in os.scandir(folder)
+                   if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS))
+    entries, problems = [], []
+    if labels is not None:
+        missing = sorted(set(labels) - set(names))
+        problems += [(name, "listed in labels.csv but not in the folder") for name in missing]
+        problems += [(name, "not listed in labels.csv") for name in names if name not in labels]
+        names = [name for name in names if name in labels]
+    for name in names:
+        label = fold_label(labels[name] if labels is not None else label_from_name(name), params.ignore_case)
+        problem = charset.problem(label)
+        if problem:
+            problems.append((name, problem))
+        else:
+            entries.append((name, label))
+    return entries, problems
+
+
+def report(folder, problems, total, strict):
+    """One clear report of the files skipped in `folder` (or an error when strict)."""
+    if not problems:
+        return
+    lines = [f"{name}: {why}" for name, why in problems[:REPORT_LINES]]
+    if len(problems) > REPORT_LINES:
+        lines.append(f"... and {len(problems) - REPORT_LINES} more")
+    head = f"{len(problems)} of {total} files in {folder} cannot be used"
+    if strict:
+        raise DataError(head + ":\n  " + "\n  ".join(lines))
+    print(head + " and are skipped:\n  " + "\n  ".join(lines))
+
+
+def _folder_signature(folder, params):
+    listing = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns) for entry in os.scandir(folder))
+    key = [os.path.abspath(folder), listing, params.image_width, params.image_height,
+           Charset.from_params(params).chars, params.captcha_length, params.ignore_case]
+    return hashlib.sha1(json.dumps(key).encode()).hexdigest()[:20]
+
+
+def _read_chunk(task):
+    paths, width, height = task
+    return [read_image(path, width, height) for path in paths]
+
+
+class ImageSet:
+    """A decoded labelled folder: images uint8 (N, H, W, 3), targets int64 (N, length), names, labels."""
+
+    def __init__(self, images, targets, names, labels):
+        self.images, self.targets, self.names, self.labels = images, targets, names, labels
+
+    def __len__(self):
+        return len(self.names)
+
+    def subset(self, indices):
+        indices = np.asarray(indices, dtype=np.int64)
+        return ImageSet(self.images[indices], self.targets[indices], [self.names[i] for i in indices],
+                        [self.labels[i] for i in indices])
+
+
+def load_folder(folder, params, quiet=False):
+    """The folder as an ImageSet, decoded once and cached; bad files reported and skipped."""
+    entries, problems = list_folder(folder, params)
+    total = len(entries) + len(problems)
+    cache_file = os.path.join(params.cache_dir, f"{_folder_signature(folder, params)}.npz")
+    if os.path.isfile(cache_file):
+        with np.load(cache_file) as cached:
+            images, targets, names = cached["images"], cached["targets"], cached["names"].tolist()
+            unreadable = [tuple(pair) for pair in cached["unreadable"].tolist()]
+        by_name = dict(entries)
+        image_set = ImageSet(images, targets, names, [by_name[name] for name in names])
+    else:
+        image_set, unreadable = _decode_folder(folder, entries, params)
+        os.makedirs(params.cache_dir, exist_ok=True)
+        temporary = f"{cache_file}.{os.getpid()}.tmp.npz"
+        np.savez(temporary, images=image_set.images, targets=image_set.targets,
+                 names=np.array(image_set.names, dtype=str),
+                 unreadable=np.array([list(pair) for pair in unreadable], dtype=str).reshape(-1, 2))
+        os.replace(temporary, cache_file)
+    if not quiet:
+        report(folder, problems + unreadable, total, params.strict)
+    return image_set
+
+
+def _decode_folder(folder, entries, params):
+    """Decode every listed image in parallel: (ImageSet, [(name, why unreadable)])."""
+    charset = Charset.from_params(params)
+    paths = [os.path.join(folder, name) for name, _ in entries]
+    chunks = [(paths[i:i + 512], params.image_width, params.image_height) for i in range(0, len(paths), 512)]
+    workers = min(params.workers if params.workers > 0 else (os.cpu_count() or 1), max(1, len(chunks)))
+    if workers > 1:
+        with multiprocessing.Pool(workers) as pool:
+            decoded = [item for chunk in pool.imap(_read_chunk, chunks) for item in chunk]
+    else:
+        decoded = [item for chunk in map(_read_chunk, chunks) for item in chunk]
+    images, kept, unreadable = [], [], []
+    for (name, label), (array, problem) in zip(entries, decoded):
+        if problem:
+            unreadable.append((name, problem))
+        else:
+            images.append(array)
+            kept.append((name, label))
+    images = np.stack(images) if images else np.zeros((0, params.image_height, params.image_width, 3), np.uint8)
+    targets = np.array([charset.encode(label) for _, label in kept], dtype=np.int64).reshape(-1, params.captcha_length)
+    return ImageSet(images, targets, [name for name, _ in kept], [label for _, label in kept]), unreadable
+
+
+def load_train_test(params):
+    """(train ImageSet, test ImageSet): train_dir and test_dir, or data_dir split by test_split."""
+    if params.data_dir:
+        everything = load_folder(params.data_dir, params)
+        order = list(range(len(everything)))
+        random.Random(params.seed).shuffle(order)
+        cut = int(round(len(order) * params.test_split))
+        return everything.subset(sorted(order[cut:])), everything.subset(sorted(order[:cut]))
+    return load_folder(params.train_dir, params), load_folder(params.test_dir, params)
+
+
+class GeneratedStream(IterableDataset):
+    """Fresh captchas drawn by the generator in DataLoader workers: (image uint8 (H, W, 3), target (length,)).
+
+    Epoch `e` yields train_count images seeded by (seed, 'stream{e}', index), split between workers,
+    so no two epochs (and no worker pair) repeat an image.
+    """
+
+    def __init__(self, params, epoch=0):
+        self.params, self.epoch = params, epoch
+
+    def __iter__(self):
+        from custom_captcha_image import StyledCaptcha  # the generator is only needed in this mode
+        from generate_captcha import make_sample
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        generator = StyledCaptcha(self.params)
+        charset = Charset.from_params(self.params)
+        for index in range(worker, self.params.train_count, workers):
+            label, image = make_sample(generator, self.params, f"stream{self.epoch}", index)
+            label = fold_label(label, self.params.ignore_case)
+            yield (torch.from_numpy(preprocess(image, self.params.image_width, self.params.image_height)),
+                   torch.tensor(charset.encode(label)))
+
+
+def main(argv=None):
+    params = parse_args(argv, doc=__doc__)
+    try:
+        for name, image_set in zip(("train", "test"), load_train_test(params)):
+            print(f"{name}: {len(image_set)} images {tuple(image_set.images.shape[1:])}")
+    except DataError as error:
+        fail(str(error))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Labelled folders: labels from names or labels.csv, bad files reported and skipped, one decode cache."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_params
+from dataset import Charset, DataError, decode_logits, load_folder, preprocess
+from generate_captcha import generate_split
+
+
+@pytest.fixture
+def folder(tmp_path):
+    params = tiny_params(tmp_path, train_count=60, workers=1)
+    generate_split(params, params.train_dir, "train", 60)
+    return params
+
+
+def test_charset_encode_decode_round_trip():
+    charset = Charset("0123456789abcXYZ", 4)
+    assert charset.decode(charset.encode("a0ZX")) == "a0ZX"
+    with pytest.raises(DataError, match="has 3 characters, expected 4"):
+        charset.encode("abc")
+    with pytest.raises(DataError, match="outside the charset: 'q'"):
+        charset.encode("abcq")
+
+
+def test_fold_case_decoding_adds_both_cases():
+    charset = Charset("0oO", 1)
+    logits = torch.log(torch.tensor([[[0.4, 0.3, 0.3]]]))  # '0' wins alone, but o+O = 0.6
+    assert decode_logits(logits, charset)[0] == ["0"]
+    texts, confidence = decode_logits(logits, charset, fold_case=True)
+    assert texts == ["o"] and confidence[0, 0] == pytest.approx(0.6, abs=1e-5)
+
+
+def test_preprocess_any_mode_and_size():
+    for mode in ("L", "1", "RGBA", "P", "RGB"):
+        image = Image.new(mode, (100, 30))
+        array = preprocess(image, 64, 24)
+        assert array.shape == (24, 64, 3) and array.dtype == np.uint8
+    transparent = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    assert (preprocess(transparent, 64, 24) == 255).all()  # transparent reads as white paper
+
+
+def test_corrupt_image_and_wrong_label_are_reported_and_skipped(folder, capsys):
+    names = sorted(os.listdir(folder.train_dir))
+    open(os.path.join(folder.train_dir, "ab12_999998.jpg"), "wb").write(b"not a jpeg at all")
+    good = os.path.join(folder.train_dir, names[0])
+    os.link(good, os.path.join(folder.train_dir, "abc_999997.jpg"))  # 3 characters, length is 4
+    os.link(good, os.path.join(folder.train_dir, "abqz_999996.jpg"))  # q, z are not in the charset
+    image_set = load_folder(folder.train_dir, folder)
+    out = capsys.readouterr().out
+    assert "3 of 63 files" in out and "skipped" in out
+    assert "ab12_999998.jpg: cannot read image" in out
+    assert "abc_999997.jpg: label 'abc' has 3 characters, expected 4" in out
+    assert "abqz_999996.jpg: label 'abqz' has characters outside the charset" in out
+    assert len(image_set) == 60 and image_set.images.shape == (60, 24, 64, 3)
+    again = load_folder(folder.train_dir, folder)  # from the cache: the same report and data
+    assert "3 of 63 files" in capsys.readouterr().out
+    assert np.array_equal(again.images, image_set.images) and again.labels == image_set.labels
+    folder.strict = True
+    with pytest.raises(DataError, match="3 of 63 files"):
+        load_folder(folder.train_dir, folder)
+
+
+def test_labels_file_and_cache_invalidation(tmp_path):
+    params = tiny_params(tmp_path, workers=1)
+    os.makedirs(params.train_dir)
+    rows = ["filename,label"]
+    for index, label in enumerate(["ab01", "cd23", "ef45"]):
+        Image.new("L", (90, 30), 255).save(os.path.join(params.train_dir, f"img{index}.png"))
+        rows.append(f"img{index}.png,{label}")
+    open(os.path.join(params.train_dir, "labels.csv"), "w").write("\n".join(rows) + "\n")
+    first = load_folder(params.train_dir, params)
+    assert first.labels == ["ab01", "cd23", "ef45"] and first.images.shape == (3, 24, 64, 3)
+    assert Charset.from_params(params).decode(first.targets[1]) == "cd23"
+    Image.new("L", (90, 30), 0).save(os.path.join(params.train_dir, "img3.png"))
+    open(os.path.join(params.train_dir, "labels.csv"), "a").write("img3.png,ffff\n")
+    second = load_folder(params.train_dir, params)
+    assert second.labels[-1] == "ffff" and len(second) == 4 and len(os.listdir(params.cache_dir)) == 2
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_folder(str(tmp_path / "nothing"), tiny_params(tmp_path))
