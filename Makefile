@@ -22,9 +22,20 @@ browser:
 test: venv browser
 	$(PY) -m pytest -q tests
 
+# A small end-to-end run: about 6 minutes on 2 CPU cores (4 of them training).
+DEMO_TRAIN := 50000
+DEMO_TEST := 2000
+DEMO_MINUTES := 4
 demo: venv
-	$(PY) generate_captcha.py --train_count=20000 --test_count=2000
+	$(PY) generate_captcha.py --train_count=$(DEMO_TRAIN) --test_count=$(DEMO_TEST)
 	@echo "preview grid of the generated captchas: data/captcha/preview.png"
+	$(PY) main.py --time_budget=$(DEMO_MINUTES) --epochs=100 --model_dir=model
+	$(PY) userTest.py --golden_dir=data/captcha/test --model_dir=model
+	$(PY) userPred.py $$(ls data/captcha/test | head -n 3 | sed 's|^|data/captcha/test/|')
+	@echo
+	@echo "Dashboard: make visdom (then train again: the plots appear live at http://localhost:8097)"
+	@echo "Resume or extend training: $(PY) main.py --resume --epochs=200"
+	@echo "Serve: $(PY) api_demo.py   (production: $(VENV)/bin/waitress-serve --port=5000 --call api_demo:create_app)"
 
 # visdom dashboard that works offline: installs visdom's page assets from the npm registry, then serves.
 visdom: venv

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dataset import Charset
 from parameters import Parameters, parse_args
 
 
@@ -108,7 +109,7 @@ class CaptchaResNet(nn.Module):
 
 def build_model(params):
     """The model `params` describe (charset and length set the heads)."""
-    return CaptchaResNet(params.captcha_length, len(params.charset), params.image_height, params.image_width,
+    return CaptchaResNet(params.captcha_length, len(Charset.from_params(params)), params.image_height, params.image_width,
                          params.model_preset, params.stem_channels, tuple(params.stage_channels),
                          tuple(params.stage_blocks), params.dropout)
 
@@ -120,7 +121,8 @@ def load_checkpoint(path):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: say which and why, not a traceback
-        raise ValueError(f"{path!r} is not a readable checkpoint ({type(error).__name__}: {error})") from None
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(f"{path!r} is not a readable checkpoint ({type(error).__name__}: {first_line})") from None
     if not isinstance(checkpoint, dict) or not {"model", "params", "charset"} <= set(checkpoint):
         raise ValueError(f"{path!r} is not a captcha-ocr checkpoint (no model, params and charset)")
     return checkpoint

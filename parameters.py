@@ -106,12 +106,13 @@ class Parameters:
     max_upload_bytes: int = 1048576  # largest request body the API accepts, bytes
     max_image_pixels: int = 4000000  # largest decoded image the API accepts, pixels (decompression-bomb guard)
     max_batch: int = 64  # most images in one API request
-    report_dir: str = ""  # userTest.py: folder of its error grid and JSON report ('' = model_dir/report)
+    report_dir: str = ""  # userTest.py: folder of its error grid and JSON report ('' = report/ beside the checkpoint)
     server: str = "flask"  # api_demo.py: flask (development server) or waitress (production server)
     server_threads: int = 4  # api_demo.py --server=waitress: request threads
-    serve_torch_threads: int = 1  # api_demo.py: torch CPU threads of the server process (0 = one per core)
+    predict_threads: int = 1  # userPred.py and api_demo.py: torch CPU threads (0 = one per core)
     requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
     clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run
+    bench_rounds: int = 2000  # bench scripts: timed single-image calls per latency measurement
 
 
 # Named generator styles: each maps settings to values applied before command-line overrides.

@@ -1,0 +1,172 @@
+"""HTTP latency, throughput and memory of the production server (waitress) on loopback.
+
+    python bench/bench_api.py                                   # model_dir/best.pt, 20,000 requests
+    python bench/bench_api.py --checkpoint=runs/big/best.pt --requests=5000 --clients=8 --server_threads=4
+
+Starts `api_demo.py --server=waitress` on a free loopback port with the checkpoint, then sends the
+original client's request ({"image": "data:image/jpeg;base64,..."} of a captcha drawn in the
+checkpoint's style) over keep-alive connections: bench_rounds requests one after another (latency
+p50/p95), then `requests` requests from `clients` concurrent clients, each its own connection
+(throughput). Prints the error count and the server's resident memory (VmRSS) before and after.
+The clients run on the same machine as the server and take part of its CPU.
+"""
+import base64
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench_predict import percentiles, sample_captcha  # noqa: E402
+from model import load_checkpoint, model_from_checkpoint  # noqa: E402
+from parameters import fail, parse_args  # noqa: E402
+from userPred import checkpoint_path  # noqa: E402
+
+START_TIMEOUT = 120  # seconds for the server to load the model and answer /health
+WARM_UP = 200  # untimed requests before the measurements
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rss_mb(pid):
+    """Resident memory of a process, MB, from /proc/PID/status."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Client:
+    """One keep-alive connection that posts the same body and checks each answer."""
+
+    def __init__(self, port, body):
+        self.port, self.body = port, body
+        self.headers = {"Content-Type": "application/json"}
+        self.connection = None
+
+    def post(self):
+        """True when the server answered 200 with a prediction."""
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            self.connection.request("POST", "/predict", self.body, self.headers)
+            response = self.connection.getresponse()
+            answer = response.read()
+            return response.status == 200 and "prediction" in json.loads(answer)
+        except (OSError, http.client.HTTPException, ValueError):
+            self.close()  # a fresh connection for the next request
+            return False
+
+    def close(self):
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def start_server(params, checkpoint, port, log):
+    command = [sys.executable, os.path.join(ROOT, "api_demo.py"), "--server=waitress", f"--checkpoint={checkpoint}",
+               "--host=127.0.0.1", f"--port={port}", f"--server_threads={params.server_threads}",
+               f"--predict_threads={params.predict_threads}", f"--max_upload_bytes={params.max_upload_bytes}"]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            fail(f"the server stopped at start-up: {log.read().decode(errors='replace').strip()[-500:]}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/health")
+            if connection.getresponse().status == 200:
+                connection.close()
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    fail(f"the server did not answer /health within {START_TIMEOUT} s")
+
+
+def throughput(port, body, total, clients):
+    """(requests/s, per-request seconds, errors) of `total` requests from `clients` threads."""
+    shares = [total // clients + (1 if index < total % clients else 0) for index in range(clients)]
+    spent = [[] for _ in range(clients)]
+    errors = [0] * clients
+    start_line = threading.Barrier(clients + 1)
+
+    def run(index):
+        client = Client(port, body)
+        start_line.wait()
+        for _ in range(shares[index]):
+            start = time.perf_counter()
+            if not client.post():
+                errors[index] += 1
+            spent[index].append(time.perf_counter() - start)
+        client.close()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    start_line.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    return total / elapsed, [s for each in spent for s in each], sum(errors)
+
+
+def main(argv=None):
+    params = parse_args(argv, doc=__doc__)
+    checkpoint = os.path.abspath(checkpoint_path(params))
+    try:
+        _, trained = model_from_checkpoint(load_checkpoint(checkpoint))
+    except (FileNotFoundError, ValueError) as error:
+        fail(f"{error}; the bench needs a trained checkpoint (--checkpoint=PATH)")
+    _, _, jpeg = sample_captcha(trained)
+    body = json.dumps({"image": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()}).encode()
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        server = start_server(params, checkpoint, port, log)
+        try:
+            client = Client(port, body)
+            for _ in range(WARM_UP):
+                client.post()
+            rss_before = rss_mb(server.pid)
+            spent, errors = [], 0
+            for _ in range(max(1, params.bench_rounds)):
+                start = time.perf_counter()
+                errors += not client.post()
+                spent.append(time.perf_counter() - start)
+            client.close()
+            p50, p95 = percentiles(spent)
+            rate, loaded, load_errors = throughput(port, body, max(1, params.requests), max(1, params.clients))
+            loaded_p50, loaded_p95 = percentiles(loaded)
+            rss_after = rss_mb(server.pid)
+        finally:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    print(f"\nwaitress, {params.server_threads} threads, {params.predict_threads} torch thread(s); checkpoint "
+          f"{checkpoint}; {os.cpu_count()} CPU cores shared by server and clients; body {len(body)} bytes")
+    print(f"single client, keep-alive   : p50 {p50:7.2f} ms   p95 {p95:7.2f} ms   ({len(spent)} requests)")
+    print(f"{f'{params.clients} concurrent clients':28s}: {rate:7.0f} requests/s   p50 {loaded_p50:7.2f} ms   "
+          f"p95 {loaded_p95:7.2f} ms   ({params.requests} requests)")
+    print(f"errors                      : {errors + load_errors}")
+    print(f"server memory (VmRSS)       : {rss_before:.0f} MB after warm-up, {rss_after:.0f} MB after "
+          f"{WARM_UP + len(spent) + params.requests} requests ({rss_after - rss_before:+.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

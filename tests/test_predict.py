@@ -1,0 +1,149 @@
+"""userTest.py and userPred.py run as a user runs them, with the tiny trained model.
+
+userTest reports both accuracies and writes its grid and JSON report, and says what to do about an
+empty golden set; userPred reads files, folders and stdin, prints JSON on request, reports bad files
+without a traceback, and reads the same text as the API (one path from bytes to text).
+"""
+import base64
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from api_demo import create_app
+from parameters import make_parameters
+from test_api import post_json, running_server
+from userPred import load_model, predict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sample_files(tiny_run, count):
+    folder = tiny_run["params"].test_dir
+    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))[:count]]
+
+
+def user_pred(tiny_run, *args, stdin=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "userPred.py"), f"--checkpoint={tiny_run['checkpoint']}",
+                           *args], input=stdin, capture_output=True, timeout=120)
+
+
+def test_user_test_reports_accuracies_confusions_grid_and_json(tiny_run, tmp_path, script):
+    folder = tiny_run["params"].test_dir
+    result = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={folder}",
+                    f"--cache_dir={tmp_path / 'cache'}", f"--report_dir={tmp_path / 'report'}")
+    out = result.stdout
+    sensitive = float(re.search(r"accuracy: ([\d.]+) case-sensitive", out).group(1))
+    insensitive = float(re.search(r"([\d.]+) case-insensitive", out).group(1))
+    assert re.search(r"per-character accuracy: [\d.]+", out) and "confusions (truth->prediction): " in out
+    grid = re.search(r"mispredicted captchas: (\S+)", out).group(1)
+    report_path = re.search(r"report: (\S+)", out).group(1)
+    with Image.open(grid) as image:
+        assert image.format == "PNG" and image.size[0] > 6 * 64
+    with open(report_path) as handle:
+        report = json.load(handle)
+    count = len(os.listdir(folder))
+    assert report["count"] == count and report["skipped"] == 0
+    assert report["correct"] + len(report["wrong"]) == count
+    assert report["metrics"]["accuracy"] == pytest.approx(sensitive, abs=1e-4)
+    assert report["correct"] / count == pytest.approx(sensitive, abs=1e-4)
+    assert report["correct_ignore_case"] / count == pytest.approx(insensitive, abs=1e-4)
+    assert 0 < len(report["confusions"]) <= 15
+    assert [pair["count"] for pair in report["confusions"]] == sorted((p["count"] for p in report["confusions"]),
+                                                                       reverse=True)
+    wrong = report["wrong"][:5]
+    assert all(item["truth"] != item["prediction"] and len(item["confidences"]) == 4 for item in wrong)
+    # The evaluation reads exactly what a prediction of the same file reads.
+    predictor = load_model(tiny_run["checkpoint"])
+    read = predict(predictor, [open(os.path.join(folder, item["file"]), "rb").read() for item in wrong])
+    assert [r["text"] for r in read] == [item["prediction"] for item in wrong]
+
+
+def test_user_test_reads_a_labels_csv_golden_set(tiny_run, tmp_path, script):
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    shutil.copy(os.path.join(ROOT, "golden_set", "README.md"), golden / "README.md")
+    rows = [["filename", "label"]]
+    for index, path in enumerate(sample_files(tiny_run, 20)):
+        shutil.copy(path, golden / f"shot_{index:02d}.jpg")
+        rows.append([f"shot_{index:02d}.jpg", os.path.basename(path).split("_")[0]])
+    shutil.copy(path, golden / "shot_99.jpg")
+    rows.append(["shot_99.jpg", "zzzz"])  # outside the charset: reported and skipped
+    with open(golden / "labels.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    result = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={golden}",
+                    f"--cache_dir={tmp_path / 'cache'}", f"--report_dir={tmp_path / 'report'}")
+    assert "golden: 20 captchas" in result.stdout and "shot_99.jpg" in result.stdout
+    with open(tmp_path / "report" / "golden_report.json") as handle:
+        report = json.load(handle)
+    assert report["count"] == 20 and report["skipped"] == 1
+
+
+def test_empty_or_missing_golden_set_says_what_to_do(tiny_run, tmp_path, script):
+    empty = tmp_path / "golden_set"
+    empty.mkdir()
+    shutil.copy(os.path.join(ROOT, "golden_set", "README.md"), empty / "README.md")
+    for folder in (empty, tmp_path / "missing"):
+        result = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={folder}",
+                        f"--cache_dir={tmp_path / 'cache'}", check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.startswith("error:") and result.stderr.strip().count("\n") == 0
+        assert "LABEL.jpg" in result.stderr and "golden_set/README.md" in result.stderr
+
+
+def test_user_pred_reads_a_file_and_a_folder(tiny_run, tmp_path):
+    files = sample_files(tiny_run, 4)
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for path in files[1:]:
+        shutil.copy(path, folder)
+    result = user_pred(tiny_run, files[0], str(folder))
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 4 and lines[0].startswith(files[0] + ": ")
+    for line in lines:
+        match = re.search(r": (\S{4})  \(ignoring case: (\S{4})\)  confidences((?: [\d.]+){4})  [\d.]+ ms$", line)
+        assert match, line
+        assert all(0 < float(c) <= 1 for c in match.group(3).split())
+
+
+def test_user_pred_reads_stdin_as_json_and_matches_the_api(tiny_run, tmp_path):
+    files = sample_files(tiny_run, 5)
+    image = open(files[0], "rb").read()
+    result = user_pred(tiny_run, "--json", "-", stdin=image)
+    assert result.returncode == 0, result.stderr.decode()
+    [item] = json.loads(result.stdout)
+    assert item["file"] == "-" and len(item["text"]) == 4 and len(item["confidences"]) == 4
+    assert item["text_ignore_case"] == item["text"].lower() and item["ms"] > 0
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for path in files:
+        shutil.copy(path, folder)
+    result = user_pred(tiny_run, "--json", str(folder))
+    texts = [entry["text"] for entry in json.loads(result.stdout)]
+    assert texts[0] == item["text"]
+    app = create_app(make_parameters({"checkpoint": tiny_run["checkpoint"]}))
+    with running_server(app) as port:
+        served = [post_json(port, {"image": "data:image/jpeg;base64," + base64.b64encode(open(path, "rb").read())
+                                   .decode()})[1]["prediction"] for path in files]
+    assert served == texts
+
+
+def test_user_pred_reports_bad_files_without_a_traceback(tiny_run, tmp_path):
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("these are notes, not a captcha")
+    good = sample_files(tiny_run, 1)[0]
+    result = user_pred(tiny_run, str(not_an_image), str(tmp_path / "missing.png"), good)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1 and "Traceback" not in stderr
+    assert f"{not_an_image}: error: not an image" in stderr and "missing.png: error: no such file" in stderr
+    assert result.stdout.decode().startswith(good + ": ")
+    result = user_pred(tiny_run, "--json", str(not_an_image))
+    assert result.returncode == 1 and json.loads(result.stdout)[0]["error"].startswith("not an image")

@@ -1,0 +1,133 @@
+"""Evaluate a checkpoint on hand-labelled captchas of the target site (the golden set).
+
+    python userTest.py                                      # golden_set/ with model_dir/best.pt
+    python userTest.py --checkpoint=runs/big/best.pt --golden_dir=my_site_captchas
+    python userTest.py --golden_dir=data/captcha/test       # any labelled folder works
+
+Prints whole-captcha accuracy case-sensitive and case-insensitive (what most sites check), per-
+character accuracy and the most frequent character confusions (truth->prediction), and writes into
+report_dir (default: report/ beside the checkpoint) a PNG grid of the mispredicted captchas with
+truth and prediction, and a JSON report of the counts, metrics, confusions and every wrong item.
+
+Labels come from file names (`LABEL.jpg`, `LABEL_anything.jpg`) or a labels.csv, as for training
+(see golden_set/README.md). The folder is read at the checkpoint's image size, charset and length.
+"""
+import json
+import os
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from dataset import DataError, decode_logits, list_folder, load_folder
+from parameters import fail, parse_args
+from train import confusions, format_confusions, score
+from userPred import load_model
+
+TOP_CONFUSIONS = 15
+GRID_LIMIT = 120  # captchas drawn in the error grid; the JSON report lists them all
+GRID_COLUMNS = 6
+GRID_SCALE = 3
+HOW_TO_FILL = ("put hand-labelled captchas of your site there, named LABEL.jpg or LABEL_anything.jpg "
+               "(or list them in labels.csv as filename,label); see golden_set/README.md")
+
+
+def report_folder(params, checkpoint):
+    return params.report_dir or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "report")
+
+
+def evaluate(predictor, images, batch_size):
+    """Logits of every image, in batches, through the same predictor path as userPred and the API."""
+    chunks = []
+    for start in tqdm(range(0, len(images), batch_size), desc="evaluating", unit="batch", leave=False,
+                      disable=len(images) <= batch_size):
+        chunks.append(predictor.logits(images[start:start + batch_size]))
+    return torch.cat(chunks)
+
+
+def draw_grid(items, path):
+    """A PNG of mispredicted captchas (what the model saw, enlarged) with truth and prediction under each.
+
+    Red text: wrong even ignoring case; orange: only the case of a letter is wrong.
+    """
+    font = ImageFont.load_default(size=14)
+    height, width = items[0]["image"].shape[:2]
+    cell_w, cell_h, text_h, pad = width * GRID_SCALE, height * GRID_SCALE, 36, 8
+    rows = (len(items) + GRID_COLUMNS - 1) // GRID_COLUMNS
+    grid = Image.new("RGB", (GRID_COLUMNS * (cell_w + pad) + pad, rows * (cell_h + text_h + pad) + pad), "white")
+    draw = ImageDraw.Draw(grid)
+    for index, item in enumerate(items):
+        x = pad + (index % GRID_COLUMNS) * (cell_w + pad)
+        y = pad + (index // GRID_COLUMNS) * (cell_h + text_h + pad)
+        grid.paste(Image.fromarray(item["image"]).resize((cell_w, cell_h), Image.Resampling.NEAREST), (x, y))
+        draw.text((x, y + cell_h + 2), f"truth {item['truth']}", fill="black", font=font)
+        color = (230, 120, 0) if item["right_ignoring_case"] else (200, 0, 0)
+        draw.text((x, y + cell_h + 18), f"read  {item['prediction']}", fill=color, font=font)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    grid.save(path)
+
+
+def main(argv=None):
+    params = parse_args(argv, doc=__doc__)
+    try:
+        predictor = load_model(params=params)
+    except (FileNotFoundError, ValueError) as error:
+        fail(str(error))
+    params = predictor.params  # the caller's settings with the checkpoint's charset, length and image size
+    folder = params.golden_dir
+    if not os.path.isdir(folder):
+        fail(f"no golden set: folder {folder!r} does not exist; create it and {HOW_TO_FILL}")
+    try:
+        entries, problems = list_folder(folder, params)
+        golden = load_folder(folder, params)
+    except DataError as error:
+        fail(str(error))
+    if len(golden) == 0:
+        fail(f"the golden set {folder!r} has no usable labelled captchas; {HOW_TO_FILL}")
+
+    logits = evaluate(predictor, golden.images, params.eval_batch_size)
+    metrics, predictions = score(logits, golden.labels, predictor.charset)
+    folded, _ = decode_logits(logits, predictor.charset, fold_case=True)
+    _, confidences = decode_logits(logits, predictor.charset)
+    pairs = confusions(predictions, golden.labels, TOP_CONFUSIONS)
+    wrong = [{"file": name, "truth": truth, "prediction": predicted, "prediction_ignore_case": lower,
+              "right_ignoring_case": lower == truth.lower(), "confidences": [round(float(c), 4) for c in row],
+              "image": image}
+             for name, truth, predicted, lower, row, image in zip(golden.names, golden.labels, predictions, folded,
+                                                                  confidences, golden.images)
+             if predicted != truth]
+
+    count = len(golden)
+    right_ignoring_case = sum(lower == truth.lower() for lower, truth in zip(folded, golden.labels))
+    print(f"golden set {folder}: {count} captchas, checkpoint {predictor.checkpoint}")
+    print(f"whole-captcha accuracy: {metrics['accuracy']:.4f} case-sensitive "
+          f"({count - len(wrong)}/{count}), {metrics['accuracy_ignore_case']:.4f} case-insensitive "
+          f"({right_ignoring_case}/{count})")
+    print(f"per-character accuracy: {metrics['char_accuracy']:.4f}")
+    print(f"most frequent confusions (truth->prediction): {format_confusions(pairs)}")
+
+    output = report_folder(params, predictor.checkpoint)
+    base = os.path.basename(os.path.normpath(folder)) or "golden"
+    if wrong:
+        grid_path = os.path.join(output, f"{base}_errors.png")
+        draw_grid(wrong[:GRID_LIMIT], grid_path)
+        shown = f"the first {GRID_LIMIT} of " if len(wrong) > GRID_LIMIT else ""
+        print(f"grid of {shown}the {len(wrong)} mispredicted captchas: {grid_path}")
+    else:
+        print("no mispredicted captchas: no error grid written")
+    report = {
+        "folder": folder, "checkpoint": predictor.checkpoint, "count": count,
+        "skipped": len(problems) + len(entries) - count, "correct": count - len(wrong),
+        "correct_ignore_case": right_ignoring_case, "metrics": metrics,
+        "confusions": [{"truth": truth, "prediction": predicted, "count": n} for (truth, predicted), n in pairs],
+        "wrong": [{key: value for key, value in item.items() if key != "image"} for item in wrong],
+    }
+    report_path = os.path.join(output, f"{base}_report.json")
+    os.makedirs(output, exist_ok=True)
+    with open(report_path, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2)
+    print(f"report: {report_path}")
+
+
+if __name__ == "__main__":
+    main()
