@@ -39,7 +39,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from parameters import fail, make_parameters, parse_args
-from userPred import ImageError, load_model, open_image, predict, use_predict_threads
+from userPred import ImageError, load_model_or_exit, open_image, predict, use_predict_threads
 
 DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
 SERVERS = ("flask", "waitress")
@@ -194,10 +194,7 @@ def create_app(params=None, predictor=None):
     stops the program with a one-line error); without `params`, the defaults of parameters.py."""
     params = params if params is not None else make_parameters()
     if predictor is None:
-        try:
-            predictor = load_model(params=params)
-        except (FileNotFoundError, ValueError) as error:
-            fail(str(error))
+        predictor = load_model_or_exit(params)
         use_predict_threads(params)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = params.max_upload_bytes

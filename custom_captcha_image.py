@@ -15,7 +15,7 @@ import os
 import random
 
 from captcha.image import DEFAULT_FONTS, ImageCaptcha
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
 from parameters import fail, parse_args
 

@@ -92,10 +92,7 @@ def load_model(path=None, params=None, device=None):
     if params.backend not in BACKENDS:
         raise ValueError(f"backend {params.backend!r} is not available here (available: {', '.join(BACKENDS)})")
     path = path or checkpoint_path(params)
-    try:
-        checkpoint = load_checkpoint(path)
-    except ValueError as error:
-        raise ValueError(first_line(error)) from None  # torch's unpickling errors run over many lines
+    checkpoint = load_checkpoint(path)  # its errors are already one line
     try:
         model, trained = model_from_checkpoint(checkpoint)
     except (RuntimeError, TypeError, KeyError, ValueError) as error:
@@ -115,6 +112,14 @@ def load_model(path=None, params=None, device=None):
     Image.new("RGB", (predictor.width, predictor.height), "white").save(blank, format="PNG")
     predict(predictor, [blank.getvalue()])
     return predictor
+
+
+def load_model_or_exit(params):
+    """load_model() for a script: a missing or unfit checkpoint ends it with one line."""
+    try:
+        return load_model(params=params)
+    except (FileNotFoundError, ValueError) as error:
+        fail(str(error))
 
 
 def open_image(data, max_pixels=0):
@@ -207,10 +212,7 @@ def main(argv=None):
     params, arguments = parse_args(argv, doc=__doc__, positional=True)
     if not arguments:
         fail("name one or more image files or folders, or - for image bytes on stdin (see --help)")
-    try:
-        predictor = load_model(params=params)
-    except (FileNotFoundError, ValueError) as error:
-        fail(str(error))
+    predictor = load_model_or_exit(params)
     use_predict_threads(params)
     failed = 0
     results = []

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from dataset import DataError, decode_logits, list_folder, load_folder
 from parameters import fail, parse_args
 from train import confusions, format_confusions, score
-from userPred import load_model
+from userPred import load_model_or_exit
 
 TOP_CONFUSIONS = 15
 GRID_LIMIT = 120  # captchas drawn in the error grid; the JSON report lists them all
@@ -69,10 +69,7 @@ def draw_grid(items, path):
 
 def main(argv=None):
     params = parse_args(argv, doc=__doc__)
-    try:
-        predictor = load_model(params=params)
-    except (FileNotFoundError, ValueError) as error:
-        fail(str(error))
+    predictor = load_model_or_exit(params)
     params = predictor.params  # the caller's settings with the checkpoint's charset, length and image size
     folder = params.golden_dir
     if not os.path.isdir(folder):

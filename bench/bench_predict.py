@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from custom_captcha_image import StyledCaptcha  # noqa: E402
 from dataset import preprocess  # noqa: E402
 from generate_captcha import make_sample  # noqa: E402
-from parameters import fail, parse_args  # noqa: E402
-from userPred import load_model, predict, use_predict_threads  # noqa: E402
+from parameters import parse_args  # noqa: E402
+from userPred import load_model_or_exit, predict, use_predict_threads  # noqa: E402
 
 WARM_UP = 50  # untimed calls before each measurement: caches, allocator and branch predictors settle
 
@@ -53,10 +53,7 @@ def time_calls(function, rounds, warm_up=WARM_UP):
 
 def main(argv=None):
     params = parse_args(argv, doc=__doc__)
-    try:
-        predictor = load_model(params=params)
-    except (FileNotFoundError, ValueError) as error:
-        fail(str(error))
+    predictor = load_model_or_exit(params)
     use_predict_threads(params)
     label, image, jpeg = sample_captcha(predictor.trained)
     array = torch.from_numpy(np.stack([preprocess(image, predictor.width, predictor.height)]))
