@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv visdom browser clean
+.PHONY: demo test venv visdom browser clean bench-ddddocr
 
 venv: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): requirements.txt build-constraints.txt
 	PIP_CONSTRAINT=$(CURDIR)/build-constraints.txt $(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	touch $(STAMP)
 
-# Headless Chromium and its driver (Debian packages), for the browser tests.
+# Headless Chromium, its driver and two font families (Debian packages) that the tests need.
 browser:
 	bash .ci/install_browser.sh
 
@@ -32,6 +32,8 @@ demo: venv
 	$(PY) main.py --time_budget=$(DEMO_MINUTES) --epochs=100 --model_dir=model
 	$(PY) userTest.py --golden_dir=data/captcha/test --model_dir=model
 	$(PY) userPred.py $$(ls data/captcha/test | head -n 3 | sed 's|^|data/captcha/test/|')
+	$(PY) export_onnx.py --model_dir=model
+	$(PY) userPred.py --backend=onnx $$(ls data/captcha/test | head -n 3 | sed 's|^|data/captcha/test/|')
 	@echo
 	@echo "Dashboard: make visdom (then train again: the plots appear live at http://localhost:8097)"
 	@echo "Resume or extend training: $(PY) main.py --resume --epochs=200"
@@ -40,6 +42,19 @@ demo: venv
 # visdom dashboard that works offline: installs visdom's page assets from the npm registry, then serves.
 visdom: venv
 	$(PY) Visdom.py
+
+# Our exported model inside ddddocr (installed in its own .venv-ddddocr; not a project dependency),
+# against ddddocr's own model, on the real swust captchas. Needs runs/real_sim_to_real from
+# python bench/bench_real.py.
+DATASETS ?= ../shared/datasets
+DDDDOCR := .venv-ddddocr/bin/python
+$(DDDDOCR):
+	$(PYTHON) -m venv .venv-ddddocr
+	.venv-ddddocr/bin/pip install --disable-pip-version-check -q ddddocr==1.6.1
+
+bench-ddddocr: venv $(DDDDOCR)
+	$(PY) export_onnx.py --checkpoint=runs/real_sim_to_real/last.pt
+	$(DDDDOCR) bench/bench_ddddocr.py runs/real_sim_to_real/last.ddddocr.onnx $(DATASETS)/swust_cas/*/
 
 clean:
 	rm -rf data model .pytest_cache

@@ -1,6 +1,6 @@
 """A styled, seedable, fast captcha generator built on the `captcha` package's ImageCaptcha.
 
-Every knob (size, fonts, font sizes, noise curves and dots, colours, rotation, warp, spacing,
+Every knob (size, fonts, font sizes, noise curves, dots and lines, colours, rotation, warp, spacing,
 smoothing) comes from `parameters.py`. Randomness comes from a `random.Random` passed in per image,
 so the same seed gives the same image bytes in any process (the stock class uses `secrets`, which
 cannot be seeded).
@@ -11,6 +11,7 @@ Speed: each glyph is rasterised once per (font, character) and cached as an ink-
 image then costs only a rotate, one warp transform and a paste per character.
 """
 import glob
+import math
 import os
 import random
 
@@ -73,9 +74,21 @@ def check_style(params):
         value = getattr(params, name)
         if len(value) != 2 or value[0] > value[1] or value[0] < 0:
             raise StyleError(f"{name} must be two fractions low,high with 0 <= low <= high, got {value}")
-    for name in ("noise_curves", "noise_dots", "noise_curve_width", "noise_dot_width"):
+    for name in ("noise_curves", "noise_dots", "noise_curve_width", "noise_dot_width", "char_pitch", "char_jitter"):
         if getattr(params, name) < 0:
             raise StyleError(f"{name} must not be negative")
+    for name, floor, ceiling in (("noise_lines", 0, None), ("noise_line_length", 1, None),
+                                 ("noise_line_angle", -360, 360), ("noise_line_gray", 0, 255),
+                                 ("row_shift", -params.image_width / 2, params.image_width / 2)):
+        value = getattr(params, name)
+        bound = "" if ceiling is None else f" <= {ceiling}"
+        if len(value) != 2 or not floor <= value[0] <= value[1] or (ceiling is not None and value[1] > ceiling):
+            raise StyleError(f"{name} must be two values low,high with {floor} <= low <= high{bound}, got {value}")
+    if params.char_pitch > 0 and params.space_probability > 0:
+        raise StyleError("char_pitch places characters at fixed points: set space_probability=0 with it")
+    if params.char_pitch * params.captcha_length > params.image_width:
+        raise StyleError(f"char_pitch {params.char_pitch} x {params.captcha_length} characters does not fit "
+                         f"image_width {params.image_width}")
     fonts = resolve_fonts(params.fonts)
     if not fonts:
         raise StyleError("no font files found")
@@ -137,6 +150,37 @@ class StyledCaptcha(ImageCaptcha):
     def _random_color(self, rng, low, high):
         return tuple(rng.randint(low, high) for _ in range(3))
 
+    def _ink(self, color, background):
+        """The fill that pastes `color` through a glyph mask: solid, or translucent as the stock class."""
+        if self.params.solid_text:
+            return color
+        luminance = (299 * color[0] + 587 * color[1] + 114 * color[2]) / 1000
+        opacity = min(1.0, max(MIN_INK_OPACITY, luminance * INK_GAIN / 255))
+        # Pasting the colour pre-blended with the background through the plain mask equals pasting
+        # it through a mask scaled by `opacity` (on a flat background), without a per-glyph point().
+        return tuple(round(b + opacity * (c - b)) for b, c in zip(background, color))
+
+    def _packed_lefts(self, masks, count, rng):
+        """(canvas width, glyph left edges): side by side from a small margin, overlapping at random.
+
+        The overlaps are drawn in the order the stock loop drew them while pasting, so seeded images keep their bytes.
+        """
+        text_width = sum(mask.width for mask in masks)
+        average = text_width / count
+        overlap = int(self.word_offset_dx * average)
+        x, lefts = int(average * 0.1), []
+        for mask in masks:
+            lefts.append(x)
+            x += mask.width - rng.randint(0, overlap)
+        return max(text_width, self.params.image_width), lefts
+
+    def _pitched_lefts(self, masks, rng):
+        """Glyph left edges: centres char_pitch apart (each jittered), the row about the image's centre."""
+        p = self.params
+        first = (p.image_width - (len(masks) - 1) * p.char_pitch) / 2 + rng.uniform(*p.row_shift)
+        return [round(first + i * p.char_pitch + rng.uniform(-p.char_jitter, p.char_jitter) - mask.width / 2)
+                for i, mask in enumerate(masks)]
+
     def render(self, text, rng):
         """The captcha image (RGB, image_width x image_height) of `text`, drawn with `rng`."""
         p = self.params
@@ -147,26 +191,24 @@ class StyledCaptcha(ImageCaptcha):
             if rng.random() < self.word_space_probability:
                 masks.append(self._warped_glyph(" ", rng))
             masks.append(self._warped_glyph(char, rng))
-        text_width = sum(mask.width for mask in masks)
-        canvas_width = max(text_width, p.image_width)
+        if p.char_pitch > 0:
+            canvas_width, lefts = p.image_width, self._pitched_lefts(masks, rng)
+        else:
+            canvas_width, lefts = self._packed_lefts(masks, len(text), rng)
         image = Image.new("RGB", (canvas_width, p.image_height), background)
-        luminance = (299 * color[0] + 587 * color[1] + 114 * color[2]) / 1000
-        opacity = min(1.0, max(MIN_INK_OPACITY, luminance * INK_GAIN / 255))
-        # Pasting the colour pre-blended with the background through the plain mask equals pasting
-        # it through a mask scaled by `opacity` (on a flat background), without a per-glyph point().
-        ink = tuple(round(b + opacity * (c - b)) for b, c in zip(background, color))
-        average = text_width / len(text)
-        overlap = int(self.word_offset_dx * average)
-        x = int(average * 0.1)
-        for mask in masks:
+        ink = self._ink(color, background)
+        for mask, x in zip(masks, lefts):
+            if p.color_per_char:
+                ink = self._ink(self._random_color(rng, p.text_color_min, p.text_color_max), background)
             image.paste(ink, (x, (p.image_height - mask.height) // 2), mask)
-            x += mask.width - rng.randint(0, overlap)
         if canvas_width > p.image_width:
             image = image.resize((p.image_width, p.image_height), Image.Resampling.BILINEAR)
         draw = ImageDraw.Draw(image)
         self._noise_dots(draw, rng, color)
         for _ in range(p.noise_curves):
             self._noise_curve(draw, rng, color)
+        if p.noise_lines[1] > 0:
+            self._noise_lines(draw, rng)
         if p.smooth:
             image = image.filter(ImageFilter.SMOOTH)
         return image
@@ -186,6 +228,17 @@ class StyledCaptcha(ImageCaptcha):
         y2 = rng.randint(y1, max(y1, h - h // 5))
         start, end = rng.randint(0, 20), rng.randint(160, 200)
         draw.arc((x1, y1, x2, y2), start, end, fill=color, width=self.params.noise_curve_width)
+
+    def _noise_lines(self, draw, rng):
+        """Short straight segments anywhere, over the text (as on the swust site)."""
+        p = self.params
+        for _ in range(rng.randint(*p.noise_lines)):
+            x, y = rng.uniform(0, p.image_width), rng.uniform(0, p.image_height)
+            length = rng.uniform(*p.noise_line_length)
+            angle = math.radians(rng.uniform(*p.noise_line_angle))
+            gray = rng.randint(*p.noise_line_gray)
+            end = (x + length * math.cos(angle), y + length * math.sin(angle))
+            draw.line(((x, y), end), fill=(gray, gray, gray), width=1)
 
     def generate_image(self, chars, bg_color=None, fg_color=None):
         """Stock-compatible entry point (unseeded): a fresh random.Random per call."""

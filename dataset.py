@@ -16,13 +16,14 @@ import json
 import multiprocessing
 import os
 import random
+from collections import Counter
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import IterableDataset, get_worker_info
 
-from parameters import fail, parse_args
+from parameters import DIGITS, LOWER, UPPER, fail, make_parameters, parse_args
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LABELS_FILE = "labels.csv"
@@ -141,28 +142,54 @@ def read_labels_file(folder):
     return labels
 
 
-def list_folder(folder, params):
-    """[(file name, label)] of a labelled folder, and [(file name, problem)] for unusable files."""
+def folder_labels(folder):
+    """[(file name, label as written)] of a labelled folder, and [(file name, problem)] for unlabelled files."""
     if not os.path.isdir(folder):
         raise DataError(f"folder {folder!r} does not exist")
-    charset = Charset.from_params(params)
     labels = read_labels_file(folder)
     names = sorted(entry.name for entry in os.scandir(folder)
                    if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS))
-    entries, problems = [], []
-    if labels is not None:
-        missing = sorted(set(labels) - set(names))
-        problems += [(name, "listed in labels.csv but not in the folder") for name in missing]
-        problems += [(name, "not listed in labels.csv") for name in names if name not in labels]
-        names = [name for name in names if name in labels]
-    for name in names:
-        label = fold_label(labels[name] if labels is not None else label_from_name(name), params.ignore_case)
+    if labels is None:
+        return [(name, label_from_name(name)) for name in names], []
+    problems = [(name, "listed in labels.csv but not in the folder") for name in sorted(set(labels) - set(names))]
+    problems += [(name, "not listed in labels.csv") for name in names if name not in labels]
+    return [(name, labels[name]) for name in names if name in labels], problems
+
+
+def list_folder(folder, params):
+    """[(file name, label)] of a labelled folder, and [(file name, problem)] for unusable files."""
+    charset = Charset.from_params(params)
+    labelled, problems = folder_labels(folder)
+    entries = []
+    for name, label in labelled:
+        label = fold_label(label, params.ignore_case)
         problem = charset.problem(label)
         if problem:
             problems.append((name, problem))
         else:
             entries.append((name, label))
     return entries, problems
+
+
+def infer_charset(params):
+    """`params` with charset and captcha_length taken from the labels of the data folders.
+
+    The length is the most common label length (labels of other lengths are then reported and
+    skipped like any bad label); the charset is every character of those labels, digits first, then
+    lower and upper case, then the rest in code-point order.
+    """
+    folders = [params.data_dir] if params.data_dir else [params.train_dir, params.test_dir]
+    labels = [fold_label(label, params.ignore_case) for folder in folders for _, label in folder_labels(folder)[0]]
+    if not labels:
+        raise DataError(f"no labelled images in {' or '.join(folders)} to infer the charset from")
+    length = Counter(len(label) for label in labels).most_common(1)[0][0]
+    if length < 1:
+        raise DataError("the most common label is empty: name files LABEL_anything.png or add a labels.csv")
+    found = {char for label in labels if len(label) == length for char in label}
+    known = DIGITS + LOWER + UPPER
+    chars = "".join(char for char in known if char in found) + "".join(sorted(found - set(known)))
+    print(f"inferred from {len(labels)} labels: {length} characters from {len(chars)} classes {chars!r}")
+    return make_parameters({"charset": chars, "captcha_length": length}, base=params)
 
 
 def report(folder, problems, total, strict):
@@ -290,6 +317,8 @@ class GeneratedStream(IterableDataset):
 def main(argv=None):
     params = parse_args(argv, doc=__doc__)
     try:
+        if params.infer_charset:
+            params = infer_charset(params)
         for name, image_set in zip(("train", "test"), load_train_test(params)):
             print(f"{name}: {len(image_set)} images {tuple(image_set.images.shape[1:])}")
     except DataError as error:

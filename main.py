@@ -3,7 +3,8 @@
     python main.py                                   # defaults from parameters.py
     python main.py --time_budget=20                  # fit the schedule to 20 minutes of training
     python main.py --resume                          # continue model_dir/last.pt where it stopped
-    python main.py --data_dir=my_captchas --test_split=0.2 --augment
+    python main.py --data_dir=my_captchas --test_split=0.2 --infer_charset    # a real labelled folder
+    python main.py --data_dir=my_captchas --init_from=model/best.pt --infer_charset   # fine-tune on it
     python main.py --model_preset=original           # the original project's ResNet-18 on 32x32
     torchrun --standalone --nproc_per_node=4 main.py # several GPUs (batch_size is per GPU)
 

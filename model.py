@@ -59,7 +59,7 @@ class CaptchaResNet(nn.Module):
     """uint8 (N, H, W, 3) -> logits (N, length, classes)."""
 
     def __init__(self, length, classes, image_height, image_width, preset="default", stem_channels=16,
-                 stage_channels=(32, 64, 128, 192), stage_blocks=(1, 2, 2, 1), dropout=0.1):
+                 stage_channels=(32, 64, 128, 192), stage_blocks=(1, 2, 2, 1), dropout=0.1, stem_stride=1):
         super().__init__()
         if preset not in ("default", "original"):
             raise ValueError(f"model_preset must be default or original, got {preset!r}")
@@ -75,13 +75,18 @@ class CaptchaResNet(nn.Module):
             feature_size = 512
         else:
             self.input_size = (image_height, image_width)
-            self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, 1, 1, bias=False), nn.BatchNorm2d(stem_channels),
-                                      nn.ReLU(inplace=True))
-            # Halve both axes in the first three stages, keep later stages at 1/8: a 64-pixel-wide
-            # captcha leaves 8 feature columns, about two per character.
-            strides = [2 if index < 3 else 1 for index in range(len(stage_channels))]
+            if stem_stride not in (1, 2):
+                raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
+            self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, stem_stride, 1, bias=False),
+                                      nn.BatchNorm2d(stem_channels), nn.ReLU(inplace=True))
+            # Halve both axes three times (in the stem and/or the first stages), keep later stages at
+            # 1/8: a 64-pixel-wide captcha leaves 8 feature columns, about two per character. A
+            # stride-2 stem never holds a full-resolution activation map, which is most of the cost
+            # of the first layers on a CPU; 3x3 windows at stride 2 still see every pixel.
+            halvings = 3 - (stem_stride == 2)
+            strides = [2 if index < halvings else 1 for index in range(len(stage_channels))]
             self.body = make_stages(stem_channels, stage_channels, stage_blocks, strides)
-            columns = image_width
+            columns = (image_width + stem_stride - 1) // stem_stride
             for stride in strides:
                 columns = (columns + stride - 1) // stride
             feature_size = stage_channels[-1] * columns
@@ -111,7 +116,7 @@ def build_model(params):
     """The model `params` describe (charset and length set the heads)."""
     return CaptchaResNet(params.captcha_length, len(Charset.from_params(params)), params.image_height, params.image_width,
                          params.model_preset, params.stem_channels, tuple(params.stage_channels),
-                         tuple(params.stage_blocks), params.dropout)
+                         tuple(params.stage_blocks), params.dropout, params.stem_stride)
 
 
 def load_checkpoint(path):
@@ -128,12 +133,16 @@ def load_checkpoint(path):
     return checkpoint
 
 
+def model_params(saved):
+    """The Parameters a checkpoint (or an ONNX export) saved as a dict; settings unknown here are ignored."""
+    known = {field.name for field in dataclasses.fields(Parameters)}
+    return Parameters(**{key: tuple(value) if isinstance(value, list) else value
+                         for key, value in saved.items() if key in known})
+
+
 def model_from_checkpoint(checkpoint):
     """(model in eval mode, the Parameters it was trained with) from a checkpoint dict."""
-    known = {field.name for field in dataclasses.fields(Parameters)}
-    values = {key: tuple(value) if isinstance(value, list) else value
-              for key, value in checkpoint["params"].items() if key in known}
-    params = Parameters(**values)
+    params = model_params(checkpoint["params"])
     model = build_model(params)
     model.load_state_dict(checkpoint["model"])
     return model.eval(), params

@@ -36,6 +36,7 @@ class Parameters:
     charset: str = DIGITS + LOWER + UPPER  # the character classes, in class-index order
     captcha_length: int = 4  # characters per captcha
     ignore_case: bool = False  # fold labels to lower case (for sites whose answers ignore case)
+    infer_charset: bool = False  # main.py: take charset and captcha_length from the training folders' labels
     # --- generation ---
     style: str = "seed"  # named style preset applied before other overrides (see STYLES below)
     train_count: int = 200000  # captchas generated into train_dir
@@ -56,8 +57,14 @@ class Parameters:
     noise_curve_width: int = 1  # arc line width, pixels
     noise_dots: int = 5  # noise dots per image
     noise_dot_width: int = 1  # noise dot size, pixels
+    noise_lines: tuple[int, ...] = (0, 0)  # range of short straight line segments per image, min,max count
+    noise_line_length: tuple[float, ...] = (4.0, 12.0)  # range of line segment lengths, min,max pixels
+    noise_line_angle: tuple[float, ...] = (0.0, 180.0)  # range of line segment angles, min,max degrees (90 = downward)
+    noise_line_gray: tuple[int, ...] = (0, 0)  # range of line segment grey levels, min,max (0 = black, 255 = white)
     text_color_min: int = 10  # lowest value of each text colour channel (0-255)
     text_color_max: int = 200  # highest value of each text colour channel (0-255)
+    color_per_char: bool = False  # draw a new text colour for each character instead of one per image
+    solid_text: bool = False  # paste glyphs in their full colour (default: translucent, as the captcha package)
     background_min: int = 238  # lowest value of each background colour channel (0-255)
     background_max: int = 255  # highest value of each background colour channel (0-255)
     rotation: float = 10.0  # each character rotates by up to +/- this many degrees
@@ -65,10 +72,14 @@ class Parameters:
     warp_y: tuple[float, ...] = (0.2, 0.3)  # range of vertical warp, fraction of glyph height
     space_probability: float = 0.5  # chance of a blank gap before each character
     char_overlap: float = 0.25  # characters overlap by up to this fraction of the mean glyph width
+    char_pitch: float = 0.0  # distance between character centres, pixels, row centred (0 = packed with char_overlap)
+    char_jitter: float = 0.0  # with char_pitch: each character centre moves by up to +/- this many pixels
+    row_shift: tuple[float, ...] = (0.0, 0.0)  # with char_pitch: range of the row's shift rightwards, min,max pixels
     smooth: bool = True  # apply a smoothing filter to the finished image
     # --- model ---
     model_preset: str = "default"  # default (fast native-resolution ResNet) or original (ResNet-18 on 32x32)
-    stem_channels: int = 16  # channels of the first convolution
+    stem_channels: int = 32  # channels of the first convolution
+    stem_stride: int = 2  # stride of the first convolution (2: no full-resolution activations, ~1.6x faster training)
     stage_channels: tuple[int, ...] = (32, 64, 128, 192)  # channels of each residual stage
     stage_blocks: tuple[int, ...] = (1, 2, 2, 1)  # residual blocks in each stage
     dropout: float = 0.1  # dropout before the per-character heads
@@ -81,8 +92,9 @@ class Parameters:
     weight_decay: float = 0.05  # AdamW weight decay
     warmup: float = 0.05  # fraction of training spent warming the learning rate up
     label_smoothing: float = 0.05  # cross-entropy label smoothing
-    augment: bool = False  # random shifts and scaling of training images (for small real data sets)
-    eval_every: int = 0  # also evaluate every N steps (0 = once per epoch)
+    augment: str = "auto"  # random shift/scale/rotation/blur/noise of training images: on, off, auto (on under 50,000 images)
+    eval_every: int = 0  # also evaluate every N steps (0 = only at epoch ends)
+    eval_epochs: int = 1  # evaluate and save checkpoints every N epochs, and after the last (tiny data: raise it)
     target_accuracy: float = 0.0  # stop early once test case-sensitive accuracy reaches this (0 = never)
     resume: bool = False  # continue the run in model_dir from last.pt
     init_from: str = ""  # start from this checkpoint's weights (fine-tuning)
@@ -91,6 +103,7 @@ class Parameters:
     threads: int = 0  # CPU threads for torch (0 = one per core)
     strict: bool = False  # fail on a bad image or label instead of reporting and skipping it
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
+    bench_real: tuple[str, ...] = ("swust", "captcha_images_v2", "sim_to_real", "fine_tune", "captcha_default")  # bench/bench_real.py experiments
     # --- dashboard ---
     visdom: bool = True  # send live plots to a visdom server
     visdom_server: str = "http://localhost"  # visdom server address
@@ -100,7 +113,9 @@ class Parameters:
     checkpoint: str = ""  # checkpoint to load ('' = model_dir/best.pt)
     eval_batch_size: int = 512  # images per evaluation batch
     json: bool = False  # userPred.py: print JSON instead of text
-    backend: str = "torch"  # inference backend: torch or onnx
+    backend: str = "torch"  # inference backend: torch, or onnx (onnxruntime on the checkpoint's exported .onnx)
+    onnx_file: str = ""  # export_onnx.py output ('' = the checkpoint's path with .onnx)
+    ddddocr: bool = True  # export_onnx.py: also write the .ddddocr.onnx and .ddddocr.json files ddddocr loads
     host: str = "127.0.0.1"  # api_demo.py listen address
     port: int = 5000  # api_demo.py listen port
     max_upload_bytes: int = 1048576  # largest request body the API accepts, bytes
@@ -121,6 +136,21 @@ STYLES = {
     "captcha_default": {  # the captcha package's own ImageCaptcha defaults
         "image_width": 160, "image_height": 60, "font_sizes": (42, 50, 56), "rotation": 30.0,
         "noise_dots": 30, "noise_dot_width": 3,
+    },
+    "swust": {  # SWUST CAS login, as its 20191218 (100x35) and 20200226 (90x30) batches in shared/datasets/swust_cas:
+        # upright bold/regular sans, a solid random colour per character at a fixed pitch, black line segments
+        # over it. 100x35 is 20191218's own size and the largest of the batches (the others are scaled up to it when
+        # read). The site ignores case and its labels are lower case, so the model learns the folded classes.
+        "image_width": 100, "image_height": 35, "ignore_case": True,
+        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+                  "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+                  "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
+                  "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"),
+        "font_sizes": (20, 21, 22), "rotation": 3.0, "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05),
+        "space_probability": 0.0, "char_pitch": 18.0, "char_jitter": 1.5, "row_shift": (0.0, 8.0),
+        "text_color_min": 20, "text_color_max": 230, "color_per_char": True, "solid_text": True,
+        "background_min": 250, "background_max": 255, "noise_curves": 0, "noise_dots": 0,
+        "noise_lines": (5, 35), "noise_line_length": (6.0, 14.0), "noise_line_angle": (0.0, 80.0), "smooth": False,
     },
 }
 

@@ -26,13 +26,17 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from dataset import Charset, DataError, GeneratedStream, decode_logits, load_folder, load_train_test
+from dataset import Charset, DataError, GeneratedStream, decode_logits, infer_charset, load_folder, load_train_test
 from model import build_model, load_checkpoint, parameter_count
 from parameters import make_parameters
 
 # Settings that fix the shape of the model: on --resume they come from the checkpoint.
 MODEL_SHAPE_KEYS = ("charset", "captcha_length", "ignore_case", "image_width", "image_height", "model_preset",
-                    "stem_channels", "stage_channels", "stage_blocks")
+                    "stem_channels", "stem_stride", "stage_channels", "stage_blocks")
+# Settings of the network itself: fine-tuning (--init_from) takes them from the checkpoint it starts from.
+ARCHITECTURE_KEYS = ("image_width", "image_height", "model_preset", "stem_channels", "stem_stride", "stage_channels",
+                     "stage_blocks")
+AUGMENT_AUTO_LIMIT = 50000  # augment='auto' augments training sets smaller than this (real data, not generated)
 LOSS_EVERY = 20  # steps between loss points in the log, the curves and the dashboard
 
 
@@ -67,8 +71,15 @@ def lr_at(progress, params):
     return params.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, remaining))))
 
 
+def use_augmentation(params, train_size):
+    if params.augment not in ("auto", "on", "off"):
+        raise DataError(f"augment must be auto, on or off, got {params.augment!r}")
+    return params.augment == "on" or (params.augment == "auto" and params.data_mode == "folder"
+                                      and train_size < AUGMENT_AUTO_LIMIT)
+
+
 def augment_batch(images, generator):
-    """Random small affine jitter (shift, scale, rotation) and pixel noise of a uint8 (N, H, W, 3) batch."""
+    """Random small affine jitter (shift, scale, rotation), blur and pixel noise of a uint8 (N, H, W, 3) batch."""
     count = images.shape[0]
     x = images.permute(0, 3, 1, 2).float()
     angle = (torch.rand(count, generator=generator) - 0.5) * math.radians(8)
@@ -79,6 +90,9 @@ def augment_batch(images, generator):
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     # Pad with white-ish paper: subtract, sample with zero padding, add back.
     x = F.grid_sample(x - 255, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 255
+    # Blur: blend each image with its 3x3 mean by a random weight (0 = sharp, 0.7 = soft).
+    weight = torch.rand(count, 1, 1, 1, generator=generator) * 0.7
+    x = x + weight * (F.avg_pool2d(x, 3, 1, 1, count_include_pad=False) - x)
     x = x + torch.randn(x.shape, generator=generator) * 6
     return x.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
@@ -248,9 +262,19 @@ class Distributed:
 
 
 def prepare_params(params):
-    """On --resume, the model-shape settings come from last.pt so the weights fit."""
+    """The settings a run trains with, and last.pt's dict when resuming.
+
+    On --resume the model-shape settings come from last.pt so the weights fit. Otherwise
+    --infer_charset takes charset and length from the labels, and --init_from takes the network's
+    shape (and input size) from the checkpoint being fine-tuned.
+    """
     last = os.path.join(params.model_dir, "last.pt")
     if not params.resume:
+        if params.infer_charset:
+            params = infer_charset(params)
+        if params.init_from:
+            saved = load_checkpoint(params.init_from)["params"]
+            params = make_parameters({key: saved[key] for key in ARCHITECTURE_KEYS if key in saved}, base=params)
         return params, None
     if not os.path.isfile(last):
         raise DataError(f"--resume: no checkpoint at {last}; start without --resume")
@@ -285,6 +309,7 @@ def train(params):
                         f"lower --batch_size")
     if len(test_set) == 0:
         raise DataError("the test set is empty")
+    augment = use_augmentation(params, train_size)
 
     model = build_model(params).to(device)
     if device.type == "cpu":
@@ -312,7 +337,8 @@ def train(params):
         dashboard = Dashboard(params)
         print(f"device {device}, {parameter_count(model) / 1e6:.2f}M parameters, {len(charset)} classes x "
               f"{charset.length} characters, {train_size} training and {len(test_set)} test images, "
-              f"{steps_per_epoch} steps an epoch" + (f", {params.time_budget:g} min budget" if params.time_budget else ""))
+              f"{steps_per_epoch} steps an epoch" + (", augmented" if augment else "")
+              + (f", {params.time_budget:g} min budget" if params.time_budget else ""))
 
     def progress():
         by_steps = state["step"] / max(1, total_steps)
@@ -359,13 +385,13 @@ def train(params):
             return
         order = torch.randperm(train_size, generator=torch.Generator().manual_seed(params.seed * 100003 + epoch))
         images, targets = torch.from_numpy(train_set.images), torch.from_numpy(train_set.targets)
-        augment_rng = torch.Generator().manual_seed(params.seed * 7919 + epoch * 31 + first_batch)
         for index in range(first_batch, steps_per_epoch):
             start = index * global_batch + distributed.rank * params.batch_size
             chosen = order[start:start + params.batch_size]
             batch = images[chosen]
-            if params.augment:
-                batch = augment_batch(batch, augment_rng)
+            if augment:  # seeded by position, so a resumed run draws what the uninterrupted one would
+                batch = augment_batch(batch, torch.Generator().manual_seed((params.seed * 1000003 + epoch) * 1000003
+                                                                          + index))
             yield batch, targets[chosen]
 
     stop = False
@@ -434,7 +460,8 @@ def train(params):
             if not stop:
                 state["epoch"] += 1
                 state["batch"] = 0
-            if main_process:
+            last_epoch = stop or state["epoch"] >= params.epochs
+            if main_process and (last_epoch or state["epoch"] % max(1, params.eval_epochs) == 0):
                 metrics, predictions = evaluate_and_save()
                 target = params.target_accuracy
                 if target and metrics["accuracy_ignore_case" if params.ignore_case else "accuracy"] >= target:

@@ -5,6 +5,7 @@
     curl -s https://example.com/captcha | python userPred.py -      # image bytes on stdin
     python userPred.py --json captcha.jpg                  # one JSON list of results
     python userPred.py --checkpoint=runs/x/best.pt captcha.jpg
+    python userPred.py --backend=onnx captcha.jpg          # onnxruntime on best.onnx (python export_onnx.py)
 
 The checkpoint (default model_dir/best.pt) carries the charset, captcha length and image size, so
 no other setting is needed. A file that is missing or not an image gets a one-line error; the others
@@ -26,11 +27,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from dataset import IMAGE_EXTENSIONS, Charset, decode_logits, preprocess
-from model import load_checkpoint, model_from_checkpoint, parameter_count
+from model import load_checkpoint, model_from_checkpoint, model_params, parameter_count
 from parameters import fail, make_parameters, parse_args
 from train import MODEL_SHAPE_KEYS, select_device
 
-BACKENDS = ("torch",)  # an ONNX backend would add a Predictor subclass with its own logits()
+BACKENDS = ("torch", "onnx")
 
 
 class ImageError(ValueError):
@@ -48,11 +49,11 @@ class Predictor:
     replaced by the checkpoint's; `trained` are the settings the checkpoint was trained with.
     """
 
-    def __init__(self, model, charset, params, trained, device, checkpoint):
+    def __init__(self, model, charset, params, trained, device, checkpoint, parameters=None):
         self.model, self.charset, self.params, self.trained = model, charset, params, trained
         self.device, self.checkpoint = device, checkpoint
         self.width, self.height = params.image_width, params.image_height
-        self.parameters = parameter_count(model)
+        self.parameters = parameter_count(model) if parameters is None else parameters
 
     def logits(self, images):
         """uint8 (N, H, W, 3) numpy -> float32 logits (N, length, len(charset)) on the CPU."""
@@ -62,6 +63,14 @@ class Predictor:
         # With ignore_case the model has one output per character of the full charset but was only
         # ever trained on the folded classes, which are its first len(charset) outputs.
         return logits[..., :len(self.charset)].float().cpu()
+
+
+class OnnxPredictor(Predictor):
+    """The same reader on onnxruntime: `model` is an InferenceSession of an export_onnx.py file."""
+
+    def logits(self, images):
+        logits = self.model.run(None, {"images": np.ascontiguousarray(images)})[0]
+        return torch.from_numpy(logits[..., :len(self.charset)])
 
 
 def use_predict_threads(params):
@@ -85,13 +94,50 @@ def checkpoint_path(params):
 def load_model(path=None, params=None, device=None):
     """A Predictor for the checkpoint at `path` (default: params.checkpoint, else model_dir/best.pt).
 
-    Raises FileNotFoundError or ValueError with a one-line message when the checkpoint is missing,
-    unreadable, or does not fit this version of the model.
+    With params.backend == 'onnx' the model is the .onnx file export_onnx.py wrote beside the
+    checkpoint (or `path` itself when it ends in .onnx). Raises FileNotFoundError or ValueError with a
+    one-line message when the model is missing, unreadable, or does not fit this version of the code.
     """
     params = params if params is not None else make_parameters()
     if params.backend not in BACKENDS:
-        raise ValueError(f"backend {params.backend!r} is not available here (available: {', '.join(BACKENDS)})")
+        raise ValueError(f"backend {params.backend!r} is not available (choose one of: {', '.join(BACKENDS)})")
     path = path or checkpoint_path(params)
+    if params.backend == "onnx":
+        predictor = load_onnx(path, params)
+    else:
+        predictor = load_torch(path, params, device)
+    # The first image pays for loading PIL's format plugins and for the backend setting up its
+    # kernels: read a blank one now, not in the first request.
+    blank = io.BytesIO()
+    Image.new("RGB", (predictor.width, predictor.height), "white").save(blank, format="PNG")
+    predict(predictor, [blank.getvalue()])
+    return predictor
+
+
+def load_onnx(path, params):
+    import onnxruntime
+    onnx_path = path if path.endswith(".onnx") else os.path.splitext(path)[0] + ".onnx"
+    if not os.path.isfile(onnx_path):
+        raise FileNotFoundError(f"no ONNX model at {onnx_path!r} (export one with: python export_onnx.py "
+                                f"--checkpoint={path})")
+    options = onnxruntime.SessionOptions()
+    # One image is too small to share among cores (see use_predict_threads); the API's request
+    # threads give the parallelism.
+    options.intra_op_num_threads = params.predict_threads if params.predict_threads > 0 else (os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    try:
+        session = onnxruntime.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        metadata = json.loads(session.get_modelmeta().custom_metadata_map["captcha_ocr"])
+        trained = model_params(metadata["params"])
+    except Exception as error:  # a foreign or truncated file: one line, not a traceback
+        raise ValueError(f"{onnx_path!r} is not a captcha-ocr ONNX model ({type(error).__name__}: "
+                         f"{first_line(error)})") from None
+    params = make_parameters({key: getattr(trained, key) for key in MODEL_SHAPE_KEYS}, base=params)
+    return OnnxPredictor(session, Charset(metadata["charset"], trained.captcha_length), params, trained,
+                         torch.device("cpu"), onnx_path, metadata["parameters"])
+
+
+def load_torch(path, params, device):
     checkpoint = load_checkpoint(path)  # its errors are already one line
     try:
         model, trained = model_from_checkpoint(checkpoint)
@@ -104,14 +150,7 @@ def load_model(path=None, params=None, device=None):
         # The model takes (N, H, W, 3) images, so its convolutions see channels-last input already;
         # channels-last weights spare a layout conversion per layer (~30% faster on one image).
         model = model.to(memory_format=torch.channels_last)
-    predictor = Predictor(model, Charset(checkpoint["charset"], trained.captcha_length), params, trained, device,
-                          path)
-    # The first image pays for loading PIL's format plugins and for torch setting up its kernels:
-    # read a blank one now, not in the first request.
-    blank = io.BytesIO()
-    Image.new("RGB", (predictor.width, predictor.height), "white").save(blank, format="PNG")
-    predict(predictor, [blank.getvalue()])
-    return predictor
+    return Predictor(model, Charset(checkpoint["charset"], trained.captcha_length), params, trained, device, path)
 
 
 def load_model_or_exit(params):

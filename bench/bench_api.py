@@ -2,6 +2,7 @@
 
     python bench/bench_api.py                                   # model_dir/best.pt, 20,000 requests
     python bench/bench_api.py --checkpoint=runs/big/best.pt --requests=5000 --clients=8 --server_threads=4
+    python bench/bench_api.py --backend=onnx                    # onnxruntime on best.onnx (python export_onnx.py)
 
 Starts `api_demo.py --server=waitress` on a free loopback port with the checkpoint, then sends the
 original client's request ({"image": "data:image/jpeg;base64,..."} of a captcha drawn in the
@@ -78,7 +79,8 @@ class Client:
 def start_server(params, checkpoint, port, log):
     command = [sys.executable, os.path.join(ROOT, "api_demo.py"), "--server=waitress", f"--checkpoint={checkpoint}",
                "--host=127.0.0.1", f"--port={port}", f"--server_threads={params.server_threads}",
-               f"--predict_threads={params.predict_threads}", f"--max_upload_bytes={params.max_upload_bytes}"]
+               f"--predict_threads={params.predict_threads}", f"--max_upload_bytes={params.max_upload_bytes}",
+               f"--backend={params.backend}"]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -158,7 +160,8 @@ def main(argv=None):
                 server.wait(10)
             except subprocess.TimeoutExpired:
                 server.kill()
-    print(f"\nwaitress, {params.server_threads} threads, {params.predict_threads} torch thread(s); checkpoint "
+    print(f"\nwaitress, {params.server_threads} threads, backend {params.backend} with {params.predict_threads} "
+          f"thread(s) per request; checkpoint "
           f"{checkpoint}; {os.cpu_count()} CPU cores shared by server and clients; body {len(body)} bytes")
     print(f"single client, keep-alive   : p50 {p50:7.2f} ms   p95 {p95:7.2f} ms   ({len(spent)} requests)")
     print(f"{f'{params.clients} concurrent clients':28s}: {rate:7.0f} requests/s   p50 {loaded_p50:7.2f} ms   "

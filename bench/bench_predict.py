@@ -2,8 +2,10 @@
 
     python bench/bench_predict.py                               # model_dir/best.pt, predict_threads threads
     python bench/bench_predict.py --checkpoint=runs/big/best.pt --bench_rounds=5000 --predict_threads=2
+    python bench/bench_predict.py --backend=onnx                # onnxruntime on best.onnx (python export_onnx.py)
 
-Times bench_rounds calls of each: the bare model on one uint8 image, predict() from a PIL image
+Times bench_rounds calls of each: the model alone on one preprocessed uint8 image (Predictor.logits()
+of the chosen backend), predict() from a PIL image
 (preprocess + model + decoding), and predict() from JPEG bytes (the API's path: decode as well);
 prints p50 and p95. Also the images/s of predict() on a batch of eval_batch_size images. The image is
 a captcha drawn by this project's generator in the checkpoint's style.
@@ -14,7 +16,6 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,26 +57,23 @@ def main(argv=None):
     predictor = load_model_or_exit(params)
     use_predict_threads(params)
     label, image, jpeg = sample_captcha(predictor.trained)
-    array = torch.from_numpy(np.stack([preprocess(image, predictor.width, predictor.height)]))
-    model = predictor.model
+    array = np.stack([preprocess(image, predictor.width, predictor.height)])
 
     def bare_model():
-        with torch.inference_mode():
-            model(array)
+        predictor.logits(array)
 
     rounds = max(1, params.bench_rounds)
     print(f"checkpoint {predictor.checkpoint}: {predictor.parameters / 1e6:.2f}M parameters, "
-          f"{predictor.width}x{predictor.height} input, device {predictor.device}, "
-          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPU cores; {rounds} calls each")
-    for name, function in (("bare model, 1 image", bare_model),
+          f"{predictor.width}x{predictor.height} input, backend {params.backend}, device {predictor.device}, "
+          f"{params.predict_threads} thread(s), {os.cpu_count()} CPU cores; {rounds} calls each")
+    for name, function in (("model only, 1 image", bare_model),
                            ("predict(), PIL image", lambda: predict(predictor, [image])),
                            ("predict(), JPEG bytes", lambda: predict(predictor, [jpeg]))):
         p50, p95 = percentiles(time_calls(function, rounds))
         print(f"{name:24s}: p50 {p50:7.3f} ms   p95 {p95:7.3f} ms")
     batch = [image] * params.eval_batch_size
     spent = time_calls(lambda: predict(predictor, batch), max(3, rounds // 200), warm_up=1)
-    print(f"predict(), batch of {params.eval_batch_size:4d}: {params.eval_batch_size / np.median(spent):7.0f} images/s "
-          f"(torch threads {torch.get_num_threads()})")
+    print(f"predict(), batch of {params.eval_batch_size:4d}: {params.eval_batch_size / np.median(spent):7.0f} images/s")
     print(f"reads the sample {label!r} as {predict(predictor, [jpeg])[0]['text']!r}")
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 import generate_captcha
 from custom_captcha_image import StyledCaptcha, StyleError
 from generate_captcha import NAME_PATTERN, check_settings, generate_split, make_sample
-from parameters import make_parameters
+from parameters import STYLES, Parameters, make_parameters
 
 
 def folder_digest(folder):
@@ -109,11 +109,29 @@ def test_knobs_change_the_output(tmp_path):
     ({"captcha_length": 0}, "captcha_length must be at least 1"),
     ({"image_width": 12}, "image_width 12 is too small"),
     ({"charset": "ab_c"}, "cannot appear in file names"),
+    ({"noise_lines": (5, 2)}, "noise_lines must be two values low,high"),
+    ({"noise_line_length": (0.0, 3.0)}, "noise_line_length must be two values"),
+    ({"noise_line_gray": (0, 300)}, "noise_line_gray must be two values"),
+    ({"char_jitter": -1.0}, "char_jitter must not be negative"),
+    ({"char_pitch": 18.0}, "set space_probability=0"),
+    ({"char_pitch": 30.0, "space_probability": 0.0}, "does not fit image_width 64"),
 ])
 def test_bad_settings_fail_before_work(tmp_path, overrides, words):
     with pytest.raises(StyleError, match=words):
         check_settings(small(tmp_path, **overrides))
     assert not (tmp_path / "train").exists() or not os.listdir(tmp_path / "train")
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_each_style_makes_images_of_its_own_size(tmp_path, style):
+    size = tuple(STYLES[style].get(key, getattr(Parameters(), key)) for key in ("image_width", "image_height"))
+    params = small(tmp_path, style=style, workers=1, train_count=3)
+    generate_split(params, params.train_dir, "train", 3)
+    names = os.listdir(params.train_dir)
+    assert len(names) == 3
+    for name in names:
+        with Image.open(os.path.join(params.train_dir, name)) as image:
+            assert image.size == size
 
 
 def test_bad_settings_are_one_line_errors_from_the_script(tmp_path, script):

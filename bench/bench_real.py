@@ -1,0 +1,162 @@
+"""Real captchas: own labelled folders, sim-to-real, fine-tuning, and the captcha package's stock style.
+
+    python bench/bench_real.py ../shared/datasets                       # every experiment (~30 min on 2 cores)
+    python bench/bench_real.py ../shared/datasets --bench_real=swust,captcha_images_v2
+    python bench/bench_real.py ../shared/datasets --time_budget=1       # every experiment 1 minute (smoke run)
+
+The folder holds `swust_cas/<batch>/` (4-character captchas of a university site, lower-case labels
+of mixed-case images) and `captcha_images_v2/` (5-character grey captchas); see its README. Experiments:
+
+- `swust`: all swust batches as one folder, seeded 80/20 split, case-insensitive.
+- `captcha_images_v2`: seeded 90/10 split.
+- `sim_to_real`: trained only on generated `--style=swust` captchas, evaluated on every real swust image.
+- `fine_tune`: that model fine-tuned on 200 real swust images, evaluated on the other real ones.
+- `captcha_default`: the captcha package's stock 160x60 style, charset 0-9A-Z, generated train/test.
+
+Each trains for a fixed time budget (generation and decoding excluded) and is scored with its
+last checkpoint (not the best one: that would pick the test split's best epoch). Prints whole-captcha
+accuracy (case-insensitive for swust), per-batch accuracy for swust, and training minutes.
+Runs go to runs/real_<experiment>; generated data to data/real_bench/.
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dataset import Charset, load_folder, load_train_test  # noqa: E402
+from generate_captcha import generate_split  # noqa: E402
+from model import load_checkpoint, model_from_checkpoint  # noqa: E402
+from parameters import DIGITS, UPPER, fail, make_parameters, parse_args  # noqa: E402
+from train import predict_logits, score, select_device, train  # noqa: E402
+
+MINUTES = {"swust": 4, "captcha_images_v2": 4, "sim_to_real": 6, "fine_tune": 2, "captcha_default": 8}
+SMALL_DATA = {"batch_size": 64, "augment": "on", "infer_charset": True}
+GENERATED = {"sim_to_real": (40000, 2000), "captcha_default": (60000, 2000)}  # (train, test) images
+FINE_TUNE_IMAGES = 200
+
+
+def swust_folder(datasets, work):
+    """All swust batches as one folder of links named LABEL_BATCH-REST (label first, batch kept)."""
+    source = os.path.join(datasets, "swust_cas")
+    merged = os.path.join(work, "swust_all")
+    os.makedirs(merged, exist_ok=True)
+    for batch in sorted(os.listdir(source)):
+        folder = os.path.join(source, batch)
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            label, _, rest = name.partition("_")
+            link = os.path.join(merged, f"{label}_{batch}-{rest or name}")
+            if not os.path.lexists(link):
+                os.symlink(os.path.abspath(os.path.join(folder, name)), link)
+    return merged
+
+
+def evaluate(model_dir, image_set, params):
+    """Metrics of model_dir/last.pt on an ImageSet, overall and per swust batch (from the file names)."""
+    checkpoint = load_checkpoint(os.path.join(model_dir, "last.pt"))
+    model, trained = model_from_checkpoint(checkpoint)
+    charset = Charset(checkpoint["charset"], trained.captcha_length)
+    logits = predict_logits(model, image_set.images, select_device(params), params)[..., :len(charset)]
+    metrics, _ = score(logits, image_set.labels, charset)
+    groups = {}
+    for index, name in enumerate(image_set.names):
+        rest = name.partition("_")[2]
+        group = rest.split("-", 1)[0] if "-" in rest else ""
+        groups.setdefault(group, []).append(index)
+    if len(groups) > 1:
+        for group, indices in sorted(groups.items()):
+            part = image_set.subset(indices)
+            metrics[f"batch {group}"], _ = score(logits[indices], part.labels, charset)
+    metrics["minutes"] = checkpoint["schedule"]["seconds"] / 60
+    metrics["count"] = len(image_set)
+    return metrics
+
+
+def folder_run(params, overrides, test_folder=None):
+    """Train with `overrides`; evaluate on its own test split, or on every image of test_folder."""
+    run_params = make_parameters(overrides, base=params)
+    train(run_params)
+    trained = make_parameters({key: value for key, value in load_checkpoint(
+        os.path.join(run_params.model_dir, "last.pt"))["params"].items() if key in (
+        "charset", "captcha_length", "image_width", "image_height", "ignore_case")}, base=run_params)
+    if test_folder:
+        test = load_folder(test_folder, make_parameters({"strict": False}, base=trained), quiet=True)
+    elif trained.data_dir:
+        test = load_train_test(trained)[1]
+    else:
+        test = load_folder(trained.test_dir, trained, quiet=True)
+    return evaluate(run_params.model_dir, test, trained)
+
+
+def generated(params, name, style_overrides):
+    """Generate the experiment's train/test folders once; their paths."""
+    train_count, test_count = GENERATED[name]
+    root = os.path.join("data", "real_bench", name)
+    style = make_parameters({**style_overrides, "train_count": train_count, "test_count": test_count}, base=params)
+    generate_split(style, os.path.join(root, "train"), "train", train_count)
+    generate_split(style, os.path.join(root, "test"), "test", test_count)
+    return os.path.join(root, "train"), os.path.join(root, "test")
+
+
+def minutes(params, name):
+    return params.time_budget if params.time_budget else MINUTES[name]
+
+
+def main(argv=None):
+    params, arguments = parse_args(argv, doc=__doc__, positional=True)
+    datasets = arguments[0] if arguments else os.path.join("..", "shared", "datasets")
+    if not os.path.isdir(os.path.join(datasets, "swust_cas")):
+        fail(f"{datasets!r} has no swust_cas folder: pass the datasets folder as the first argument")
+    unknown = set(params.bench_real) - set(MINUTES)
+    if unknown:
+        fail(f"unknown experiments {sorted(unknown)} (choose from {', '.join(MINUTES)})")
+    params = make_parameters({"visdom": False, "epochs": 100000}, base=params)
+    work = os.path.join("data", "real_bench")
+    os.makedirs(work, exist_ok=True)
+    swust = swust_folder(datasets, work)
+    results = {}
+    started = time.perf_counter()
+    swust_style = {"style": "swust", "ignore_case": True}
+    for name in params.bench_real:
+        budget = {"time_budget": minutes(params, name), "model_dir": f"runs/real_{name}"}
+        print(f"\n=== {name} ({budget['time_budget']:g} min of training) ===", flush=True)
+        if name == "swust":
+            results[name] = folder_run(params, {**SMALL_DATA, **budget, "data_dir": swust, "test_split": 0.2,
+                                                "ignore_case": True, "image_width": 96, "image_height": 32})
+        elif name == "captcha_images_v2":
+            results[name] = folder_run(params, {**SMALL_DATA, **budget, "test_split": 0.1, "image_width": 128,
+                                                "image_height": 32,
+                                                "data_dir": os.path.join(datasets, "captcha_images_v2")})
+        elif name == "sim_to_real":
+            train_dir, test_dir = generated(params, name, swust_style)
+            results[name] = folder_run(params, {**swust_style, **budget, "train_dir": train_dir,
+                                                "test_dir": test_dir}, test_folder=swust)
+        elif name == "fine_tune":
+            start_from = os.path.join("runs", "real_sim_to_real", "last.pt")
+            if not os.path.isfile(start_from):
+                fail(f"fine_tune starts from {start_from}: run the sim_to_real experiment first")
+            count = len([n for n in os.listdir(swust) if not n.startswith(".")])
+            results[name] = folder_run(params, {**SMALL_DATA, **budget, "infer_charset": False, **swust_style,
+                                                "data_dir": swust, "test_split": 1 - FINE_TUNE_IMAGES / count,
+                                                "init_from": start_from, "batch_size": 32, "lr": 1e-3,
+                                                "warmup": 0.1, "eval_epochs": 50})
+        elif name == "captcha_default":
+            style = {"style": "captcha_default", "charset": DIGITS + UPPER}
+            train_dir, test_dir = generated(params, name, style)
+            # The model reads the 160x60 images at 80x30: the stock style's glyphs are large.
+            results[name] = folder_run(params, {**style, **budget, "train_dir": train_dir, "test_dir": test_dir,
+                                                "image_width": 80, "image_height": 30})
+    print(f"\nreal-captcha benchmark, {os.cpu_count()} CPU cores, {(time.perf_counter() - started) / 60:.0f} min in all")
+    print(f"{'experiment':18s} {'test images':>11s} {'accuracy':>9s} {'no case':>8s} {'train min':>9s}")
+    for name, metrics in results.items():
+        print(f"{name:18s} {metrics['count']:11d} {metrics['accuracy']:9.4f} {metrics['accuracy_ignore_case']:8.4f} "
+              f"{metrics['minutes']:9.1f}")
+        for key, value in metrics.items():
+            if key.startswith("batch "):
+                print(f"  {key:16s} {'':11s} {value['accuracy']:9.4f} {value['accuracy_ignore_case']:8.4f}")
+
+
+if __name__ == "__main__":
+    main()
