@@ -79,7 +79,8 @@ def check_style(params):
             raise StyleError(f"{name} must not be negative")
     for name, floor, ceiling in (("noise_lines", 0, None), ("noise_line_length", 1, None),
                                  ("noise_line_angle", -360, 360), ("noise_line_gray", 0, 255),
-                                 ("row_shift", -params.image_width / 2, params.image_width / 2)):
+                                 ("row_shift", -params.image_width / 2, params.image_width / 2),
+                                 ("row_shift_y", -params.image_height / 2, params.image_height / 2)):
         value = getattr(params, name)
         bound = "" if ceiling is None else f" <= {ceiling}"
         if len(value) != 2 or not floor <= value[0] <= value[1] or (ceiling is not None and value[1] > ceiling):
@@ -128,13 +129,16 @@ class StyledCaptcha(ImageCaptcha):
         return self._glyphs[key]
 
     def _warped_glyph(self, char, rng):
-        """An ink mask of one character, rotated and warped into the font's box (as the stock class does)."""
+        """An ink mask of one character, rotated and warped into the font's box (as the stock class does),
+        or into its own ink box when stretch_glyphs is off."""
         font_index = rng.randrange(len(self.truefonts))
         mask, width, height = self._glyph(font_index, char)
         if mask is None:  # a space: no ink, only its width
             return Image.new("L", (width, height))
         low, high = self.character_rotate
         mask = mask.rotate(rng.uniform(low, high), Image.Resampling.BILINEAR, expand=True)
+        if not self.params.stretch_glyphs:  # keep the ink's own proportions: a '1' stays narrow, an 'o' short
+            width, height = mask.size
         reach_x = width * rng.uniform(*self.character_warp_dx)
         reach_y = height * rng.uniform(*self.character_warp_dy)
         x1, x2 = (int(rng.uniform(-reach_x, reach_x)) for _ in range(2))
@@ -197,10 +201,12 @@ class StyledCaptcha(ImageCaptcha):
             canvas_width, lefts = self._packed_lefts(masks, len(text), rng)
         image = Image.new("RGB", (canvas_width, p.image_height), background)
         ink = self._ink(color, background)
+        # Sites do not always centre the text vertically; drawn only when asked (seeded images keep their bytes).
+        shift_y = round(rng.uniform(*p.row_shift_y)) if any(p.row_shift_y) else 0
         for mask, x in zip(masks, lefts):
             if p.color_per_char:
                 ink = self._ink(self._random_color(rng, p.text_color_min, p.text_color_max), background)
-            image.paste(ink, (x, (p.image_height - mask.height) // 2), mask)
+            image.paste(ink, (x, (p.image_height - mask.height) // 2 + shift_y), mask)
         if canvas_width > p.image_width:
             image = image.resize((p.image_width, p.image_height), Image.Resampling.BILINEAR)
         draw = ImageDraw.Draw(image)

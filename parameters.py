@@ -65,6 +65,7 @@ class Parameters:
     text_color_max: int = 200  # highest value of each text colour channel (0-255)
     color_per_char: bool = False  # draw a new text colour for each character instead of one per image
     solid_text: bool = False  # paste glyphs in their full colour (default: translucent, as the captcha package)
+    stretch_glyphs: bool = True  # stretch each glyph's ink to its font box, as the captcha package does (off: natural shape)
     background_min: int = 238  # lowest value of each background colour channel (0-255)
     background_max: int = 255  # highest value of each background colour channel (0-255)
     rotation: float = 10.0  # each character rotates by up to +/- this many degrees
@@ -75,6 +76,7 @@ class Parameters:
     char_pitch: float = 0.0  # distance between character centres, pixels, row centred (0 = packed with char_overlap)
     char_jitter: float = 0.0  # with char_pitch: each character centre moves by up to +/- this many pixels
     row_shift: tuple[float, ...] = (0.0, 0.0)  # with char_pitch: range of the row's shift rightwards, min,max pixels
+    row_shift_y: tuple[float, ...] = (0.0, 0.0)  # range of the text's shift downwards from centred, min,max pixels
     smooth: bool = True  # apply a smoothing filter to the finished image
     # --- model ---
     model_preset: str = "default"  # default (fast native-resolution ResNet) or original (ResNet-18 on 32x32)
@@ -103,7 +105,7 @@ class Parameters:
     threads: int = 0  # CPU threads for torch (0 = one per core)
     strict: bool = False  # fail on a bad image or label instead of reporting and skipping it
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
-    bench_real: tuple[str, ...] = ("swust", "captcha_images_v2", "sim_to_real", "fine_tune", "captcha_default")  # bench/bench_real.py experiments
+    bench_real: tuple[str, ...] = ("sim_to_real", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default")  # bench/bench_real.py experiments, in order
     # --- dashboard ---
     visdom: bool = True  # send live plots to a visdom server
     visdom_server: str = "http://localhost"  # visdom server address
@@ -140,14 +142,16 @@ STYLES = {
     "swust": {  # SWUST CAS login, as its 20191218 (100x35) and 20200226 (90x30) batches in shared/datasets/swust_cas:
         # upright bold/regular sans, a solid random colour per character at a fixed pitch, black line segments
         # over it. 100x35 is 20191218's own size and the largest of the batches (the others are scaled up to it when
-        # read). The site ignores case and its labels are lower case, so the model learns the folded classes.
-        "image_width": 100, "image_height": 35, "ignore_case": True,
+        # read). The site draws digits and capitals only; it ignores case and its labels are lower case, so
+        # the model learns the folded classes 0-9a-z (drawing lower-case glyphs too made 0/o, 5/s, I/l ambiguous).
+        "image_width": 100, "image_height": 35, "charset": DIGITS + UPPER, "ignore_case": True,
         "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
                   "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
                   "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
                   "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"),
-        "font_sizes": (20, 21, 22), "rotation": 3.0, "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05),
+        "stretch_glyphs": False, "font_sizes": (24, 25, 26), "rotation": 3.0, "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05),
         "space_probability": 0.0, "char_pitch": 18.0, "char_jitter": 1.5, "row_shift": (0.0, 8.0),
+        "row_shift_y": (-2.0, 5.0),  # 20200226's text sits low, its letters' feet near the bottom edge
         "text_color_min": 20, "text_color_max": 230, "color_per_char": True, "solid_text": True,
         "background_min": 250, "background_max": 255, "noise_curves": 0, "noise_dots": 0,
         "noise_lines": (5, 35), "noise_line_length": (6.0, 14.0), "noise_line_angle": (0.0, 80.0), "smooth": False,
