@@ -86,8 +86,7 @@ def export(checkpoint_path, onnx_file="", ddddocr=True, check_images=None):
     """Write the ONNX file(s) of a checkpoint; returns {'onnx', 'ddddocr_onnx', 'ddddocr_json', 'max_difference'}."""
     import onnxruntime
     checkpoint = load_checkpoint(checkpoint_path)
-    model, trained = model_from_checkpoint(checkpoint)
-    model = model.float().eval()
+    model, trained = model_from_checkpoint(checkpoint)  # float32, eval mode
     charset = checkpoint["charset"]
     path, ddddocr_path, ddddocr_json = onnx_paths(checkpoint_path, onnx_file)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
