@@ -40,6 +40,11 @@ AUGMENT_AUTO_LIMIT = 50000  # augment='auto' augments training sets smaller than
 LOSS_EVERY = 20  # steps between loss points in the log, the curves and the dashboard
 
 
+def with_saved_settings(params, saved, keys=MODEL_SHAPE_KEYS):
+    """`params` with the settings `keys` taken from a checkpoint's saved settings dict (those it has)."""
+    return make_parameters({key: saved[key] for key in keys if key in saved}, base=params)
+
+
 def in_main_thread():
     """Signal handlers can only be installed from the main thread (not, e.g., in a test's worker thread)."""
     return threading.current_thread() is threading.main_thread()
@@ -273,14 +278,12 @@ def prepare_params(params):
         if params.infer_charset:
             params = infer_charset(params)
         if params.init_from:
-            saved = load_checkpoint(params.init_from)["params"]
-            params = make_parameters({key: saved[key] for key in ARCHITECTURE_KEYS if key in saved}, base=params)
+            params = with_saved_settings(params, load_checkpoint(params.init_from)["params"], ARCHITECTURE_KEYS)
         return params, None
     if not os.path.isfile(last):
         raise DataError(f"--resume: no checkpoint at {last}; start without --resume")
     checkpoint = load_checkpoint(last)
-    saved = checkpoint["params"]
-    params = make_parameters({key: saved[key] for key in MODEL_SHAPE_KEYS if key in saved}, base=params)
+    params = with_saved_settings(params, checkpoint["params"])
     return params, checkpoint
 
 

@@ -29,7 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from dataset import IMAGE_EXTENSIONS, Charset, decode_logits, preprocess
 from model import load_checkpoint, model_from_checkpoint, model_params, parameter_count
 from parameters import fail, make_parameters, parse_args
-from train import MODEL_SHAPE_KEYS, select_device
+from train import select_device, with_saved_settings
 
 BACKENDS = ("torch", "onnx")
 
@@ -132,7 +132,7 @@ def load_onnx(path, params):
     except Exception as error:  # a foreign or truncated file: one line, not a traceback
         raise ValueError(f"{onnx_path!r} is not a captcha-ocr ONNX model ({type(error).__name__}: "
                          f"{first_line(error)})") from None
-    params = make_parameters({key: getattr(trained, key) for key in MODEL_SHAPE_KEYS}, base=params)
+    params = with_saved_settings(params, metadata["params"])
     return OnnxPredictor(session, Charset(metadata["charset"], trained.captcha_length), params, trained,
                          torch.device("cpu"), onnx_path, metadata["parameters"])
 
@@ -143,7 +143,7 @@ def load_torch(path, params, device):
         model, trained = model_from_checkpoint(checkpoint)
     except (RuntimeError, TypeError, KeyError, ValueError) as error:
         raise ValueError(f"{path!r} does not fit this version of the model ({first_line(error)})") from None
-    params = make_parameters({key: getattr(trained, key) for key in MODEL_SHAPE_KEYS}, base=params)
+    params = with_saved_settings(params, checkpoint["params"])
     device = torch.device(device) if device is not None else select_device(params)
     model = model.to(device)
     if device.type == "cpu":

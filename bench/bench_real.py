@@ -30,7 +30,7 @@ from dataset import Charset, load_folder, load_train_test  # noqa: E402
 from generate_captcha import generate_split  # noqa: E402
 from model import load_checkpoint, model_from_checkpoint  # noqa: E402
 from parameters import DIGITS, UPPER, fail, make_parameters, parse_args  # noqa: E402
-from train import MODEL_SHAPE_KEYS, predict_logits, score, select_device, train  # noqa: E402
+from train import predict_logits, score, select_device, train, with_saved_settings  # noqa: E402
 
 MINUTES = {"swust": 4, "captcha_images_v2": 4, "sim_to_real": 6, "fine_tune": 3, "swust_pretrained": 4,
            "captcha_default": 8}
@@ -81,8 +81,7 @@ def folder_run(params, overrides, test_folder=None):
     """Train with `overrides`; evaluate on its own test split, or on every image of test_folder."""
     run_params = make_parameters(overrides, base=params)
     train(run_params)
-    saved = load_checkpoint(os.path.join(run_params.model_dir, "last.pt"))["params"]
-    trained = make_parameters({key: saved[key] for key in MODEL_SHAPE_KEYS}, base=run_params)
+    trained = with_saved_settings(run_params, load_checkpoint(os.path.join(run_params.model_dir, "last.pt"))["params"])
     if test_folder:
         test = load_folder(test_folder, make_parameters({"strict": False}, base=trained), quiet=True)
     elif trained.data_dir:
