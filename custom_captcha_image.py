@@ -113,7 +113,7 @@ class StyledCaptcha(ImageCaptcha):
         self.character_warp_dy = tuple(params.warp_y)
         self.word_space_probability = params.space_probability
         self.word_offset_dx = params.char_overlap
-        self._glyphs = {}  # (font index, char) -> (ink mask 'L', box width, box height)
+        self._glyphs = {}  # (font index, char) -> (ink mask 'L', box width, box height, ink bottom below the baseline)
         self._measure = ImageDraw.Draw(Image.new("L", (1, 1)))
 
     def _glyph(self, font_index, char):
@@ -125,18 +125,22 @@ class StyledCaptcha(ImageCaptcha):
             canvas = Image.new("L", (width + 2, height + 2))
             ImageDraw.Draw(canvas).text((1, 1), char, font=font, fill=255)
             box = canvas.getbbox()
-            self._glyphs[key] = (canvas.crop(box) if box else None, width, height)
+            # Text is drawn from its ascender line, so the baseline sits `ascent` pixels below the origin (1, 1).
+            below_baseline = box[3] - 1 - font.getmetrics()[0] if box else 0
+            self._glyphs[key] = (canvas.crop(box) if box else None, width, height, below_baseline)
         return self._glyphs[key]
 
     def _warped_glyph(self, char, rng):
-        """An ink mask of one character, rotated and warped into the font's box (as the stock class does),
-        or into its own ink box when stretch_glyphs is off."""
+        """(ink mask, ink bottom below the baseline): one character rotated and warped into the font's box
+        (as the stock class does), or into its own ink box when stretch_glyphs is off."""
         font_index = rng.randrange(len(self.truefonts))
-        mask, width, height = self._glyph(font_index, char)
+        mask, width, height, below_baseline = self._glyph(font_index, char)
         if mask is None:  # a space: no ink, only its width
-            return Image.new("L", (width, height))
+            return Image.new("L", (width, height)), 0
         low, high = self.character_rotate
+        ink_height = mask.height
         mask = mask.rotate(rng.uniform(low, high), Image.Resampling.BILINEAR, expand=True)
+        below_baseline += (mask.height - ink_height) // 2  # rotation grows the box about its centre
         if not self.params.stretch_glyphs:  # keep the ink's own proportions: a '1' stays narrow, an 'o' short
             width, height = mask.size
         reach_x = width * rng.uniform(*self.character_warp_dx)
@@ -149,7 +153,7 @@ class StyledCaptcha(ImageCaptcha):
         sx, sy = mask.width / frame_w, mask.height / frame_h
         quad = (x1 * sx, y1 * sy, -x1 * sx, (frame_h - y2) * sy,
                 (frame_w + x2) * sx, (frame_h + y2) * sy, (frame_w - x2) * sx, -y1 * sy)
-        return mask.transform((width, height), Image.Transform.QUAD, quad, Image.Resampling.BILINEAR)
+        return mask.transform((width, height), Image.Transform.QUAD, quad, Image.Resampling.BILINEAR), below_baseline
 
     def _random_color(self, rng, low, high):
         return tuple(rng.randint(low, high) for _ in range(3))
@@ -190,30 +194,39 @@ class StyledCaptcha(ImageCaptcha):
         p = self.params
         background = self._random_color(rng, p.background_min, p.background_max)
         color = self._random_color(rng, p.text_color_min, p.text_color_max)
-        masks = []
+        glyphs = []
         for char in text:
             if rng.random() < self.word_space_probability:
-                masks.append(self._warped_glyph(" ", rng))
-            masks.append(self._warped_glyph(char, rng))
+                glyphs.append(self._warped_glyph(" ", rng))
+            glyphs.append(self._warped_glyph(char, rng))
+        masks = [mask for mask, _ in glyphs]
         if p.char_pitch > 0:
             canvas_width, lefts = p.image_width, self._pitched_lefts(masks, rng)
         else:
             canvas_width, lefts = self._packed_lefts(masks, len(text), rng)
         image = Image.new("RGB", (canvas_width, p.image_height), background)
+        if p.noise_lines[1] > 0 and p.noise_lines_under_text:
+            self._noise_lines(ImageDraw.Draw(image), rng)
         ink = self._ink(color, background)
         # Sites do not always centre the text vertically; drawn only when asked (seeded images keep their bytes).
         shift_y = round(rng.uniform(*p.row_shift_y)) if any(p.row_shift_y) else 0
-        for mask, x in zip(masks, lefts):
+        # On a baseline, a capital of the mean font size (cap height ~0.72 of it) is centred.
+        baseline_y = (p.image_height + 0.72 * sum(p.font_sizes) / len(p.font_sizes)) / 2
+        for (mask, below_baseline), x in zip(glyphs, lefts):
             if p.color_per_char:
                 ink = self._ink(self._random_color(rng, p.text_color_min, p.text_color_max), background)
-            image.paste(ink, (x, (p.image_height - mask.height) // 2 + shift_y), mask)
+            if p.baseline:
+                top = round(baseline_y + below_baseline - mask.height)
+            else:
+                top = (p.image_height - mask.height) // 2
+            image.paste(ink, (x, top + shift_y), mask)
         if canvas_width > p.image_width:
             image = image.resize((p.image_width, p.image_height), Image.Resampling.BILINEAR)
         draw = ImageDraw.Draw(image)
         self._noise_dots(draw, rng, color)
         for _ in range(p.noise_curves):
             self._noise_curve(draw, rng, color)
-        if p.noise_lines[1] > 0:
+        if p.noise_lines[1] > 0 and not p.noise_lines_under_text:
             self._noise_lines(draw, rng)
         if p.smooth:
             image = image.filter(ImageFilter.SMOOTH)
@@ -246,9 +259,47 @@ class StyledCaptcha(ImageCaptcha):
             end = (x + length * math.cos(angle), y + length * math.sin(angle))
             draw.line(((x, y), end), fill=(gray, gray, gray), width=1)
 
+    def sample(self, rng):
+        """(label, image): a random label from the charset, drawn with the same `rng`."""
+        label = random_label(rng, self.params.charset, self.params.captcha_length)
+        return label, self.render(label, rng)
+
     def generate_image(self, chars, bg_color=None, fg_color=None):
         """Stock-compatible entry point (unseeded): a fresh random.Random per call."""
         return self.render(chars, random.Random())
+
+
+class StyleMix:
+    """Captchas of several styles in one data set (a site that changed its look): each image's style is
+    picked by its own random source, so mixes stay seedable. Image size comes from the mix's settings."""
+
+    def __init__(self, params):
+        # Imported here: parameters.py holds the presets, and only a mix needs them at this point.
+        from parameters import STYLES, make_parameters
+        unknown = [name for name in params.style_mix if name not in STYLES]
+        if unknown:
+            raise StyleError(f"style_mix names unknown styles {unknown} (choose from {', '.join(STYLES)})")
+        if any(STYLES[name].get("style_mix") for name in params.style_mix):
+            raise StyleError("style_mix cannot name a style that is itself a mix")
+        self.params = params
+        classes = set(params.charset.lower() if params.ignore_case else params.charset)
+        self.generators = []
+        for name in params.style_mix:
+            style = make_parameters({"style": name, "style_mix": (), "image_width": params.image_width,
+                                     "image_height": params.image_height, "captcha_length": params.captcha_length,
+                                     "ignore_case": params.ignore_case}, base=params)
+            outside = sorted(set(style.charset.lower() if params.ignore_case else style.charset) - classes)
+            if outside:
+                raise StyleError(f"style {name!r} draws {''.join(outside)!r}, outside the charset {params.charset!r}")
+            self.generators.append(StyledCaptcha(style))
+
+    def sample(self, rng):
+        return rng.choice(self.generators).sample(rng)
+
+
+def make_generator(params):
+    """The generator `params` describe: one style, or a mix of named styles (style_mix)."""
+    return StyleMix(params) if params.style_mix else StyledCaptcha(params)
 
 
 def random_label(rng, charset, length):
@@ -259,12 +310,17 @@ def random_label(rng, charset, length):
 def main(argv=None):
     params, text = parse_args(argv, doc=__doc__, positional=True)
     try:
-        generator = StyledCaptcha(params)
+        generator = make_generator(params)
     except StyleError as error:
         fail(str(error))
     rng = random.Random(params.seed)
-    label = text[0] if text else random_label(rng, params.charset, params.captcha_length)
-    generator.render(label, rng).save("sample.png")
+    if text:
+        if params.style_mix:
+            generator = rng.choice(generator.generators)
+        label, image = text[0], generator.render(text[0], rng)
+    else:
+        label, image = generator.sample(rng)
+    image.save("sample.png")
     print(f"wrote sample.png ({label})")
 
 

@@ -301,11 +301,11 @@ class GeneratedStream(IterableDataset):
         self.params, self.epoch = params, epoch
 
     def __iter__(self):
-        from custom_captcha_image import StyledCaptcha  # the generator is only needed in this mode
+        from custom_captcha_image import make_generator  # the generator is only needed in this mode
         from generate_captcha import make_sample
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        generator = StyledCaptcha(self.params)
+        generator = make_generator(self.params)
         charset = Charset.from_params(self.params)
         for index in range(worker, self.params.train_count, workers):
             label, image = make_sample(generator, self.params, f"stream{self.epoch}", index)

@@ -20,14 +20,14 @@ import re
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from custom_captcha_image import StyleError, StyledCaptcha, random_label
+from custom_captcha_image import StyleError, make_generator
 from parameters import fail, parse_args
 
 FORBIDDEN_IN_NAMES = set('_/\\:*?"<>|.') | {"\0"}
 NAME_PATTERN = re.compile(r"^(?P<label>.+)_(?P<index>\d+)\.(?P<ext>jpg|png)$")
 CHUNK = 256  # images per task handed to a worker
 
-_worker_generator = None  # one StyledCaptcha per worker process, fonts loaded once
+_worker_generator = None  # one generator per worker process, fonts loaded once
 
 
 def image_rng(seed, split, index):
@@ -37,9 +37,7 @@ def image_rng(seed, split, index):
 
 def make_sample(generator, params, split, index):
     """(label, PIL image) of image `index` of `split`: a pure function of the settings."""
-    rng = image_rng(params.seed, split, index)
-    label = random_label(rng, params.charset, params.captcha_length)
-    return label, generator.render(label, rng)
+    return generator.sample(image_rng(params.seed, split, index))
 
 
 def encode(image, params):
@@ -57,7 +55,7 @@ def file_name(label, index, params):
 
 def _init_worker(params):
     global _worker_generator
-    _worker_generator = StyledCaptcha(params)
+    _worker_generator = make_generator(params)
 
 
 def _write_chunk(task):
@@ -100,7 +98,7 @@ def check_settings(params):
         raise StyleError(f"jpeg_quality must be between 1 and 95, got {params.jpeg_quality}")
     if params.train_count < 0 or params.test_count < 0:
         raise StyleError("train_count and test_count must not be negative")
-    StyledCaptcha(params)  # fonts, sizes, colours, width
+    make_generator(params)  # fonts, sizes, colours, width (of every style in a mix)
     folders = [os.path.dirname(params.preview_file) or "."]
     if not params.preview:
         folders += [params.train_dir, params.test_dir]
@@ -143,7 +141,7 @@ def generate_split(params, folder, split, count):
 
 def write_preview(params, columns=5, scale=3):
     """A PNG grid of sample captchas (enlarged, label under each) for judging a style at a glance."""
-    generator = StyledCaptcha(params)
+    generator = make_generator(params)
     count = max(1, params.preview_count)
     rows = (count + columns - 1) // columns
     cell_w, cell_h = params.image_width * scale, params.image_height * scale

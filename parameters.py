@@ -39,6 +39,7 @@ class Parameters:
     infer_charset: bool = False  # main.py: take charset and captcha_length from the training folders' labels
     # --- generation ---
     style: str = "seed"  # named style preset applied before other overrides (see STYLES below)
+    style_mix: tuple[str, ...] = ()  # draw each captcha in one of these styles, picked at random (repeat a name to weight it); empty = this style alone
     train_count: int = 200000  # captchas generated into train_dir
     test_count: int = 10000  # captchas generated into test_dir
     seed: int = 0  # seed of labels, images, splits and weight init
@@ -61,6 +62,7 @@ class Parameters:
     noise_line_length: tuple[float, ...] = (4.0, 12.0)  # range of line segment lengths, min,max pixels
     noise_line_angle: tuple[float, ...] = (0.0, 180.0)  # range of line segment angles, min,max degrees (90 = downward)
     noise_line_gray: tuple[int, ...] = (0, 0)  # range of line segment grey levels, min,max (0 = black, 255 = white)
+    noise_lines_under_text: bool = False  # draw the line segments on the background, under the text (default: over it)
     text_color_min: int = 10  # lowest value of each text colour channel (0-255)
     text_color_max: int = 200  # highest value of each text colour channel (0-255)
     color_per_char: bool = False  # draw a new text colour for each character instead of one per image
@@ -77,6 +79,7 @@ class Parameters:
     char_jitter: float = 0.0  # with char_pitch: each character centre moves by up to +/- this many pixels
     row_shift: tuple[float, ...] = (0.0, 0.0)  # with char_pitch: range of the row's shift rightwards, min,max pixels
     row_shift_y: tuple[float, ...] = (0.0, 0.0)  # range of the text's shift downwards from centred, min,max pixels
+    baseline: bool = False  # sit characters on one baseline, as typed text (default: centre each one vertically)
     smooth: bool = True  # apply a smoothing filter to the finished image
     # --- model ---
     model_preset: str = "default"  # default (fast native-resolution ResNet) or original (ResNet-18 on 32x32)
@@ -123,6 +126,7 @@ class Parameters:
     max_upload_bytes: int = 1048576  # largest request body the API accepts, bytes
     max_image_pixels: int = 4000000  # largest decoded image the API accepts, pixels (decompression-bomb guard)
     max_batch: int = 64  # most images in one API request
+    sure_confidence: float = 0.9  # userTest.py: misreads at least this confident in every character are listed as labels to check
     report_dir: str = ""  # userTest.py: folder of its error grid and JSON report ('' = report/ beside the checkpoint)
     server: str = "flask"  # api_demo.py: flask (development server) or waitress (production server)
     server_threads: int = 4  # api_demo.py --server=waitress: request threads
@@ -139,11 +143,11 @@ STYLES = {
         "image_width": 160, "image_height": 60, "font_sizes": (42, 50, 56), "rotation": 30.0,
         "noise_dots": 30, "noise_dot_width": 3,
     },
-    "swust": {  # SWUST CAS login, as its 20191218 (100x35) and 20200226 (90x30) batches in shared/datasets/swust_cas:
+    "swust_2020": {  # SWUST CAS login as its 20191218 (100x35) and 20200226 (90x30) batches in shared/datasets/swust_cas:
         # upright bold/regular sans, a solid random colour per character at a fixed pitch, black line segments
         # over it. 100x35 is 20191218's own size and the largest of the batches (the others are scaled up to it when
-        # read). The site draws digits and capitals only; it ignores case and its labels are lower case, so
-        # the model learns the folded classes 0-9a-z (drawing lower-case glyphs too made 0/o, 5/s, I/l ambiguous).
+        # read). These batches draw digits and capitals only; the site ignores case and its labels are lower case,
+        # so the model learns the folded classes 0-9a-z (drawing lower-case glyphs too made 0/o, 5/s, I/l ambiguous).
         "image_width": 100, "image_height": 35, "charset": DIGITS + UPPER, "ignore_case": True,
         "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
                   "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -151,10 +155,30 @@ STYLES = {
                   "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"),
         "stretch_glyphs": False, "font_sizes": (24, 25, 26), "rotation": 3.0, "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05),
         "space_probability": 0.0, "char_pitch": 18.0, "char_jitter": 1.5, "row_shift": (0.0, 8.0),
-        "row_shift_y": (-2.0, 5.0),  # 20200226's text sits low, its letters' feet near the bottom edge
+        "row_shift_y": (-4.0, 5.0),  # 20200226's text sits low, its letters' feet near the bottom edge; 20191218's high
         "text_color_min": 20, "text_color_max": 230, "color_per_char": True, "solid_text": True,
         "background_min": 250, "background_max": 255, "noise_curves": 0, "noise_dots": 0,
-        "noise_lines": (5, 35), "noise_line_length": (6.0, 14.0), "noise_line_angle": (0.0, 80.0), "smooth": False,
+        "noise_lines": (10, 70), "noise_line_length": (6.0, 14.0), "noise_line_angle": (0.0, 80.0), "smooth": False,
+    },
+    "swust_2019": {  # SWUST CAS login as its 20190121 batch (92x34, drawn here at 100x35): a pastel background
+        # under a mesh of thin grey strokes, dark upright or italic narrow sans of mixed case and size on one
+        # baseline, from the 22 characters that batch uses (labels lower case).
+        "image_width": 100, "image_height": 35, "charset": "12345678abcdefhknpqxyzABCDEFHKNPQXYZ", "ignore_case": True,
+        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed.ttf",
+                  "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Oblique.ttf",
+                  "/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Regular.ttf",
+                  "/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Italic.ttf"),
+        "stretch_glyphs": False, "font_sizes": (20, 22, 24, 26, 28, 30, 32), "rotation": 3.0,
+        "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05), "space_probability": 0.0, "char_pitch": 23.0,
+        "char_jitter": 3.0, "row_shift": (-3.0, 3.0), "row_shift_y": (-2.0, 2.0), "baseline": True,
+        "text_color_min": 15, "text_color_max": 120, "color_per_char": True, "solid_text": True,
+        "background_min": 190, "background_max": 250, "noise_curves": 0, "noise_dots": 0,
+        "noise_lines": (50, 100), "noise_line_length": (5.0, 20.0), "noise_line_angle": (0.0, 180.0),
+        "noise_line_gray": (130, 215), "noise_lines_under_text": True, "smooth": False,
+    },
+    "swust": {  # SWUST CAS login, every batch in shared/datasets/swust_cas: its two looks, half the captchas each
+        "style_mix": ("swust_2019", "swust_2020"), "image_width": 100, "image_height": 35,
+        "charset": DIGITS + UPPER, "ignore_case": True,  # the folded classes 0-9a-z the model learns
     },
 }
 

@@ -8,6 +8,8 @@ Prints whole-captcha accuracy case-sensitive and case-insensitive (what most sit
 character accuracy and the most frequent character confusions (truth->prediction), and writes into
 report_dir (default: report/ beside the checkpoint) a PNG grid of the mispredicted captchas with
 truth and prediction, and a JSON report of the counts, metrics, confusions and every wrong item.
+Wrong items come most confident first: a misread the model is sure of in every character is often
+a wrong label (a real data set's labels are typed by people), so those are the ones to check first.
 
 Labels come from file names (`LABEL.jpg`, `LABEL_anything.jpg`) or a labels.csv, as for training
 (see golden_set/README.md). The folder is read at the checkpoint's image size, charset and length.
@@ -27,6 +29,7 @@ from userPred import load_model_or_exit
 TOP_CONFUSIONS = 15
 GRID_LIMIT = 120  # captchas drawn in the error grid; the JSON report lists them all
 GRID_COLUMNS = 6
+SURE_SHOWN = 10
 GRID_SCALE = 3
 HOW_TO_FILL = ("put hand-labelled captchas of your site there, named LABEL.jpg or LABEL_anything.jpg "
                "(or list them in labels.csv as filename,label); see golden_set/README.md")
@@ -93,6 +96,7 @@ def main(argv=None):
              for name, truth, predicted, lower, row, image in zip(golden.names, golden.labels, predictions, folded,
                                                                   confidences, golden.images)
              if predicted != truth]
+    wrong.sort(key=lambda item: -min(item["confidences"]))  # surest misreads first: likely wrong labels
 
     count = len(golden)
     right_ignoring_case = sum(lower == truth.lower() for lower, truth in zip(folded, golden.labels))
@@ -102,6 +106,13 @@ def main(argv=None):
           f"({right_ignoring_case}/{count})")
     print(f"per-character accuracy: {metrics['char_accuracy']:.4f}")
     print(f"most frequent confusions (truth->prediction): {format_confusions(pairs)}")
+    sure = [item for item in wrong if min(item["confidences"]) >= params.sure_confidence]
+    if sure:
+        listed = ", ".join(f"{item['file']} (labelled {item['truth']}, read {item['prediction']})"
+                           for item in sure[:SURE_SHOWN])
+        more = f" and {len(sure) - SURE_SHOWN} more" if len(sure) > SURE_SHOWN else ""
+        print(f"{len(sure)} misreads at >= {params.sure_confidence:g} confidence in every character; check their labels: "
+              f"{listed}{more}")
 
     output = report_folder(params, predictor.checkpoint)
     base = os.path.basename(os.path.normpath(folder)) or "golden"

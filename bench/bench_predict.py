@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from custom_captcha_image import StyledCaptcha  # noqa: E402
+from custom_captcha_image import make_generator  # noqa: E402
 from dataset import preprocess  # noqa: E402
 from generate_captcha import make_sample  # noqa: E402
 from parameters import parse_args  # noqa: E402
@@ -30,7 +30,7 @@ WARM_UP = 50  # untimed calls before each measurement: caches, allocator and bra
 
 def sample_captcha(trained, index=0):
     """(label, PIL image, JPEG bytes) of a captcha in the style a checkpoint was trained on."""
-    label, image = make_sample(StyledCaptcha(trained), trained, "bench", index)
+    label, image = make_sample(make_generator(trained), trained, "bench", index)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=trained.jpeg_quality)
     return label, image, buffer.getvalue()

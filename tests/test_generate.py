@@ -8,9 +8,11 @@ import pytest
 from PIL import Image
 
 import generate_captcha
-from custom_captcha_image import StyledCaptcha, StyleError
+from custom_captcha_image import StyledCaptcha, StyleError, make_generator
 from generate_captcha import NAME_PATTERN, check_settings, generate_split, make_sample
-from parameters import STYLES, Parameters, make_parameters
+from parameters import DIGITS, LOWER, STYLES, Parameters, make_parameters
+
+DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
 
 def folder_digest(folder):
@@ -101,6 +103,56 @@ def test_knobs_change_the_output(tmp_path):
     assert np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
     straight = make_parameters({**base, "rotation": 0.0, "warp_x": (0, 0), "warp_y": (0, 0)})
     assert not np.array_equal(pixels(straight), plain)
+
+
+def test_baseline_sits_short_letters_on_the_capitals_line():
+    base = {"noise_dots": 0, "noise_curves": 0, "smooth": False, "rotation": 0.0, "warp_x": (0, 0), "warp_y": (0, 0),
+            "stretch_glyphs": False, "image_height": 40, "font_sizes": (24,), "fonts": (DEJAVU,)}
+    lowest = {}
+    for baseline in (False, True):
+        params = make_parameters({**base, "baseline": baseline})
+        lowest[baseline] = [ink_rows(pixels(params, text)).max() for text in ("aaaa", "AAAA")]
+    assert abs(lowest[True][0] - lowest[True][1]) <= 1  # feet on one line
+    assert lowest[False][1] - lowest[False][0] >= 3  # centred: the short 'a' floats above the capitals' feet
+
+
+def test_lines_under_text_leave_the_text_whole():
+    base = {"noise_dots": 0, "noise_curves": 0, "smooth": False, "solid_text": True, "text_color_min": 0,
+            "text_color_max": 0, "background_min": 255, "noise_line_gray": (200, 200), "font_sizes": (28,),
+            "fonts": (DEJAVU.replace(".ttf", "-Bold.ttf"),), "stretch_glyphs": False, "image_width": 100,
+            "image_height": 40}
+    text = pixels(make_parameters(base)).mean(axis=2) < 30
+    over = pixels(make_parameters({**base, "noise_lines": (80, 80)})).mean(axis=2)
+    under = pixels(make_parameters({**base, "noise_lines": (80, 80), "noise_lines_under_text": True})).mean(axis=2)
+    assert text.sum() > 50
+    assert (over[text] > 150).sum() > 5  # lines drawn over the text cross it
+    assert (under[text] < 30).all()  # lines under it do not
+    assert ((under > 150) & (under < 250)).sum() > 100  # and are there
+
+
+def test_style_mix_draws_every_style_seedably(tmp_path):
+    params = small(tmp_path, style="swust", workers=1)
+    generator = make_generator(params)
+    samples = [make_sample(generator, params, "train", index) for index in range(200)]
+    assert [label for label, _ in samples[:20]] == [make_sample(generator, params, "train", i)[0] for i in range(20)]
+    lower_case = [image for label, image in samples if label != label.upper()]  # only swust_2019 draws lower case
+    plain = [image for label, image in samples if label.upper() == label and set(label) - set("12345678ABCDEFHKNPQXYZ")]
+    assert len(lower_case) > 50 and len(plain) > 30
+    assert all(image.size == (100, 35) for _, image in samples)
+    corner = [np.asarray(image)[0, 0].astype(int) for image in plain]  # swust_2020: white background
+    assert np.mean(corner) > 245
+    for label, _ in samples:
+        assert set(label.lower()) <= set(DIGITS + LOWER)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"style_mix": ("swust_2019", "nope")}, "unknown styles"),
+    ({"style_mix": ("swust",)}, "itself a mix"),
+    ({"style_mix": ("swust_2019",), "charset": "0123"}, "outside the charset"),
+])
+def test_bad_style_mix_fails_before_work(tmp_path, overrides, words):
+    with pytest.raises(StyleError, match=words):
+        check_settings(small(tmp_path, **overrides))
 
 
 @pytest.mark.parametrize("overrides, words", [

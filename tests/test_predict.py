@@ -65,6 +65,33 @@ def test_user_test_reports_accuracies_confusions_grid_and_json(tiny_run, tmp_pat
     assert [r["text"] for r in read] == [item["prediction"] for item in wrong]
 
 
+def test_user_test_lists_sure_misreads_as_labels_to_check(tiny_run, tmp_path, script):
+    source = tiny_run["params"].test_dir
+    names = sorted(os.listdir(source))
+    predictor = load_model(tiny_run["checkpoint"])
+    read = predict(predictor, [open(os.path.join(source, name), "rb").read() for name in names])
+    right = sorted(((min(r["confidences"]), name, r["text"]) for name, r in zip(names, read)
+                    if r["text"] == name.split("_")[0]), reverse=True)
+    assert right, "the tiny model reads no test captcha"
+    sure, mislabelled, text = right[0]  # its surest right read, given a label with every character wrong
+    threshold = f"{sure - 1e-3:.6f}"
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    for name in names:
+        shutil.copy(os.path.join(source, name), golden / name)
+    wrong_label = "".join("0" if char != "0" else "1" for char in text)
+    os.rename(golden / mislabelled, golden / f"{wrong_label}_typo.jpg")
+    result = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={golden}",
+                    f"--cache_dir={tmp_path / 'cache'}", f"--report_dir={tmp_path / 'report'}",
+                    f"--sure_confidence={threshold}")
+    assert f"{wrong_label}_typo.jpg (labelled {wrong_label}, read {text})" in result.stdout
+    assert "check their labels" in result.stdout
+    with open(tmp_path / "report" / "golden_report.json") as handle:
+        wrong = json.load(handle)["wrong"]
+    assert len(wrong) > 1 and f"{wrong_label}_typo.jpg" in [item["file"] for item in wrong[:5]]
+    assert [min(item["confidences"]) for item in wrong] == sorted((min(i["confidences"]) for i in wrong), reverse=True)
+
+
 def test_user_test_reads_a_labels_csv_golden_set(tiny_run, tmp_path, script):
     golden = tmp_path / "golden"
     golden.mkdir()
