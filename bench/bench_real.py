@@ -1,6 +1,6 @@
 """Real captchas: own labelled folders, sim-to-real, fine-tuning, and the captcha package's stock style.
 
-    python bench/bench_real.py ../shared/datasets                       # every experiment (~55 min on 2 cores)
+    python bench/bench_real.py ../shared/datasets                       # every experiment (~75 min on 2 cores)
     python bench/bench_real.py ../shared/datasets --bench_real=swust,captcha_images_v2
     python bench/bench_real.py ../shared/datasets --time_budget=1       # every experiment 1 minute (smoke run)
 
@@ -35,7 +35,7 @@ from model import load_checkpoint, model_from_checkpoint  # noqa: E402
 from parameters import DIGITS, UPPER, fail, make_parameters, parse_args  # noqa: E402
 from train import predict_logits, score, select_device, train, with_saved_settings  # noqa: E402
 
-MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 8, "swust_pretrained": 4,
+MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 10, "swust_pretrained": 4,
            "captcha_default": 12}
 SMALL_DATA = {"batch_size": 64, "augment": "on", "infer_charset": True}
 GENERATED = {"sim_to_real": (80000, 2000), "captcha_default": (150000, 2000)}  # (train, test) images
