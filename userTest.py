@@ -29,7 +29,7 @@ from userPred import load_model_or_exit
 TOP_CONFUSIONS = 15
 GRID_LIMIT = 120  # captchas drawn in the error grid; the JSON report lists them all
 GRID_COLUMNS = 6
-SURE_SHOWN = 10
+SURE_SHOWN = 10  # sure misreads named on the console; the JSON report lists every misread
 GRID_SCALE = 3
 HOW_TO_FILL = ("put hand-labelled captchas of your site there, named LABEL.jpg or LABEL_anything.jpg "
                "(or list them in labels.csv as filename,label); see golden_set/README.md")

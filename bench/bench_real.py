@@ -176,7 +176,8 @@ def main(argv=None):
                                                 "init_from": synthetic_model(name)})
         elif name == "fine_tune":
             start_from = synthetic_model(name)
-            train_dir, test_dir = fine_tune_folders(swust, os.path.join(work, "sim_to_real", "train"), work, params.seed)
+            synthetic_train, _ = generated(params, "sim_to_real", swust_style)  # already there after sim_to_real
+            train_dir, test_dir = fine_tune_folders(swust, synthetic_train, work, params.seed)
             results[name] = folder_run(params, {**swust_style, **budget, "train_dir": train_dir, "test_dir": test_dir,
                                                 "init_from": start_from, "augment": "on", "lr": 1e-3,
                                                 "warmup": 0.1})
