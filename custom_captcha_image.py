@@ -115,6 +115,9 @@ class StyledCaptcha(ImageCaptcha):
         self.word_offset_dx = params.char_overlap
         self._glyphs = {}  # (font index, char) -> (ink mask 'L', box width, box height, ink bottom below the baseline)
         self._measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+        # With baseline on: where the baseline sits so that a capital of the mean font size (cap height
+        # ~0.72 of it) is centred.
+        self._baseline_y = (params.image_height + 0.72 * sum(params.font_sizes) / len(params.font_sizes)) / 2
 
     def _glyph(self, font_index, char):
         key = (font_index, char)
@@ -210,13 +213,11 @@ class StyledCaptcha(ImageCaptcha):
         ink = self._ink(color, background)
         # Sites do not always centre the text vertically; drawn only when asked (seeded images keep their bytes).
         shift_y = round(rng.uniform(*p.row_shift_y)) if any(p.row_shift_y) else 0
-        # On a baseline, a capital of the mean font size (cap height ~0.72 of it) is centred.
-        baseline_y = (p.image_height + 0.72 * sum(p.font_sizes) / len(p.font_sizes)) / 2
         for (mask, below_baseline), x in zip(glyphs, lefts):
             if p.color_per_char:
                 ink = self._ink(self._random_color(rng, p.text_color_min, p.text_color_max), background)
             if p.baseline:
-                top = round(baseline_y + below_baseline - mask.height)
+                top = round(self._baseline_y + below_baseline - mask.height)
             else:
                 top = (p.image_height - mask.height) // 2
             image.paste(ink, (x, top + shift_y), mask)
@@ -296,6 +297,10 @@ class StyleMix:
     def sample(self, rng):
         return rng.choice(self.generators).sample(rng)
 
+    def render(self, text, rng):
+        """`text` drawn in one of the styles, picked with `rng`."""
+        return rng.choice(self.generators).render(text, rng)
+
 
 def make_generator(params):
     """The generator `params` describe: one style, or a mix of named styles (style_mix)."""
@@ -314,12 +319,7 @@ def main(argv=None):
     except StyleError as error:
         fail(str(error))
     rng = random.Random(params.seed)
-    if text:
-        if params.style_mix:
-            generator = rng.choice(generator.generators)
-        label, image = text[0], generator.render(text[0], rng)
-    else:
-        label, image = generator.sample(rng)
+    label, image = (text[0], generator.render(text[0], rng)) if text else generator.sample(rng)
     image.save("sample.png")
     print(f"wrote sample.png ({label})")
 
