@@ -9,7 +9,8 @@ Output: logits (N, captcha_length, len(charset)).
 
 Presets (`model_preset`):
 - `default`: residual stages at the native 24x64 resolution (no resizing: thin strokes survive);
-  the width axis is kept at 1/8 resolution for the heads, the height axis is averaged away.
+  the width axis is kept at 1/8 resolution (`feature_stride`) for the heads, the height axis is
+  averaged away.
 - `original`: the original project's design for comparison: a ResNet-18 (7x7 stem, max-pool, four
   stages of two blocks at 64-512 channels) on images squashed to 32x32, global average pooling.
 """
@@ -59,7 +60,7 @@ class CaptchaResNet(nn.Module):
     """uint8 (N, H, W, 3) -> logits (N, length, classes)."""
 
     def __init__(self, length, classes, image_height, image_width, preset="default", stem_channels=16,
-                 stage_channels=(32, 64, 128, 192), stage_blocks=(1, 2, 2, 1), dropout=0.1, stem_stride=1):
+                 stage_channels=(32, 64, 128, 192), stage_blocks=(1, 2, 2, 1), dropout=0.1, stem_stride=1, feature_stride=8):
         super().__init__()
         if preset not in ("default", "original"):
             raise ValueError(f"model_preset must be default or original, got {preset!r}")
@@ -79,11 +80,16 @@ class CaptchaResNet(nn.Module):
                 raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
             self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, stem_stride, 1, bias=False),
                                       nn.BatchNorm2d(stem_channels), nn.ReLU(inplace=True))
-            # Halve both axes three times (in the stem and/or the first stages), keep later stages at
-            # 1/8: a 64-pixel-wide captcha leaves 8 feature columns, about two per character. A
-            # stride-2 stem never holds a full-resolution activation map, which is most of the cost
-            # of the first layers on a CPU; 3x3 windows at stride 2 still see every pixel.
-            halvings = 3 - (stem_stride == 2)
+            # Halve both axes log2(feature_stride) times (in the stem and/or the first stages), keep
+            # later stages there: at 1/8 a 64-pixel-wide captcha leaves 8 feature columns, about two
+            # per character; 1/16 keeps a 160-pixel-wide one at a similar cost. A stride-2 stem never
+            # holds a full-resolution activation map, which is most of the cost of the first layers
+            # on a CPU; 3x3 windows at stride 2 still see every pixel.
+            if feature_stride not in (4, 8, 16, 32):
+                raise ValueError(f"feature_stride must be 4, 8, 16 or 32, got {feature_stride}")
+            halvings = feature_stride.bit_length() - 1 - (stem_stride == 2)
+            if halvings > len(stage_channels):
+                raise ValueError(f"feature_stride {feature_stride} needs {halvings} stages, got {len(stage_channels)}")
             strides = [2 if index < halvings else 1 for index in range(len(stage_channels))]
             self.body = make_stages(stem_channels, stage_channels, stage_blocks, strides)
             columns = (image_width + stem_stride - 1) // stem_stride
@@ -116,7 +122,8 @@ def build_model(params):
     """The model `params` describe (charset and length set the heads)."""
     return CaptchaResNet(params.captcha_length, len(Charset.from_params(params)), params.image_height, params.image_width,
                          params.model_preset, params.stem_channels, tuple(params.stage_channels),
-                         tuple(params.stage_blocks), params.dropout, params.stem_stride)
+                         tuple(params.stage_blocks), params.dropout, params.stem_stride,
+                         params.feature_stride)
 
 
 def load_checkpoint(path):

@@ -87,6 +87,7 @@ class Parameters:
     stem_stride: int = 2  # stride of the first convolution (2: no full-resolution activations, ~1.6x faster training)
     stage_channels: tuple[int, ...] = (32, 64, 128, 192)  # channels of each residual stage
     stage_blocks: tuple[int, ...] = (1, 2, 2, 1)  # residual blocks in each stage
+    feature_stride: int = 8  # image pixels per feature column before the heads (4-32; 16 for images ~160 px wide)
     dropout: float = 0.1  # dropout before the per-character heads
     # --- training ---
     data_mode: str = "folder"  # folder (read train_dir) or generate (fresh captchas every epoch, in workers)

@@ -32,10 +32,10 @@ from parameters import make_parameters
 
 # Settings that fix the shape of the model: on --resume they come from the checkpoint.
 MODEL_SHAPE_KEYS = ("charset", "captcha_length", "ignore_case", "image_width", "image_height", "model_preset",
-                    "stem_channels", "stem_stride", "stage_channels", "stage_blocks")
+                    "stem_channels", "stem_stride", "stage_channels", "stage_blocks", "feature_stride")
 # Settings of the network itself: fine-tuning (--init_from) takes them from the checkpoint it starts from.
 ARCHITECTURE_KEYS = ("image_width", "image_height", "model_preset", "stem_channels", "stem_stride", "stage_channels",
-                     "stage_blocks")
+                     "stage_blocks", "feature_stride")
 AUGMENT_AUTO_LIMIT = 50000  # augment='auto' augments training sets smaller than this (real data, not generated)
 LOSS_EVERY = 20  # steps between loss points in the log, the curves and the dashboard
 
@@ -104,8 +104,10 @@ def augment_batch(images, generator):
 
 @torch.no_grad()
 def predict_logits(model, images, device, params):
-    """Logits (N, length, classes) of a uint8 array or tensor, in batches (the last partial one too)."""
-    model.eval()
+    """Logits (N, length, classes) of a uint8 array or tensor, in batches (the last partial one too).
+
+    The model is moved to `device` first: callers that build it on the CPU (the benchmarks) can pass CUDA."""
+    model.to(device).eval()
     outputs = []
     for start in range(0, len(images), params.eval_batch_size):
         batch = torch.as_tensor(images[start:start + params.eval_batch_size]).to(device, non_blocking=True)

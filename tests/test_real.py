@@ -110,7 +110,9 @@ def test_onnx_export_agrees_with_pytorch(real_run, tmp_path):
     files = sorted(os.path.join(real_run["folder"], name) for name in os.listdir(real_run["folder"])
                    if name.endswith(".png"))[:40]
     images = [open(path, "rb").read() for path in files]
-    torch_predictor = load_model(real_run["checkpoint"])
+    # PyTorch on the CPU, as onnxruntime runs here: on CUDA, convolutions use TF32 by default, which
+    # can flip a marginal character of this barely trained model.
+    torch_predictor = load_model(real_run["checkpoint"], device="cpu")
     onnx_predictor = load_model(result["onnx"], make_parameters({"backend": "onnx"}))
     assert onnx_predictor.charset.chars == torch_predictor.charset.chars
     assert (onnx_predictor.width, onnx_predictor.height) == (64, 24)
