@@ -1,6 +1,6 @@
 """Real captchas: own labelled folders, sim-to-real, fine-tuning, and the captcha package's stock style.
 
-    python bench/bench_real.py ../shared/datasets                       # every experiment (~75 min on 2 cores)
+    python bench/bench_real.py ../shared/datasets                       # every experiment (~100 min on 2 cores)
     python bench/bench_real.py ../shared/datasets --bench_real=swust,captcha_images_v2
     python bench/bench_real.py ../shared/datasets --time_budget=1       # every experiment 1 minute (smoke run)
 

@@ -56,6 +56,26 @@ def test_models_and_presets():
     assert default.eval()(images).shape == original.eval()(images).shape == (3, 4, 62)
 
 
+def test_feature_stride_sets_the_columns_the_heads_read():
+    wide = {"image_width": 160, "image_height": 60, "charset": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+    images = torch.randint(0, 256, (2, 60, 160, 3), dtype=torch.uint8)
+    for stride, columns in ((8, 20), (16, 10)):
+        model = build_model(make_parameters({**wide, "feature_stride": stride})).eval()
+        assert model.heads[0].in_features == 192 * columns
+        assert model(images).shape == (2, 4, 36)
+    with pytest.raises(ValueError, match="feature_stride must be"):
+        build_model(make_parameters({"feature_stride": 12}))
+    with pytest.raises(ValueError, match="needs 4 stages"):
+        build_model(make_parameters({"feature_stride": 32, "stage_channels": (32, 64, 128), "stage_blocks": (1, 1, 1)}))
+
+
+def test_checkpoint_from_before_feature_stride_loads_at_one_eighth(tiny_run):
+    checkpoint = load_checkpoint(tiny_run["checkpoint"])
+    del checkpoint["params"]["feature_stride"]
+    model, params = model_from_checkpoint(checkpoint)
+    assert params.feature_stride == 8
+
+
 def final_weights(model_dir):
     return load_checkpoint(os.path.join(model_dir, "last.pt"))
 
