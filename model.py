@@ -60,7 +60,8 @@ class CaptchaResNet(nn.Module):
     """uint8 (N, H, W, 3) -> logits (N, length, classes)."""
 
     def __init__(self, length, classes, image_height, image_width, preset="default", stem_channels=16,
-                 stage_channels=(32, 64, 128, 192), stage_blocks=(1, 2, 2, 1), dropout=0.1, stem_stride=1, feature_stride=8):
+                 stage_channels=(32, 64, 128, 192), stage_blocks=(1, 2, 2, 1), dropout=0.1, stem_stride=1,
+                 feature_stride=8):
         super().__init__()
         if preset not in ("default", "original"):
             raise ValueError(f"model_preset must be default or original, got {preset!r}")

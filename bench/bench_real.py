@@ -185,8 +185,8 @@ def main(argv=None):
             style = {"style": "captcha_default", "charset": DIGITS + UPPER}
             train_dir, test_dir = generated(params, name, style)
             # Read at the native 160x60 with 1/16 feature columns (the cost of 120x45 at 1/8): at 80x30
-            # the stock font's 0 and O, stretched to one box, became the same blob (0.948 after 5 epochs,
-            # 43+28 of the 0/O kind among 108 wrong characters); at 160x60 they part (0.9915 after 7).
+            # the stock font's 0 and O, stretched to one box, became the same blob (on a GPU: 0.948 after 5
+            # epochs, 71 of its 108 wrong characters 0/O); at 160x60 they part (0.9915 after 7).
             results[name] = folder_run(params, {**style, **budget, "train_dir": train_dir, "test_dir": test_dir,
                                                 "feature_stride": 16})
     print(f"\nreal-captcha benchmark, {os.cpu_count()} CPU cores, {(time.perf_counter() - started) / 60:.0f} min in all")
