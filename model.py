@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dataset import Charset
-from parameters import Parameters, parse_args
+from parameters import Parameters, fail, parse_args
 
 
 class BasicBlock(nn.Module):
@@ -169,7 +169,10 @@ def file_size(model):
 
 def main(argv=None):
     params = parse_args(argv, doc=__doc__)
-    model = build_model(params).eval()
+    try:
+        model = build_model(params).eval()
+    except ValueError as error:  # a setting the architecture cannot take: one line, as for any bad setting
+        fail(str(error))
     print(f"{params.model_preset}: {parameter_count(model) / 1e6:.2f}M parameters, "
           f"{file_size(model) / 1e6:.1f} MB of weights")
     images = torch.randint(0, 256, (params.batch_size, params.image_height, params.image_width, 3), dtype=torch.uint8)

@@ -30,12 +30,11 @@ from dataset import Charset, DataError, GeneratedStream, decode_logits, infer_ch
 from model import build_model, load_checkpoint, parameter_count
 from parameters import make_parameters
 
-# Settings that fix the shape of the model: on --resume they come from the checkpoint.
-MODEL_SHAPE_KEYS = ("charset", "captcha_length", "ignore_case", "image_width", "image_height", "model_preset",
-                    "stem_channels", "stem_stride", "stage_channels", "stage_blocks", "feature_stride")
 # Settings of the network itself: fine-tuning (--init_from) takes them from the checkpoint it starts from.
 ARCHITECTURE_KEYS = ("image_width", "image_height", "model_preset", "stem_channels", "stem_stride", "stage_channels",
                      "stage_blocks", "feature_stride")
+# Settings that fix the shape of the model, its heads too: on --resume they come from the checkpoint.
+MODEL_SHAPE_KEYS = ("charset", "captcha_length", "ignore_case") + ARCHITECTURE_KEYS
 AUGMENT_AUTO_LIMIT = 50000  # augment='auto' augments training sets smaller than this (real data, not generated)
 LOSS_EVERY = 20  # steps between loss points in the log, the curves and the dashboard
 
