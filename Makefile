@@ -15,7 +15,7 @@ $(STAMP): requirements.txt build-constraints.txt
 	PIP_CONSTRAINT=$(CURDIR)/build-constraints.txt $(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	touch $(STAMP)
 
-# Headless Chromium, its driver and two font families (Debian packages) that the tests need.
+# Headless Chromium, its driver and three font families (Debian packages) that the tests need.
 browser:
 	bash .ci/install_browser.sh
 

@@ -162,13 +162,16 @@ STYLES = {
         "noise_lines": (10, 70), "noise_line_length": (6.0, 14.0), "noise_line_angle": (0.0, 80.0), "smooth": False,
     },
     "swust_2019": {  # SWUST CAS login as its 20190121 batch (92x34, drawn here at 100x35): a pastel background
-        # under a mesh of thin grey strokes, dark upright or italic narrow sans of mixed case and size on one
-        # baseline, from the 22 characters that batch uses (labels lower case).
+        # under a mesh of thin grey strokes, dark upright or italic narrow sans (and Carlito, the free twin of the
+        # Calibri-like glyphs it shows) of mixed case and size on one baseline, from the 22 characters that batch
+        # uses (labels lower case).
         "image_width": 100, "image_height": 35, "charset": "12345678abcdefhknpqxyzABCDEFHKNPQXYZ", "ignore_case": True,
         "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed.ttf",
                   "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Oblique.ttf",
                   "/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Regular.ttf",
-                  "/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Italic.ttf"),
+                  "/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Italic.ttf",
+                  "/usr/share/fonts/truetype/crosextra/Carlito-Regular.ttf",
+                  "/usr/share/fonts/truetype/crosextra/Carlito-Italic.ttf"),
         "stretch_glyphs": False, "font_sizes": (20, 22, 24, 26, 28, 30, 32), "rotation": 3.0,
         "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05), "space_probability": 0.0, "char_pitch": 23.0,
         "char_jitter": 3.0, "row_shift": (-3.0, 3.0), "row_shift_y": (-2.0, 2.0), "baseline": True,

@@ -12,7 +12,7 @@ of mixed-case images) and `captcha_images_v2/` (5-character grey captchas); see 
   the site's own labelled captchas: what a user of this project would do).
 - `captcha_images_v2`: seeded 90/10 split.
 - `sim_to_real`: trained only on generated `--style=swust` captchas, evaluated on every real swust image.
-- `fine_tune`: that model fine-tuned on 200 real swust images (a seeded draw, mixed with 20,000 of the
+- `fine_tune`: that model fine-tuned on 200 real swust images (a seeded draw, mixed with 10,000 of the
   generated ones so that so few real images do not make it forget), evaluated on the other real ones.
 - `captcha_default`: the captcha package's stock 160x60 style, charset 0-9A-Z, generated train/test.
 
@@ -35,13 +35,13 @@ from model import load_checkpoint, model_from_checkpoint  # noqa: E402
 from parameters import DIGITS, UPPER, fail, make_parameters, parse_args  # noqa: E402
 from train import predict_logits, score, select_device, train, with_saved_settings  # noqa: E402
 
-MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 10, "swust_pretrained": 4,
+MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 12, "swust_pretrained": 4,
            "captcha_default": 36}
 SMALL_DATA = {"batch_size": 64, "augment": "on", "infer_charset": True}
 GENERATED = {"sim_to_real": (80000, 2000), "captcha_default": (150000, 2000)}  # (train, test) images
 FINE_TUNE_IMAGES = 200
-FINE_TUNE_REPEATS = 25  # each real image appears this many times in the fine-tuning set
-FINE_TUNE_SYNTHETIC = 20000  # generated images mixed in, so 200 real ones tune the model without it forgetting
+FINE_TUNE_REPEATS = 50  # each real image appears this many times in the fine-tuning set (half of it real)
+FINE_TUNE_SYNTHETIC = 10000  # generated images mixed in, so 200 real ones tune the model without it forgetting
 
 
 def swust_folder(datasets, work):
