@@ -162,9 +162,9 @@ STYLES = {
         "noise_lines": (10, 70), "noise_line_length": (6.0, 14.0), "noise_line_angle": (0.0, 80.0), "smooth": False,
     },
     "swust_2019": {  # SWUST CAS login as its 20190121 batch (92x34, drawn here at 100x35): a pastel background
-        # under a mesh of thin grey strokes, dark upright or italic narrow sans (and Carlito, the free twin of the
-        # Calibri-like glyphs it shows) of mixed case and size on one baseline, from the 22 characters that batch
-        # uses (labels lower case).
+        # under a mesh of thin grey strokes, dark upright or italic narrow sans (and Carlito: the batch's glyphs
+        # look like Calibri, of which Carlito is the free metric twin) of mixed case and size on one baseline, from
+        # the 22 characters that batch uses (labels lower case).
         "image_width": 100, "image_height": 35, "charset": "12345678abcdefhknpqxyzABCDEFHKNPQXYZ", "ignore_case": True,
         "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed.ttf",
                   "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Oblique.ttf",
