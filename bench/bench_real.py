@@ -40,7 +40,7 @@ MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 1
 SMALL_DATA = {"batch_size": 64, "augment": "on", "infer_charset": True}
 GENERATED = {"sim_to_real": (80000, 2000), "captcha_default": (150000, 2000)}  # (train, test) images
 FINE_TUNE_IMAGES = 200
-FINE_TUNE_REPEATS = 50  # each real image appears this many times in the fine-tuning set (half of it real)
+FINE_TUNE_REPEATS = 50  # each real image appears this many times: 200 x 50 real beside the generated ones
 FINE_TUNE_SYNTHETIC = 10000  # generated images mixed in, so 200 real ones tune the model without it forgetting
 
 
