@@ -290,6 +290,27 @@ def load_train_test(params):
     return load_folder(params.train_dir, params), load_folder(params.test_dir, params)
 
 
+def load_training_data(params):
+    """(train ImageSet, test ImageSet, epoch_order): load_train_test's sets with the first mix_count images of
+    mix_dir appended to train, and epoch_order (int64 (M,)) the train indices one epoch visits: each own
+    image train_repeat times, each mix image once. Repeating indices, not images, keeps memory flat."""
+    if params.train_repeat < 1:
+        raise DataError(f"train_repeat must be at least 1, got {params.train_repeat}")
+    if params.mix_count < 0:
+        raise DataError(f"mix_count must be 0 (all) or more, got {params.mix_count}")
+    train_set, test_set = load_train_test(params)
+    order = np.tile(np.arange(len(train_set), dtype=np.int64), params.train_repeat)
+    if params.mix_dir:
+        mix = load_folder(params.mix_dir, params)
+        if params.mix_count:
+            mix = mix.subset(range(min(params.mix_count, len(mix))))
+        order = np.concatenate([order, np.arange(len(train_set), len(train_set) + len(mix), dtype=np.int64)])
+        train_set = ImageSet(np.concatenate([train_set.images, mix.images]),
+                             np.concatenate([train_set.targets, mix.targets]),
+                             train_set.names + mix.names, train_set.labels + mix.labels)
+    return train_set, test_set, order
+
+
 class GeneratedStream(IterableDataset):
     """Fresh captchas drawn by the generator in DataLoader workers: (image uint8 (H, W, 3), target (length,)).
 

@@ -104,6 +104,9 @@ class Parameters:
     target_accuracy: float = 0.0  # stop early once test case-sensitive accuracy reaches this (0 = never)
     resume: bool = False  # continue the run in model_dir from last.pt
     init_from: str = ""  # start from this checkpoint's weights (fine-tuning)
+    train_repeat: int = 1  # each training image (train_dir, or data_dir's train split) is seen this many times an epoch
+    mix_dir: str = ""  # a second labelled folder mixed into training once an epoch (e.g. generated captchas beside few real ones)
+    mix_count: int = 0  # images taken from mix_dir, the first by name (0 = all)
     device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:N
     amp: bool = True  # mixed precision (bf16 on CPU, fp16/bf16 on CUDA)
     threads: int = 0  # CPU threads for torch (0 = one per core)

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from dataset import Charset, DataError, GeneratedStream, decode_logits, infer_charset, load_folder, load_train_test
+from dataset import (Charset, DataError, GeneratedStream, decode_logits, infer_charset, load_folder,
+                     load_training_data)
 from model import build_model, load_checkpoint, parameter_count
 from parameters import make_parameters
 
@@ -298,12 +299,15 @@ def train(params):
     torch.manual_seed(params.seed)
 
     if params.data_mode == "generate":
+        if params.mix_dir or params.train_repeat != 1:
+            raise DataError("mix_dir and train_repeat apply to folders of images (data_mode=folder), not to "
+                            "data_mode=generate")
         train_set = None
         test_set = load_folder(params.test_dir, params)
         train_size = params.train_count
     elif params.data_mode == "folder":
-        train_set, test_set = load_train_test(params)
-        train_size = len(train_set)
+        train_set, test_set, epoch_order = load_training_data(params)
+        train_size = len(epoch_order)
     else:
         raise DataError(f"data_mode must be folder or generate, got {params.data_mode!r}")
     global_batch = params.batch_size * distributed.world
@@ -387,7 +391,8 @@ def train(params):
                 if index >= first_batch and index % distributed.world == distributed.rank:
                     yield batch
             return
-        order = torch.randperm(train_size, generator=torch.Generator().manual_seed(params.seed * 100003 + epoch))
+        order = torch.from_numpy(epoch_order)[
+            torch.randperm(train_size, generator=torch.Generator().manual_seed(params.seed * 100003 + epoch))]
         images, targets = torch.from_numpy(train_set.images), torch.from_numpy(train_set.targets)
         for index in range(first_batch, steps_per_epoch):
             start = index * global_batch + distributed.rank * params.batch_size

@@ -69,24 +69,18 @@ def swust_folder(datasets, work):
     return merged
 
 
-def fine_tune_folders(swust, synthetic_train, work, seed):
-    """(train, test) folders of links: FINE_TUNE_IMAGES real swust images (a seeded draw), each repeated,
-    plus FINE_TUNE_SYNTHETIC generated ones; every other real image is the test set."""
+def fine_tune_folders(swust, work, seed):
+    """(train, test) folders of links: FINE_TUNE_IMAGES real swust images (a seeded draw); every other real
+    image is the test set."""
     names = sorted(n for n in os.listdir(swust) if not n.startswith("."))
     random.Random(seed).shuffle(names)
     root = os.path.join(work, "fine_tune")
     shutil.rmtree(root, ignore_errors=True)
     train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
-    os.makedirs(train_dir)
-    os.makedirs(test_dir)
-    for name in names[:FINE_TUNE_IMAGES]:
-        stem, extension = os.path.splitext(name)
-        for copy in range(FINE_TUNE_REPEATS):
-            os.symlink(os.path.realpath(os.path.join(swust, name)), os.path.join(train_dir, f"{stem}-r{copy}{extension}"))
-    for name in names[FINE_TUNE_IMAGES:]:
-        os.symlink(os.path.realpath(os.path.join(swust, name)), os.path.join(test_dir, name))
-    for name in sorted(os.listdir(synthetic_train))[:FINE_TUNE_SYNTHETIC]:
-        os.symlink(os.path.abspath(os.path.join(synthetic_train, name)), os.path.join(train_dir, name))
+    for folder, chosen in ((train_dir, names[:FINE_TUNE_IMAGES]), (test_dir, names[FINE_TUNE_IMAGES:])):
+        os.makedirs(folder)
+        for name in chosen:
+            os.symlink(os.path.realpath(os.path.join(swust, name)), os.path.join(folder, name))
     return train_dir, test_dir
 
 
@@ -193,10 +187,11 @@ def main(argv=None):
         elif name == "fine_tune":
             start_from = synthetic_model(name)
             synthetic_train, _ = generated(params, "sim_to_real", swust_style)  # already there after sim_to_real
-            train_dir, test_dir = fine_tune_folders(swust, synthetic_train, work, params.seed)
+            train_dir, test_dir = fine_tune_folders(swust, work, params.seed)
             results[name] = folder_run(params, {**swust_style, **budget, "train_dir": train_dir, "test_dir": test_dir,
-                                                "init_from": start_from, "augment": "on", "lr": 1e-3,
-                                                "warmup": 0.1})
+                                                "train_repeat": FINE_TUNE_REPEATS, "mix_dir": synthetic_train,
+                                                "mix_count": FINE_TUNE_SYNTHETIC, "init_from": start_from,
+                                                "augment": "on", "lr": 1e-3, "warmup": 0.1})
         elif name == "captcha_default":
             style = {"style": "captcha_default", "charset": DIGITS + UPPER}
             train_dir, test_dir = generated(params, name, style)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from api_demo import create_app
 from conftest import ROOT, tiny_params
-from dataset import infer_charset, load_folder
+from dataset import DataError, infer_charset, load_folder, load_training_data
 from export_onnx import export
 from generate_captcha import generate_split
 from model import load_checkpoint
@@ -184,6 +184,27 @@ def test_fine_tuning_from_a_checkpoint_with_another_charset(tiny_run, real_folde
     assert set(checkpoint["charset"]) <= set(REAL_CHARSET) and checkpoint["params"]["captcha_length"] == REAL_LENGTH
     assert checkpoint["params"]["stage_channels"] == (16, 32, 64)  # the architecture of the checkpoint it started from
     assert metrics["char_accuracy"] > 0.25  # chance: 1/20 per character
+
+
+def test_few_real_images_repeated_beside_a_mix_folder(real_folder, tmp_path, capsys):
+    # The fine-tuning recipe: a few real images, each seen train_repeat times an epoch, beside the first
+    # mix_count images of a generated folder seen once.
+    generated = real_folder.parent / "generated"  # the same captchas in colour, labels in the file names
+    params = tiny_params(tmp_path, data_dir=str(real_folder), test_split=0.2, charset=REAL_CHARSET,
+                         captcha_length=REAL_LENGTH, train_repeat=3, mix_dir=str(generated), mix_count=50, epochs=1)
+    train_set, test_set, order = load_training_data(params)
+    own = len(train_set) - 50
+    assert (own, len(test_set)) == (720, 180)
+    assert train_set.names[own:] == sorted(os.listdir(generated))[:50]
+    counts = np.bincount(order, minlength=len(train_set))
+    assert (counts[:own] == 3).all() and (counts[own:] == 1).all()
+    train(params)
+    assert f"{own * 3 + 50} training and 180 test images" in capsys.readouterr().out
+    for bad in ({"train_repeat": 0}, {"mix_count": -1}):
+        with pytest.raises(DataError, match=next(iter(bad))):
+            load_training_data(make_parameters(bad, base=params))
+    with pytest.raises(DataError, match="data_mode=generate"):
+        train(make_parameters({"data_mode": "generate"}, base=params))
 
 
 def test_remapped_heads_keep_shared_characters():
