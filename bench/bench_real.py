@@ -99,8 +99,8 @@ def evaluate(model_dir, image_set, params, check_labels=False):
         groups.setdefault(group, []).append(index)
     if len(groups) > 1:
         for group, indices in sorted(groups.items()):
-            part = image_set.subset(indices)
-            metrics[f"batch {group}"], _ = score(logits[indices], part.labels, charset)
+            labels = [image_set.labels[index] for index in indices]
+            metrics[f"batch {group}"], _ = score(logits[indices], labels, charset)
     if check_labels:
         wrong = tuple(f"{key}-" for key in MISLABELLED)
         kept = [index for index, name in enumerate(image_set.names) if not name.startswith(wrong)]
@@ -210,8 +210,9 @@ def main(argv=None):
                 print(f"  {key:16s} {'':11s} {value['accuracy']:9.4f} {value['accuracy_ignore_case']:8.4f}")
         if "labels right" in metrics:
             right = metrics["labels right"]
-            print(f"  {'labels right':16s} {right['count']:11d} {right['accuracy']:9.4f} {right['accuracy_ignore_case']:8.4f}"
-                  f"  (without the {metrics['count'] - right['count']} test images whose labels are wrong: MISLABELLED)")
+            print(f"  {'labels right':16s} {right['count']:11d} {right['accuracy']:9.4f} "
+                  f"{right['accuracy_ignore_case']:8.4f}  (without the {metrics['count'] - right['count']} "
+                  f"test images whose labels are wrong: MISLABELLED)")
 
 
 if __name__ == "__main__":
