@@ -36,7 +36,7 @@ demo: venv
 	$(PY) userPred.py --backend=onnx $$(ls data/captcha/test | head -n 3 | sed 's|^|data/captcha/test/|')
 	@echo
 	@echo "Dashboard: make visdom (then train again: the plots appear live at http://localhost:8097)"
-	@echo "Resume or extend training: $(PY) main.py --resume --epochs=200"
+	@echo "Train it 5 minutes longer: $(PY) main.py --resume --model_dir=model --extend=5"
 	@echo "Serve: $(PY) api_demo.py   (production: $(VENV)/bin/waitress-serve --port=5000 --call api_demo:create_app)"
 
 # visdom dashboard that works offline: installs visdom's page assets from the npm registry, then serves.

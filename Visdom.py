@@ -37,6 +37,7 @@ import visdom
 from PIL import Image, ImageDraw, ImageFont
 from visdom.utils.shared_utils import get_visdom_path
 
+from files import atomic_write
 from parameters import fail, parse_args
 
 ROOT = Path(__file__).resolve().parent
@@ -171,12 +172,8 @@ def install_assets(static=None, cache=None):
     for spec, tarball in tarballs.items():
         wanted = {inner: dest for package, version, inner, dest in ASSETS if (package, version) == spec}
         for inner, content in _read_members(tarball, wanted).items():
-            target = static / wanted[inner]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Write beside the target and rename, so a concurrent server start never reads half a file.
-            partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-            partial.write_bytes(content)
-            os.replace(partial, target)
+            # Atomically, so a concurrent server start never reads half a file.
+            atomic_write(static / wanted[inner], content)
     # The marker goes last: an interrupted install leaves it absent and is redone next time.
     (static / BUILT_MARKER).write_text(visdom.__version__)
     print(f"visdom: installed {len(ASSETS)} page assets into {static}")

@@ -38,7 +38,7 @@ import time
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from parameters import fail, make_parameters, parse_args
+from parameters import ProjectError, fail, make_parameters, parse_args, run_main
 from userPred import ImageError, load_model_or_exit, open_image, predict, use_predict_threads
 
 DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
@@ -119,25 +119,17 @@ $("form").addEventListener("submit", async (event) => {
 """
 
 
-class ApiError(Exception):
-    """A request the API refuses: the message goes to the client as {"error": message}."""
-
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.message, self.status = message, status
-
-
 def decode_base64(value, field):
     """A base64 string (standard or URL-safe alphabet, optional data: URL prefix) -> bytes."""
     if not isinstance(value, str):
-        raise ApiError(f"'{field}' must be a base64 string, got {type(value).__name__}")
+        raise ProjectError(f"'{field}' must be a base64 string, got {type(value).__name__}")
     text = "".join(DATA_URL_PREFIX.sub("", value.strip(), count=1).split())
     if not text:
-        raise ApiError(f"'{field}' is empty")
+        raise ProjectError(f"'{field}' is empty")
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(f"'{field}' is not valid base64") from None
+        raise ProjectError(f"'{field}' is not valid base64") from None
 
 
 def read_images(params):
@@ -146,40 +138,40 @@ def read_images(params):
     if kind == "application/json" or kind.endswith("+json"):
         body = request.get_data(cache=False)
         if not body:
-            raise ApiError("empty request body: send {\"image\": \"<base64>\"}")
+            raise ProjectError("empty request body: send {\"image\": \"<base64>\"}")
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as error:
-            raise ApiError(f"malformed JSON ({error})") from None
+            raise ProjectError(f"malformed JSON ({error})") from None
         if isinstance(payload, dict) and "images" in payload:
             items = payload["images"]
             if not isinstance(items, list) or not items:
-                raise ApiError("'images' must be a non-empty list of base64 strings")
+                raise ProjectError("'images' must be a non-empty list of base64 strings")
             check_batch(len(items), params)
             return [decode_base64(item, f"images[{index}]") for index, item in enumerate(items)], True
         if isinstance(payload, dict) and "image" in payload:
             return [decode_base64(payload["image"], "image")], False
-        raise ApiError("the JSON body needs an 'image' field (a base64 image) or an 'images' list")
+        raise ProjectError("the JSON body needs an 'image' field (a base64 image) or an 'images' list")
     if kind == "multipart/form-data":
         files = request.files.getlist("image")
         if not files:
-            raise ApiError("the multipart upload needs a file in the field 'image'")
+            raise ProjectError("the multipart upload needs a file in the field 'image'")
         check_batch(len(files), params)
         return [upload.read() for upload in files], len(files) > 1
     if kind.startswith("image/") or kind == "application/octet-stream":
         body = request.get_data(cache=False)
         if not body:
-            raise ApiError("empty request body: send the image bytes")
+            raise ProjectError("empty request body: send the image bytes")
         return [body], False
     if not request.content_length and not kind:
-        raise ApiError("empty request body: send JSON {\"image\": \"<base64>\"}, a multipart upload or image bytes")
-    raise ApiError(f"unsupported Content-Type {kind or '(none)'!r}: send application/json, multipart/form-data, "
+        raise ProjectError("empty request body: send JSON {\"image\": \"<base64>\"}, a multipart upload or image bytes")
+    raise ProjectError(f"unsupported Content-Type {kind or '(none)'!r}: send application/json, multipart/form-data, "
                    f"or image bytes as image/* or application/octet-stream", 415)
 
 
 def check_batch(count, params):
     if count > params.max_batch:
-        raise ApiError(f"{count} images in one request is over the limit of max_batch={params.max_batch}")
+        raise ProjectError(f"{count} images in one request is over the limit of max_batch={params.max_batch}")
 
 
 def reply_item(result):
@@ -227,7 +219,7 @@ def create_app(params=None, predictor=None):
             try:
                 images.append(open_image(data, params.max_image_pixels))
             except ImageError as error:
-                raise ApiError(f"images[{index}]: {error}" if batch else str(error), error.status) from None
+                raise ProjectError(f"images[{index}]: {error}" if batch else str(error), error.status) from None
         results = predict(predictor, images)
         elapsed = round((time.perf_counter() - start) * 1000, 3)
         if batch:
@@ -236,9 +228,9 @@ def create_app(params=None, predictor=None):
         return jsonify(prediction=item["prediction"], predition=item["prediction"],
                        **{key: value for key, value in item.items() if key != "prediction"}, ms=elapsed)
 
-    @app.errorhandler(ApiError)
-    def api_error(error):
-        return jsonify(error=error.message), error.status
+    @app.errorhandler(ProjectError)
+    def refused(error):  # a request the API refuses (or a bad image): its message, its status
+        return jsonify(error=str(error)), error.status
 
     @app.errorhandler(HTTPException)
     def http_error(error):
@@ -280,4 +272,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -18,7 +18,7 @@ import random
 from captcha.image import DEFAULT_FONTS, ImageCaptcha
 from PIL import Image, ImageDraw, ImageFilter
 
-from parameters import fail, parse_args
+from parameters import ProjectError, fail, parse_args
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
 USER_FONT_DIR = "fonts"
@@ -29,7 +29,7 @@ INK_GAIN = 1.97
 MIN_INK_OPACITY = 0.5
 
 
-class StyleError(ValueError):
+class StyleError(ProjectError):
     """A generator setting that cannot work; the message is one clear line."""
 
 

@@ -1,5 +1,6 @@
-"""Labelled image folders -> uint8 arrays, plus the charset, preprocess() and decode() that every
-script shares (training, evaluation, prediction and the API take one path from pixels to text).
+"""Labelled image folders -> uint8 arrays, plus the charset, preprocess(), decoding and scoring that
+every script shares (training, evaluation, prediction and the API take one path from pixels to text).
+Numpy only, no torch: serving with onnxruntime imports this module.
 
     python dataset.py                                  # check train_dir and test_dir, report bad files
     python dataset.py --train_dir=my_captchas --strict
@@ -19,18 +20,17 @@ import random
 from collections import Counter
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import IterableDataset, get_worker_info
 
-from parameters import DIGITS, LOWER, UPPER, fail, make_parameters, parse_args
+from files import atomic_write
+from parameters import DIGITS, LOWER, UPPER, ProjectError, make_parameters, parse_args, run_main, worker_count
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LABELS_FILE = "labels.csv"
 REPORT_LINES = 10  # bad files named in a report; the rest are counted
 
 
-class DataError(ValueError):
+class DataError(ProjectError):
     """A data problem with a message fit to show the user as is."""
 
 
@@ -81,21 +81,44 @@ def fold_label(label, ignore_case):
 
 
 def decode_logits(logits, charset, fold_case=False):
-    """Logits (N, length, classes) -> (texts, per-character confidences (N, length) as numpy).
+    """Logits (N, length, classes) -> (texts, per-character confidences (N, length)), in numpy.
 
     With fold_case, the probabilities of the two cases of a letter are added before the argmax and
     the text comes out in lower case: the right decision when answers ignore case.
     """
-    probabilities = torch.softmax(logits.float(), dim=-1)
+    logits = np.asarray(logits, dtype=np.float32)
+    exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities = exponentials / exponentials.sum(axis=-1, keepdims=True)  # softmax (N, length, classes)
     if fold_case:
-        folded = torch.zeros_like(probabilities)
-        folded.index_add_(-1, torch.tensor(charset.folded, device=probabilities.device), probabilities)
-        probabilities = folded
-    confidence, indices = probabilities.max(dim=-1)
-    texts = [charset.decode(row) for row in indices.cpu().tolist()]
+        folding = np.zeros((len(charset), len(charset)), np.float32)  # class -> class of its lower case
+        folding[np.arange(len(charset)), charset.folded] = 1
+        probabilities = probabilities @ folding
+    indices = probabilities.argmax(axis=-1)
+    texts = [charset.decode(row) for row in indices.tolist()]
     if fold_case:
         texts = [text.lower() for text in texts]
-    return texts, confidence.cpu().numpy()
+    return texts, probabilities.max(axis=-1)
+
+
+def score(logits, labels, charset):
+    """Whole-captcha accuracy (case-sensitive and -insensitive), per-character accuracy, predictions."""
+    predictions, _ = decode_logits(logits, charset)
+    folded, _ = decode_logits(logits, charset, fold_case=True)
+    count = max(1, len(labels))
+    exact = sum(p == t for p, t in zip(predictions, labels)) / count
+    insensitive = sum(p == t.lower() for p, t in zip(folded, labels)) / count
+    characters = sum(a == b for p, t in zip(predictions, labels) for a, b in zip(p, t)) / (count * charset.length)
+    return {"accuracy": exact, "accuracy_ignore_case": insensitive, "char_accuracy": characters}, predictions
+
+
+def confusions(predictions, labels, top=15):
+    """The most frequent (truth, prediction) character pairs among wrong characters."""
+    counter = Counter((t, p) for pred, label in zip(predictions, labels) for t, p in zip(label, pred) if t != p)
+    return counter.most_common(top)
+
+
+def format_confusions(pairs):
+    return ", ".join(f"{t}->{p} x{n}" for (t, p), n in pairs) or "none"
 
 
 def preprocess(image, width, height):
@@ -245,12 +268,9 @@ def load_folder(folder, params, quiet=False):
         image_set = ImageSet(images, targets, names, [by_name[name] for name in names])
     else:
         image_set, unreadable = _decode_folder(folder, entries, params)
-        os.makedirs(params.cache_dir, exist_ok=True)
-        temporary = f"{cache_file}.{os.getpid()}.tmp.npz"
-        np.savez(temporary, images=image_set.images, targets=image_set.targets,
-                 names=np.array(image_set.names, dtype=str),
-                 unreadable=np.array([list(pair) for pair in unreadable], dtype=str).reshape(-1, 2))
-        os.replace(temporary, cache_file)
+        atomic_write(cache_file, lambda handle: np.savez(
+            handle, images=image_set.images, targets=image_set.targets, names=np.array(image_set.names, dtype=str),
+            unreadable=np.array([list(pair) for pair in unreadable], dtype=str).reshape(-1, 2)))
     if not quiet:
         report(folder, problems + unreadable, total, params.strict)
     return image_set
@@ -261,7 +281,7 @@ def _decode_folder(folder, entries, params):
     charset = Charset.from_params(params)
     paths = [os.path.join(folder, name) for name, _ in entries]
     chunks = [(paths[i:i + 512], params.image_width, params.image_height) for i in range(0, len(paths), 512)]
-    workers = min(params.workers if params.workers > 0 else (os.cpu_count() or 1), max(1, len(chunks)))
+    workers = min(worker_count(params), max(1, len(chunks)))
     if workers > 1:
         with multiprocessing.Pool(workers) as pool:
             decoded = [item for chunk in pool.imap(_read_chunk, chunks) for item in chunk]
@@ -311,40 +331,13 @@ def load_training_data(params):
     return train_set, test_set, order
 
 
-class GeneratedStream(IterableDataset):
-    """Fresh captchas drawn by the generator in DataLoader workers: (image uint8 (H, W, 3), target (length,)).
-
-    Epoch `e` yields train_count images seeded by (seed, 'stream{e}', index), split between workers,
-    so no two epochs (and no worker pair) repeat an image.
-    """
-
-    def __init__(self, params, epoch=0):
-        self.params, self.epoch = params, epoch
-
-    def __iter__(self):
-        from custom_captcha_image import make_generator  # the generator is only needed in this mode
-        from generate_captcha import make_sample
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        generator = make_generator(self.params)
-        charset = Charset.from_params(self.params)
-        for index in range(worker, self.params.train_count, workers):
-            label, image = make_sample(generator, self.params, f"stream{self.epoch}", index)
-            label = fold_label(label, self.params.ignore_case)
-            yield (torch.from_numpy(preprocess(image, self.params.image_width, self.params.image_height)),
-                   torch.tensor(charset.encode(label)))
-
-
 def main(argv=None):
     params = parse_args(argv, doc=__doc__)
-    try:
-        if params.infer_charset:
-            params = infer_charset(params)
-        for name, image_set in zip(("train", "test"), load_train_test(params)):
-            print(f"{name}: {len(image_set)} images {tuple(image_set.images.shape[1:])}")
-    except DataError as error:
-        fail(str(error))
+    if params.infer_charset:
+        params = infer_charset(params)
+    for name, image_set in zip(("train", "test"), load_train_test(params)):  # a DataError: one line (run_main)
+        print(f"{name}: {len(image_set)} images {tuple(image_set.images.shape[1:])}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

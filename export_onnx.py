@@ -19,6 +19,7 @@ The export is checked before the command returns: onnxruntime must reproduce PyT
 batch of test images (the largest difference is printed).
 """
 import dataclasses
+import io
 import json
 import os
 import warnings
@@ -27,8 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from files import atomic_write
 from model import load_checkpoint, model_from_checkpoint, parameter_count
-from parameters import fail, parse_args
+from parameters import ProjectError, fail, parse_args, run_main
 
 METADATA_KEY = "captcha_ocr"
 OPSET = 17
@@ -44,7 +46,7 @@ class DdddocrAdapter(nn.Module):
 
     def forward(self, images):
         pixels = images.mul(255).permute(0, 2, 3, 1)  # (N, H, W, 3) in 0-255, what the model expects
-        probabilities = torch.softmax(self.model(pixels)[..., :self.classes].float(), dim=-1)  # (N, L, K)
+        probabilities = torch.softmax(self.model(pixels).float(), dim=-1)  # (N, L, K)
         count, length, _ = probabilities.shape
         blank = probabilities.new_zeros(count, length, 1)
         characters = torch.cat([blank, probabilities], dim=-1)  # blank never wins a character step
@@ -59,27 +61,25 @@ def onnx_paths(checkpoint_path, onnx_file=""):
     return f"{base}.onnx", f"{base}.ddddocr.onnx", f"{base}.ddddocr.json"
 
 
-def _export(module, example, path, input_name, output_name):
-    temporary = f"{path}.{os.getpid()}.tmp"
+def _export(module, example, input_name, output_name, metadata=None):
+    """The ONNX file of `module` as bytes, with `metadata` (a JSON-able dict) under METADATA_KEY."""
+    import onnx
+    buffer = io.BytesIO()
     # The TorchScript exporter (dynamo=False) needs no extra packages and handles this model; its
     # deprecation notice and the tracer's note that the input size is fixed are expected here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(module, (example,), temporary, input_names=[input_name], output_names=[output_name],
+        torch.onnx.export(module, (example,), buffer, input_names=[input_name], output_names=[output_name],
                           dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}}, opset_version=OPSET,
                           dynamo=False)
-    return temporary
-
-
-def _write_metadata(temporary, path, metadata):
-    import onnx
-    graph = onnx.load(temporary)
+    if metadata is None:
+        return buffer.getvalue()
+    graph = onnx.load_from_string(buffer.getvalue())
     del graph.metadata_props[:]
     entry = graph.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    onnx.save(graph, temporary)
-    os.replace(temporary, path)  # a crash never leaves a half-written model under the final name
+    return graph.SerializeToString()
 
 
 def export(checkpoint_path, onnx_file="", ddddocr=True, check_images=None):
@@ -89,14 +89,12 @@ def export(checkpoint_path, onnx_file="", ddddocr=True, check_images=None):
     model, trained = model_from_checkpoint(checkpoint)  # float32, eval mode
     charset = checkpoint["charset"]
     path, ddddocr_path, ddddocr_json = onnx_paths(checkpoint_path, onnx_file)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     example = torch.full((1, trained.image_height, trained.image_width, 3), 255, dtype=torch.uint8)
+    metadata = {"charset": charset, "captcha_length": trained.captcha_length, "image_width": trained.image_width,
+                "image_height": trained.image_height, "parameters": parameter_count(model),
+                "checkpoint": checkpoint_path, "params": dataclasses.asdict(trained)}
     with torch.no_grad():
-        temporary = _export(model, example, path, "images", "logits")
-    _write_metadata(temporary, path, {"charset": charset, "captcha_length": trained.captcha_length,
-                                      "image_width": trained.image_width, "image_height": trained.image_height,
-                                      "parameters": parameter_count(model), "checkpoint": checkpoint_path,
-                                      "params": dataclasses.asdict(trained)})
+        atomic_write(path, _export(model, example, "images", "logits", metadata))
     if check_images is None:
         check_images = np.random.default_rng(0).integers(
             0, 256, (8, trained.image_height, trained.image_width, 3), dtype=np.uint8)
@@ -105,16 +103,15 @@ def export(checkpoint_path, onnx_file="", ddddocr=True, check_images=None):
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     difference = float(np.abs(session.run(None, {"images": check_images})[0] - expected).max())
     if difference > TOLERANCE:
-        raise ValueError(f"the ONNX model differs from PyTorch by {difference:.2e} (over {TOLERANCE:g})")
+        raise ProjectError(f"the ONNX model differs from PyTorch by {difference:.2e} (over {TOLERANCE:g})")
     result = {"onnx": path, "max_difference": difference}
     if ddddocr:
         adapter = DdddocrAdapter(model, len(charset)).eval()
         with torch.no_grad():
-            temporary = _export(adapter, example.permute(0, 3, 1, 2).float() / 255, ddddocr_path, "input1", "output")
-        os.replace(temporary, ddddocr_path)
-        with open(ddddocr_json, "w", encoding="utf-8") as handle:
-            json.dump({"charset": [""] + list(charset), "word": False,
-                       "image": [trained.image_width, trained.image_height], "channel": 3}, handle, ensure_ascii=False)
+            atomic_write(ddddocr_path, _export(adapter, example.permute(0, 3, 1, 2).float() / 255, "input1", "output"))
+        atomic_write(ddddocr_json, json.dumps({"charset": [""] + list(charset), "word": False,
+                                               "image": [trained.image_width, trained.image_height], "channel": 3},
+                                              ensure_ascii=False))
         result.update(ddddocr_onnx=ddddocr_path, ddddocr_json=ddddocr_json)
     return result
 
@@ -124,10 +121,7 @@ def main(argv=None):
     checkpoint_path = params.checkpoint or os.path.join(params.model_dir, "best.pt")
     if checkpoint_path.endswith(".onnx"):
         fail("--checkpoint names the PyTorch checkpoint to export (a .pt file); use --onnx_file for the output")
-    try:
-        result = export(checkpoint_path, params.onnx_file, params.ddddocr)
-    except (FileNotFoundError, ValueError) as error:
-        fail(str(error))
+    result = export(checkpoint_path, params.onnx_file, params.ddddocr)  # its errors: one line (run_main)
     print(f"wrote {result['onnx']} (onnxruntime matches PyTorch within {result['max_difference']:.1e})")
     if params.ddddocr:
         print(f"wrote {result['ddddocr_onnx']} and {result['ddddocr_json']} for "
@@ -135,4 +129,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -21,7 +21,8 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from custom_captcha_image import StyleError, make_generator
-from parameters import fail, parse_args
+from files import atomic_write
+from parameters import fail, parse_args, worker_count
 
 FORBIDDEN_IN_NAMES = set('_/\\:*?"<>|.') | {"\0"}
 NAME_PATTERN = re.compile(r"^(?P<label>.+)_(?P<index>\d+)\.(?P<ext>jpg|png)$")
@@ -62,11 +63,7 @@ def _write_chunk(task):
     params, folder, split, indices = task
     for index in indices:
         label, image = make_sample(_worker_generator, params, split, index)
-        path = os.path.join(folder, file_name(label, index, params))
-        temporary = f"{path}.tmp"
-        with open(temporary, "wb") as handle:
-            handle.write(encode(image, params))
-        os.replace(temporary, path)
+        atomic_write(os.path.join(folder, file_name(label, index, params)), encode(image, params))
     return len(indices)
 
 
@@ -81,10 +78,6 @@ def existing_indices(folder, params):
         if match and match.group("ext") == params.image_format:
             done.add(int(match.group("index")))
     return done
-
-
-def worker_count(params):
-    return params.workers if params.workers > 0 else (os.cpu_count() or 1)
 
 
 def check_settings(params):

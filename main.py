@@ -2,7 +2,6 @@
 
     python main.py                                   # defaults from parameters.py
     python main.py --time_budget=20                  # fit the schedule to 20 minutes of training
-    python main.py --resume                          # continue model_dir/last.pt where it stopped
     python main.py --data_dir=my_captchas --test_split=0.2 --infer_charset    # a real labelled folder
     python main.py --data_dir=my_captchas --init_from=model/best.pt --infer_charset   # fine-tune on it
     python main.py --model_preset=original           # the original project's ResNet-18 on 32x32
@@ -10,19 +9,40 @@
 
 Writes model_dir/best.pt (best case-insensitive test accuracy), model_dir/last.pt, log.csv and
 curves.png, and plots live to a visdom server when one runs (`make visdom`).
+
+Resuming. Ctrl-C (or SIGTERM) finishes the step in flight, saves model_dir/last.pt and prints the
+command that continues the run; a second Ctrl-C stops at once. last.pt holds every setting of the
+run (data, split, batch size, schedule, augmentation, time budget...), so
+
+    python main.py --resume --model_dir=model        # continues exactly where the run stopped
+
+needs no other flag. Only visdom, visdom_server, visdom_port, visdom_env, workers, threads,
+eval_every, eval_batch_size, device, strict, cache_dir and extend may be given with --resume; any
+other setting given with a value other than the run's is refused.
+
+Extending. A run that is over (or not) trains longer with
+
+    python main.py --resume --model_dir=model --extend=5     # 5 more minutes of training
+
+on a short cosine tail of the learning rate from lr/10 down to lr/100, with no warm-up (the schedule
+does not restart). An interrupted extension continues with --resume alone.
 """
-from dataset import DataError
-from parameters import fail, parse_args
-from train import train
+import sys
+
+from parameters import parse_args, parse_overrides, run_main
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     params = parse_args(argv, doc=__doc__)
+    given = parse_overrides(argv)[0]  # the settings named on the command line (--resume refuses most)
     try:
-        train(params)
-    except (DataError, FileNotFoundError, ValueError) as error:
-        fail(str(error))
+        from train import train  # here, not at the top: Ctrl-C while torch loads ends in one line too
+        train(params, given)
+    except KeyboardInterrupt:
+        print("\nerror: interrupted: stopped at once, nothing saved since the last checkpoint", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

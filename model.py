@@ -14,7 +14,6 @@ Presets (`model_preset`):
 - `original`: the original project's design for comparison: a ResNet-18 (7x7 stem, max-pool, four
   stages of two blocks at 64-512 channels) on images squashed to 32x32, global average pooling.
 """
-import dataclasses
 import io
 import os
 import time
@@ -24,7 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dataset import Charset
-from parameters import Parameters, fail, parse_args
+from files import atomic_write
+from parameters import Parameters, ProjectError, parse_args, run_main, saved_parameters, worker_count
+
+DEFAULTS = Parameters()  # CaptchaResNet's defaults are the settings' defaults
 
 
 class BasicBlock(nn.Module):
@@ -59,14 +61,15 @@ def make_stages(in_channels, channels, blocks, strides):
 class CaptchaResNet(nn.Module):
     """uint8 (N, H, W, 3) -> logits (N, length, classes)."""
 
-    def __init__(self, length, classes, image_height, image_width, preset="default", stem_channels=16,
-                 stage_channels=(32, 64, 128, 192), stage_blocks=(1, 2, 2, 1), dropout=0.1, stem_stride=1,
-                 feature_stride=8):
+    def __init__(self, length, classes, image_height=DEFAULTS.image_height, image_width=DEFAULTS.image_width,
+                 preset=DEFAULTS.model_preset, stem_channels=DEFAULTS.stem_channels,
+                 stage_channels=DEFAULTS.stage_channels, stage_blocks=DEFAULTS.stage_blocks,
+                 dropout=DEFAULTS.dropout, stem_stride=DEFAULTS.stem_stride, feature_stride=DEFAULTS.feature_stride):
         super().__init__()
         if preset not in ("default", "original"):
-            raise ValueError(f"model_preset must be default or original, got {preset!r}")
+            raise ProjectError(f"model_preset must be default or original, got {preset!r}")
         if len(stage_channels) != len(stage_blocks):
-            raise ValueError("stage_channels and stage_blocks need one entry per stage")
+            raise ProjectError("stage_channels and stage_blocks need one entry per stage")
         self.preset = preset
         self.length, self.classes = length, classes
         if preset == "original":
@@ -78,7 +81,7 @@ class CaptchaResNet(nn.Module):
         else:
             self.input_size = (image_height, image_width)
             if stem_stride not in (1, 2):
-                raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
+                raise ProjectError(f"stem_stride must be 1 or 2, got {stem_stride}")
             self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, stem_stride, 1, bias=False),
                                       nn.BatchNorm2d(stem_channels), nn.ReLU(inplace=True))
             # Halve both axes log2(feature_stride) times (in the stem and/or the first stages), keep
@@ -87,10 +90,10 @@ class CaptchaResNet(nn.Module):
             # holds a full-resolution activation map, which is most of the cost of the first layers
             # on a CPU; 3x3 windows at stride 2 still see every pixel.
             if feature_stride not in (4, 8, 16, 32):
-                raise ValueError(f"feature_stride must be 4, 8, 16 or 32, got {feature_stride}")
+                raise ProjectError(f"feature_stride must be 4, 8, 16 or 32, got {feature_stride}")
             halvings = feature_stride.bit_length() - 1 - (stem_stride == 2)
             if halvings > len(stage_channels):
-                raise ValueError(f"feature_stride {feature_stride} needs {halvings} stages, got {len(stage_channels)}")
+                raise ProjectError(f"feature_stride {feature_stride} needs {halvings} stages, got {len(stage_channels)}")
             strides = [2 if index < halvings else 1 for index in range(len(stage_channels))]
             self.body = make_stages(stem_channels, stage_channels, stage_blocks, strides)
             columns = (image_width + stem_stride - 1) // stem_stride
@@ -121,36 +124,63 @@ class CaptchaResNet(nn.Module):
 
 def build_model(params):
     """The model `params` describe (charset and length set the heads)."""
-    return CaptchaResNet(params.captcha_length, len(Charset.from_params(params)), params.image_height, params.image_width,
-                         params.model_preset, params.stem_channels, tuple(params.stage_channels),
-                         tuple(params.stage_blocks), params.dropout, params.stem_stride,
-                         params.feature_stride)
+    return CaptchaResNet(length=params.captcha_length, classes=len(Charset.from_params(params)),
+                         image_height=params.image_height, image_width=params.image_width,
+                         preset=params.model_preset, stem_channels=params.stem_channels,
+                         stage_channels=tuple(params.stage_channels), stage_blocks=tuple(params.stage_blocks),
+                         dropout=params.dropout, stem_stride=params.stem_stride,
+                         feature_stride=params.feature_stride)
+
+
+def select_device(params):
+    """The device, chosen once: CUDA when present (auto), else CPU with `threads` threads."""
+    if params.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            device = torch.device(params.device)
+        except RuntimeError:
+            raise ProjectError(f"--device must be auto, cpu, cuda or cuda:N, got {params.device!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ProjectError(f"--device={params.device} but CUDA is not available")
+    if device.type == "cpu":
+        torch.set_num_threads(worker_count(params, "threads"))
+    return device
+
+
+def autocast(device, enabled):
+    """Mixed precision when `enabled`: bf16 on CPU (fast on AVX-512/AMX cores) and on CUDA."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def batch_logits(model, device, amp, images):
+    """uint8 (N, H, W, 3) numpy -> float32 logits (N, length, classes) numpy, one batch through `model`."""
+    with torch.inference_mode(), autocast(device, amp):
+        return model(torch.from_numpy(images).to(device)).float().cpu().numpy()
+
+
+def save_checkpoint(path, checkpoint):
+    """torch.save of a checkpoint dict, atomically: a crash never leaves a half-written checkpoint."""
+    atomic_write(path, lambda handle: torch.save(checkpoint, handle))
 
 
 def load_checkpoint(path):
     """A checkpoint dict, loaded safely (weights_only: tensors and plain data, never arbitrary code)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path!r} (train one with: python main.py)")
+        raise ProjectError(f"no checkpoint at {path!r} (train one with: python main.py)", 404)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: say which and why, not a traceback
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ValueError(f"{path!r} is not a readable checkpoint ({type(error).__name__}: {first_line})") from None
+        raise ProjectError(f"{path!r} is not a readable checkpoint ({type(error).__name__}: {first_line})") from None
     if not isinstance(checkpoint, dict) or not {"model", "params", "charset"} <= set(checkpoint):
-        raise ValueError(f"{path!r} is not a captcha-ocr checkpoint (no model, params and charset)")
+        raise ProjectError(f"{path!r} is not a captcha-ocr checkpoint (no model, params and charset)")
     return checkpoint
-
-
-def model_params(saved):
-    """The Parameters a checkpoint (or an ONNX export) saved as a dict; settings unknown here are ignored."""
-    known = {field.name for field in dataclasses.fields(Parameters)}
-    return Parameters(**{key: tuple(value) if isinstance(value, list) else value
-                         for key, value in saved.items() if key in known})
 
 
 def model_from_checkpoint(checkpoint):
     """(model in eval mode, the Parameters it was trained with) from a checkpoint dict."""
-    params = model_params(checkpoint["params"])
+    params = saved_parameters(checkpoint["params"])
     model = build_model(params)
     model.load_state_dict(checkpoint["model"])
     return model.eval(), params
@@ -169,10 +199,7 @@ def file_size(model):
 
 def main(argv=None):
     params = parse_args(argv, doc=__doc__)
-    try:
-        model = build_model(params).eval()
-    except ValueError as error:  # a setting the architecture cannot take: one line, as for any bad setting
-        fail(str(error))
+    model = build_model(params).eval()  # a setting the architecture cannot take: one line (run_main)
     print(f"{params.model_preset}: {parameter_count(model) / 1e6:.2f}M parameters, "
           f"{file_size(model) / 1e6:.1f} MB of weights")
     images = torch.randint(0, 256, (params.batch_size, params.image_height, params.image_width, 3), dtype=torch.uint8)
@@ -182,7 +209,7 @@ def main(argv=None):
     for index in range(6):
         if index == 2:
             start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=params.amp):
+        with autocast(torch.device("cpu"), params.amp):
             loss = model(images).float().logsumexp(-1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -192,4 +219,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -102,7 +102,8 @@ class Parameters:
     eval_every: int = 0  # also evaluate every N steps (0 = only at epoch ends)
     eval_epochs: int = 1  # evaluate and save checkpoints every N epochs, and after the last (tiny data: raise it)
     target_accuracy: float = 0.0  # stop early once test case-sensitive accuracy reaches this (0 = never)
-    resume: bool = False  # continue the run in model_dir from last.pt
+    resume: bool = False  # continue the run in model_dir from last.pt, with the settings it was started with
+    extend: float = 0.0  # with --resume: train this many more minutes on a short cosine tail from lr/10, no warm-up (0 = off)
     init_from: str = ""  # start from this checkpoint's weights (fine-tuning)
     train_repeat: int = 1  # each training image (train_dir, or data_dir's train split) is seen this many times an epoch
     mix_dir: str = ""  # a second labelled folder mixed into training once an epoch (e.g. generated captchas beside few real ones)
@@ -190,7 +191,23 @@ STYLES = {
 }
 
 
-class ParameterError(ValueError):
+# Settings of the network itself: fine-tuning (--init_from) takes them from the checkpoint it starts from.
+ARCHITECTURE_KEYS = ("image_width", "image_height", "model_preset", "stem_channels", "stem_stride", "stage_channels",
+                     "stage_blocks", "feature_stride")
+# Settings that fix the shape of the model, its heads too: prediction takes them from the model it loads.
+MODEL_SHAPE_KEYS = ("charset", "captcha_length", "ignore_case") + ARCHITECTURE_KEYS
+
+
+class ProjectError(ValueError):
+    """A problem with a message fit to show as one line: scripts print it and exit with status 2, the
+    API answers it as JSON with HTTP `status`."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+class ParameterError(ProjectError):
     """A bad --key=value: the message names the key and is fit to show as one line."""
 
 
@@ -276,6 +293,24 @@ def make_parameters(overrides=None, base=None):
     return params
 
 
+def saved_parameters(saved):
+    """The Parameters a checkpoint (or an ONNX export) saved as a dict; settings unknown here are ignored,
+    settings added since take their defaults."""
+    return Parameters(**{key: tuple(value) if isinstance(value, list) else value
+                         for key, value in saved.items() if key in _FIELDS})
+
+
+def with_saved_settings(params, saved, keys=MODEL_SHAPE_KEYS):
+    """`params` with the settings `keys` taken from a checkpoint's saved settings dict (those it has)."""
+    return make_parameters({key: saved[key] for key in keys if key in saved}, base=params)
+
+
+def worker_count(params, setting="workers"):
+    """The count a setting (workers, threads, predict_threads) asks for, 0 meaning one per CPU core."""
+    count = getattr(params, setting)
+    return count if count > 0 else (os.cpu_count() or 1)
+
+
 def help_text(doc=""):
     """--help: the script's docstring, then every setting with its default and comment."""
     comments = {}
@@ -338,3 +373,19 @@ def fail(message):
     """Stop a script with a clear one-line message (no traceback)."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def run_main(main):
+    """A script's entry point: main(), a ProjectError ending it in one line, and a closed output pipe
+    (`python main.py --help | head`) ending it quietly."""
+    try:
+        try:
+            main()
+        finally:
+            sys.stdout.flush()  # here, not at exit: a reader that went away is caught below
+    except ProjectError as error:
+        fail(str(error))
+    except BrokenPipeError:
+        # Python flushes stdout once more at exit and would report the closed pipe: point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None

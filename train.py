@@ -5,75 +5,228 @@ several GPUs with torchrun:
 
     torchrun --standalone --nproc_per_node=4 main.py --batch_size=256   # batch_size is per GPU
 
-Checkpoints (model_dir/last.pt and best.pt) are one dict: model, optimizer, schedule, step, epoch,
-position in the epoch, best metric, metrics, torch RNG state and the parameters trained with. They
-are written atomically (temporary file + rename); `--resume` continues from last.pt exactly where it
-stopped; Ctrl-C saves last.pt first.
+Where a run stands is its Progress (step, epoch, batch in the epoch, training seconds, best and last
+metrics). A checkpoint (model_dir/last.pt and best.pt) is one dict: model, optimizer, progress, the
+settings of the run, charset and torch RNG state, written atomically. `--resume` takes all of them
+from last.pt and continues exactly where the run stopped; Ctrl-C or SIGTERM saves last.pt first.
+`--resume --extend=MINUTES` trains a run (finished or not) longer on a short cosine tail.
 """
 import csv
 import dataclasses
+import functools
+import io
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
-from collections import Counter
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from dataset import (Charset, DataError, GeneratedStream, decode_logits, infer_charset, load_folder,
-                     load_training_data)
-from model import build_model, load_checkpoint, parameter_count
-from parameters import make_parameters
+from dataset import (Charset, DataError, confusions, fold_label, format_confusions, infer_charset, load_folder,
+                     load_training_data, preprocess, score)
+from files import atomic_write
+from model import (autocast, batch_logits, build_model, load_checkpoint, parameter_count, save_checkpoint,
+                   select_device)
+from parameters import (ARCHITECTURE_KEYS, Parameters, ParameterError, ProjectError, saved_parameters,
+                        with_saved_settings, worker_count)
+from userPred import Predictor
 
-# Settings of the network itself: fine-tuning (--init_from) takes them from the checkpoint it starts from.
-ARCHITECTURE_KEYS = ("image_width", "image_height", "model_preset", "stem_channels", "stem_stride", "stage_channels",
-                     "stage_blocks", "feature_stride")
-# Settings that fix the shape of the model, its heads too: on --resume they come from the checkpoint.
-MODEL_SHAPE_KEYS = ("charset", "captcha_length", "ignore_case") + ARCHITECTURE_KEYS
 AUGMENT_AUTO_LIMIT = 50000  # augment='auto' augments training sets smaller than this (real data, not generated)
-LOSS_EVERY = 20  # steps between loss points in the log, the curves and the dashboard
+LOSS_EVERY_STEPS = 20  # a loss row (log, curves, dashboard) at least every this many steps...
+LOSS_EVERY_SECONDS = 2.0  # ... and at least every this many seconds of training
+# Settings a resumed run may take from the command line: where it reports, how it computes, how often it
+# evaluates, and --extend. Every other setting comes from last.pt.
+RESUME_MAY_CHANGE = ("visdom", "visdom_server", "visdom_port", "visdom_env", "workers", "threads", "eval_every",
+                     "eval_batch_size", "device", "strict", "cache_dir", "extend")
+TAIL_FROM, TAIL_TO = 0.1, 0.01  # --extend's cosine tail runs from lr x TAIL_FROM down to lr x TAIL_TO
+REPEAT_GRACE = 1.0  # seconds in which a second stop signal is the same request (torchrun passes Ctrl-C on)
 
 
-def with_saved_settings(params, saved, keys=MODEL_SHAPE_KEYS):
-    """`params` with the settings `keys` taken from a checkpoint's saved settings dict (those it has)."""
-    return make_parameters({key: saved[key] for key in keys if key in saved}, base=params)
+@dataclasses.dataclass
+class Progress:
+    """Where a run stands: what a checkpoint stores beside weights, optimizer, settings and RNG state."""
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # batches taken in the current epoch
+    seconds: float = 0.0  # training time so far (evaluating and saving not counted)
+    best: float = -1.0  # best test accuracy_ignore_case so far (that of best.pt)
+    evaluated: int = -1  # step of the last evaluation
+    metrics: dict = dataclasses.field(default_factory=dict)  # test metrics of the last evaluation
+    tail_start: float = -1.0  # training seconds at which an --extend tail began (-1: the one-cycle schedule)
+
+    def advance(self, seconds, steps_per_epoch):
+        """One step taken in `seconds`."""
+        self.step += 1
+        self.batch += 1
+        self.seconds += seconds
+        if self.batch == steps_per_epoch:
+            self.epoch += 1
+            self.batch = 0
 
 
-def in_main_thread():
-    """Signal handlers can only be installed from the main thread (not, e.g., in a test's worker thread)."""
-    return threading.current_thread() is threading.main_thread()
+@dataclasses.dataclass
+class Data:
+    """What a run trains and tests on."""
+    train_set: object  # ImageSet, or None when captchas are generated on the fly (data_mode=generate)
+    test_set: object  # ImageSet
+    order: object  # int64 (M,): the train_set indices an epoch visits (folder mode)
+    size: int  # training images an epoch visits
+    steps_per_epoch: int
+    augment: bool
 
 
-def select_device(params):
-    """The device, chosen once: CUDA when present (auto), else CPU with one thread per core."""
-    if params.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(params.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise DataError(f"--device={params.device} but CUDA is not available")
+@dataclasses.dataclass
+class Run:
+    """What a run trains with, fixed once it starts (its Progress is what changes)."""
+    params: Parameters
+    ranks: object  # Ranks
+    device: torch.device
+    charset: Charset
+    data: Data
+    model: torch.nn.Module
+    trained: torch.nn.Module  # the model, in DistributedDataParallel under torchrun
+    optimizer: torch.optim.Optimizer
+    total_steps: int  # of the one-cycle schedule: epochs x steps_per_epoch
+
+
+def train(params, given=None):
+    """Train and evaluate as `params` say; returns the final test metrics.
+
+    With params.resume the run in model_dir continues with the settings saved in its last.pt. `given`
+    names the settings the user gave (main.py's command line; None: those that differ from last.pt's):
+    each must be one of RESUME_MAY_CHANGE or keep the run's value.
+    """
+    params, checkpoint, progress = start_or_resume(params, given)
+    ranks = Ranks()
+    try:
+        run = set_up(params, ranks, checkpoint)
+        log = RunLog(run, progress)
+        batches = batch_stream(run, progress)
+        predictions, clock = None, time.perf_counter()
+        with StopSignals() as signals:
+            while True:
+                over, interrupted = ranks.agree(run_over(progress, run), signals.caught is not None)
+                if over or interrupted:
+                    break
+                images, targets = next(batches)
+                lr = learning_rate(progress, run)
+                loss = train_step(run, images, targets, lr)
+                now = time.perf_counter()
+                progress.advance(now - clock, run.data.steps_per_epoch)
+                log.step(progress, lr, loss, len(images) * ranks.world)
+                if ranks.main and evaluation_due(progress, params):
+                    predictions = evaluate_and_save(run, progress, log)
+                    now = time.perf_counter()  # evaluating is not training time
+                clock = now
+            if interrupted:
+                stop_interrupted(run, progress, log, signals.caught)
+            if ranks.main and progress.evaluated != progress.step:
+                predictions = evaluate_and_save(run, progress, log)
+        log.finish(run, progress, predictions)
+        return progress.metrics
+    finally:
+        ranks.close()
+
+
+def start_or_resume(params, given=None):
+    """(settings of the run, last.pt's dict or None, Progress): a new run, or the run in model_dir."""
+    if params.extend < 0:
+        raise ParameterError(f"--extend must be 0 (off) or minutes to train on, got {params.extend:g}")
+    if not params.resume:
+        if params.extend:
+            raise ParameterError("--extend trains a run longer: use it with --resume --model_dir=RUN")
+        if params.infer_charset:
+            params = infer_charset(params)
+        if params.init_from:
+            params = with_saved_settings(params, load_checkpoint(params.init_from)["params"], ARCHITECTURE_KEYS)
+        return params, None, Progress()
+    checkpoint = load_run(params.model_dir)
+    saved = saved_parameters(checkpoint["params"])
+    if given is None:
+        given = [field.name for field in dataclasses.fields(params) if getattr(params, field.name) != getattr(saved, field.name)]
+    given = [key for key in given if key not in ("resume", "model_dir")]
+    refused = [key for key in given if key not in RESUME_MAY_CHANGE and getattr(params, key) != getattr(saved, key)]
+    if refused:
+        key = refused[0]
+        raise ParameterError(f"--{key} cannot change on --resume (the run has {key}={shown(getattr(saved, key))}); "
+                             f"a resumed run keeps its settings but {', '.join(RESUME_MAY_CHANGE)}")
+    changes = {key: getattr(params, key) for key in given if key in RESUME_MAY_CHANGE}
+    if not changes.get("extend", 1):
+        del changes["extend"]  # --extend=0: no new tail (an interrupted one goes on)
+    params = dataclasses.replace(saved, resume=True, model_dir=params.model_dir, **changes)
+    progress = Progress(**checkpoint["progress"])
+    if "extend" in changes:
+        progress.tail_start = progress.seconds  # a new tail starts here
+    return params, checkpoint, progress
+
+
+def shown(value):
+    return ",".join(str(item) for item in value) if isinstance(value, tuple) else str(value)
+
+
+def load_run(model_dir):
+    """last.pt of the run in model_dir, with what resuming needs (optimizer, progress, RNG state)."""
+    last = os.path.join(model_dir, "last.pt")
+    if not os.path.isfile(last):
+        raise DataError(f"--resume: no checkpoint at {last}; start without --resume")
+    checkpoint = load_checkpoint(last)
+    missing = [key for key in ("optimizer", "progress", "torch_rng") if key not in checkpoint]
+    if missing:
+        raise ProjectError(f"--resume: {last} has no {' or '.join(missing)} to resume from (written by an older "
+                           f"version?); start a new run from its weights with --init_from={last}")
+    return checkpoint
+
+
+def set_up(params, ranks, checkpoint):
+    """The Run: device, data, model and optimizer (fresh, fine-tuned from init_from, or from last.pt)."""
+    device = ranks.setup(select_device(params))
+    torch.manual_seed(params.seed)
+    charset = Charset.from_params(params)
+    data = load_data(params, ranks.world)
+    model = build_model(params).to(device)
     if device.type == "cpu":
-        torch.set_num_threads(params.threads if params.threads > 0 else (os.cpu_count() or 1))
-    return device
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        torch.set_rng_state(checkpoint["torch_rng"])  # after building the model, whose initialisation draws
+    elif params.init_from:
+        init_from(model, params.init_from, charset)
+    trained = torch.nn.parallel.DistributedDataParallel(model) if ranks.world > 1 else model
+    return Run(params, ranks, device, charset, data, model, trained, optimizer,
+               params.epochs * data.steps_per_epoch)
 
 
-def autocast(device, params):
-    """Mixed precision: bf16 on CPU (fast on AVX-512/AMX cores) and on CUDA."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=params.amp)
-
-
-def lr_at(progress, params):
-    """One-cycle: linear warm-up to lr, then cosine down to lr/100, over progress 0..1."""
-    if progress < params.warmup:
-        return params.lr * max(progress / params.warmup, 0.01)
-    remaining = (progress - params.warmup) / max(1e-9, 1 - params.warmup)
-    return params.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, remaining))))
+def load_data(params, world):
+    """The Data of a run with `world` processes."""
+    if params.data_mode == "generate":
+        if params.mix_dir or params.train_repeat != 1:
+            raise DataError("mix_dir and train_repeat apply to folders of images (data_mode=folder), not to "
+                            "data_mode=generate")
+        train_set, order, test_set = None, None, load_folder(params.test_dir, params)
+        size = params.train_count
+    elif params.data_mode == "folder":
+        train_set, test_set, order = load_training_data(params)
+        size = len(order)
+    else:
+        raise DataError(f"data_mode must be folder or generate, got {params.data_mode!r}")
+    steps_per_epoch = size // (params.batch_size * world)
+    if steps_per_epoch < 1:
+        raise DataError(f"{size} training images are fewer than one batch of {params.batch_size * world}; "
+                        f"lower --batch_size")
+    if len(test_set) == 0:
+        raise DataError("the test set is empty")
+    return Data(train_set, test_set, order, size, steps_per_epoch, use_augmentation(params, size))
 
 
 def use_augmentation(params, train_size):
@@ -81,6 +234,77 @@ def use_augmentation(params, train_size):
         raise DataError(f"augment must be auto, on or off, got {params.augment!r}")
     return params.augment == "on" or (params.augment == "auto" and params.data_mode == "folder"
                                       and train_size < AUGMENT_AUTO_LIMIT)
+
+
+def batch_stream(run, progress):
+    """This rank's (images uint8 (B, H, W, 3), targets int64 (B, length)) from the progress's position on,
+    epoch after epoch: exactly steps_per_epoch batches an epoch."""
+    epoch, first = progress.epoch, progress.batch
+    while True:
+        if run.data.train_set is None:
+            yield from generated_batches(run, epoch, first)
+        else:
+            yield from folder_batches(run, epoch, first)
+        epoch, first = epoch + 1, 0
+
+
+def folder_batches(run, epoch, first):
+    """Batches `first`.. of an epoch over the training folder, in an order seeded by (seed, epoch)."""
+    params, ranks, data = run.params, run.ranks, run.data
+    shuffle = torch.randperm(data.size, generator=torch.Generator().manual_seed(params.seed * 100003 + epoch))
+    order = torch.from_numpy(data.order)[shuffle]
+    images, targets = torch.from_numpy(data.train_set.images), torch.from_numpy(data.train_set.targets)
+    for index in range(first, data.steps_per_epoch):
+        start = (index * ranks.world + ranks.rank) * params.batch_size
+        chosen = order[start:start + params.batch_size]
+        batch = images[chosen]
+        if data.augment:  # seeded by position, so a resumed run draws what the uninterrupted one would
+            batch = augment_batch(batch, torch.Generator().manual_seed((params.seed * 1000003 + epoch) * 1000003
+                                                                      + index))
+        yield batch, targets[chosen]
+
+
+def generated_batches(run, epoch, first):
+    """Batches `first`.. of an epoch of fresh captchas, drawn in DataLoader workers."""
+    params, ranks = run.params, run.ranks
+    numbers = range(first * ranks.world + ranks.rank, run.data.steps_per_epoch * ranks.world, ranks.world)
+    stream = GeneratedStream(params, epoch, numbers)
+    # batch_size=None: the stream yields whole batches, which the loader hands on in the order of `numbers`.
+    yield from DataLoader(stream, batch_size=None, num_workers=min(worker_count(params), len(numbers)),
+                          worker_init_fn=ignore_stop_signals)
+
+
+class GeneratedStream(IterableDataset):
+    """Batches of fresh captchas drawn by the generator: (images uint8 (B, H, W, 3), targets (B, length)).
+
+    Batch n of epoch e holds images n*B .. n*B+B-1, image i seeded by (seed, 'stream{e}', i): the same
+    data whatever the number of workers or processes, and no two epochs repeat an image. The batch
+    numbers `numbers` are shared between the DataLoader's workers in turn.
+    """
+
+    def __init__(self, params, epoch, numbers):
+        self.params, self.epoch, self.numbers = params, epoch, numbers
+
+    def __iter__(self):
+        from custom_captcha_image import make_generator  # the generator is only needed in this mode
+        from generate_captcha import make_sample
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        params, size = self.params, self.params.batch_size
+        generator, charset = make_generator(params), Charset.from_params(params)
+        for number in self.numbers[worker::workers]:
+            images, targets = [], []
+            for index in range(number * size, (number + 1) * size):
+                label, image = make_sample(generator, params, f"stream{self.epoch}", index)
+                images.append(preprocess(image, params.image_width, params.image_height))
+                targets.append(charset.encode(fold_label(label, params.ignore_case)))
+            yield torch.from_numpy(np.stack(images)), torch.tensor(targets)
+
+
+def ignore_stop_signals(worker_id):
+    """DataLoader workers leave Ctrl-C and SIGTERM to the training process, which stops them itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def augment_batch(images, generator):
@@ -102,47 +326,171 @@ def augment_batch(images, generator):
     return x.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
-@torch.no_grad()
-def predict_logits(model, images, device, params):
-    """Logits (N, length, classes) of a uint8 array or tensor, in batches (the last partial one too).
-
-    The model is moved to `device` first: callers that build it on the CPU (the benchmarks) can pass CUDA."""
-    model.to(device).eval()
-    outputs = []
-    for start in range(0, len(images), params.eval_batch_size):
-        batch = torch.as_tensor(images[start:start + params.eval_batch_size]).to(device, non_blocking=True)
-        with autocast(device, params):
-            outputs.append(model(batch).float().cpu())
-    return torch.cat(outputs) if outputs else torch.zeros(0, params.captcha_length, 1)
+def schedule_fraction(progress, run):
+    """How far the schedule has gone, 0 to 1 (and past it when over): through an --extend tail's minutes,
+    else the larger of steps over epochs x steps_per_epoch and time over time_budget."""
+    params = run.params
+    if progress.tail_start >= 0:
+        return (progress.seconds - progress.tail_start) / (params.extend * 60)
+    by_time = progress.seconds / (params.time_budget * 60) if params.time_budget > 0 else 0.0
+    return max(progress.step / run.total_steps, by_time)
 
 
-def score(logits, labels, charset):
-    """Whole-captcha accuracy (case-sensitive and -insensitive), per-character accuracy, predictions."""
-    predictions, _ = decode_logits(logits, charset)
-    folded, _ = decode_logits(logits, charset, fold_case=True)
-    count = max(1, len(labels))
-    exact = sum(p == t for p, t in zip(predictions, labels)) / count
-    insensitive = sum(p == t.lower() for p, t in zip(folded, labels)) / count
-    characters = sum(a == b for p, t in zip(predictions, labels) for a, b in zip(p, t)) / (count * charset.length)
-    return {"accuracy": exact, "accuracy_ignore_case": insensitive, "char_accuracy": characters}, predictions
+def learning_rate(progress, run):
+    """One-cycle: linear warm-up to lr, then cosine down to lr/100. An --extend tail: cosine from
+    lr x TAIL_FROM down to lr x TAIL_TO, no warm-up (the weights are trained already)."""
+    lr, fraction = run.params.lr, min(1.0, schedule_fraction(progress, run))
+    if progress.tail_start >= 0:
+        return lr * (TAIL_TO + (TAIL_FROM - TAIL_TO) * 0.5 * (1 + math.cos(math.pi * fraction)))
+    if fraction < run.params.warmup:
+        return lr * max(fraction / run.params.warmup, 0.01)
+    remaining = (fraction - run.params.warmup) / max(1e-9, 1 - run.params.warmup)
+    return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * remaining)))
 
 
-def confusions(predictions, labels, top=15):
-    """The most frequent (truth, prediction) character pairs among wrong characters."""
-    counter = Counter((t, p) for pred, label in zip(predictions, labels) for t, p in zip(label, pred) if t != p)
-    return counter.most_common(top)
+def run_over(progress, run):
+    """The schedule is done, or (before any --extend) the test accuracy reached target_accuracy."""
+    params = run.params
+    metric = progress.metrics.get("accuracy_ignore_case" if params.ignore_case else "accuracy", 0.0)
+    reached = params.target_accuracy > 0 and progress.tail_start < 0 and metric >= params.target_accuracy
+    return reached or schedule_fraction(progress, run) >= 1
 
 
-def format_confusions(pairs):
-    return ", ".join(f"{t}->{p} x{n}" for (t, p), n in pairs) or "none"
+def train_step(run, images, targets, lr):
+    """One AdamW step at learning rate `lr`; returns the loss (a 0-d tensor)."""
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    images, targets = images.to(run.device, non_blocking=True), targets.to(run.device, non_blocking=True)
+    with autocast(run.device, run.params.amp):
+        logits = run.trained(images)  # (B, length, classes)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
+                           label_smoothing=run.params.label_smoothing) * run.charset.length
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    return loss.detach()
 
 
-def save_checkpoint(path, state):
-    """torch.save to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+def evaluation_due(progress, params):
+    """After this step: every eval_every steps, and at the end of every eval_epochs-th epoch."""
+    if params.eval_every and progress.step % params.eval_every == 0:
+        return True
+    return progress.batch == 0 and progress.epoch % max(1, params.eval_epochs) == 0
+
+
+def evaluate_and_save(run, progress, log):
+    """Test the model (through userPred's Predictor, as prediction reads), log the metrics, save last.pt
+    and, when the best so far, best.pt; returns the test predictions."""
+    run.model.eval()
+    predictor = Predictor(functools.partial(batch_logits, run.model, run.device, run.params.amp), run.charset,
+                          run.params, run.params, run.device)
+    test = run.data.test_set
+    metrics, predictions = score(predictor.logits(test.images), test.labels, run.charset)
+    run.model.train()
+    improved = metrics["accuracy_ignore_case"] > progress.best
+    progress.metrics, progress.evaluated = metrics, progress.step
+    progress.best = max(progress.best, metrics["accuracy_ignore_case"])
+    log.evaluation(progress, metrics, test, predictions)
+    checkpoint = checkpoint_of(run, progress)
+    if improved:
+        save_checkpoint(os.path.join(run.params.model_dir, "best.pt"), checkpoint)
+    save_checkpoint(os.path.join(run.params.model_dir, "last.pt"), checkpoint)
+    return predictions
+
+
+def checkpoint_of(run, progress):
+    """The one dict a checkpoint is."""
+    return {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "progress": dataclasses.asdict(progress), "params": dataclasses.asdict(run.params),
+            "charset": run.charset.chars, "torch_rng": torch.get_rng_state()}
+
+
+def stop_interrupted(run, progress, log, number):
+    """Save last.pt (rank 0), say how to continue, and exit with 128 + the signal's number."""
+    log.close()
+    if run.ranks.main:
+        last = os.path.join(run.params.model_dir, "last.pt")
+        save_checkpoint(last, checkpoint_of(run, progress))
+        print(f"\ninterrupted: saved {last} at step {progress.step}; continue with: "
+              f"{resume_command(run)}", flush=True)
+    raise SystemExit(128 + number)
+
+
+def resume_command(run):
+    """The command that continues this run, as it can be pasted into the shell it was started from."""
+    def short(path):
+        return min(path, os.path.relpath(path), key=len)
+
+    script = short(os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py"))
+    if run.ranks.world > 1:
+        torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+        launcher = f"{shlex.quote(short(torchrun) if os.path.isfile(torchrun) else 'torchrun')} --standalone " \
+                   f"--nproc_per_node={run.ranks.world}"
+    else:
+        launcher = shlex.quote(short(sys.executable))
+    return f"{launcher} {shlex.quote(script)} --resume --model_dir={shlex.quote(run.params.model_dir)}"
+
+
+class StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM only set `caught`: the step in flight finishes, so last.pt always holds a
+    consistent (weights, optimizer, progress). A second signal stops at once (KeyboardInterrupt)."""
+
+    NUMBERS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.caught, self.at, self.previous = None, 0.0, {}
+
+    def __enter__(self):
+        # Handlers can only be installed from the main thread (not, e.g., in a test's worker thread).
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {number: signal.signal(number, self.handle) for number in self.NUMBERS}
+        return self
+
+    def __exit__(self, *exception):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def handle(self, number, frame):
+        if self.caught is None:
+            self.caught, self.at = number, time.monotonic()
+        elif time.monotonic() - self.at > REPEAT_GRACE:
+            raise KeyboardInterrupt
+
+
+class Ranks:
+    """torchrun's processes (DistributedDataParallel) when WORLD_SIZE > 1, else one process, rank 0 of 1."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = torch.device("cpu")
+
+    def setup(self, device):
+        if self.world > 1:
+            if device.type == "cuda":
+                device = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(device)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        self.device = device
+        return device
+
+    @property
+    def main(self):
+        return self.rank == 0
+
+    def agree(self, *flags):
+        """Each flag, true when it is true on any rank: all ranks stop at the same step (a time budget may
+        run out on one rank a step earlier, a signal reach one rank first)."""
+        if self.world == 1:
+            return flags
+        values = torch.tensor([float(flag) for flag in flags], device=self.device)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return tuple(bool(value) for value in values.tolist())
+
+    def close(self):
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def remap_heads(state, old_chars, new_chars):
@@ -173,333 +521,156 @@ def init_from(model, path, charset):
     print(f"initialised from {path}: {len(usable)} of {len(own)} tensors{note}")
 
 
-class CurveLog:
-    """log.csv in the run folder, and curves.png drawn from it (PIL: no plotting library needed)."""
+class RunLog:
+    """Everything a run reports, from rank 0 only (elsewhere every method does nothing): the console,
+    model_dir/log.csv, curves.png drawn from it, and the visdom dashboard.
+
+    A loss row (the mean since the last one) every LOSS_EVERY_SECONDS of training or LOSS_EVERY_STEPS
+    steps, whichever comes first; a test row for every evaluated step.
+    """
 
     FIELDS = ["step", "epoch", "seconds", "images_per_s", "lr", "train_loss", "accuracy", "accuracy_ignore_case",
               "char_accuracy"]
 
-    def __init__(self, folder, resume):
-        self.path = os.path.join(folder, "log.csv")
-        self.rows = []
-        if resume and os.path.isfile(self.path):
-            with open(self.path, newline="") as handle:
-                self.rows = list(csv.DictReader(handle))
-        else:
-            with open(self.path, "w", newline="") as handle:
-                csv.DictWriter(handle, self.FIELDS).writeheader()
+    def __init__(self, run, progress):
+        self.active = run.ranks.main
+        if not self.active:
+            return
+        from Visdom import Dashboard  # visdom is imported only by the process that plots
+        params = run.params
+        self.path = os.path.join(params.model_dir, "log.csv")
+        self.curves = os.path.join(params.model_dir, "curves.png")
+        # A resumed run drops the rows a killed process wrote after its last.pt: one row per step and kind.
+        self.rows = [row for row in self.read() if int(row["step"]) <= progress.step] if params.resume else []
+        atomic_write(self.path, self.csv_text(self.rows))
+        self.dashboard = Dashboard(params)
+        self.window = [0.0, 0, 0, progress.seconds]  # loss sum, steps, images, training seconds at its start
+        self.describe(run, progress)
+        self.bar = tqdm(total=None if progress.tail_start >= 0 else run.total_steps, initial=progress.step,
+                        unit="step", dynamic_ncols=True, mininterval=2.0)
+
+    def read(self):
+        if not os.path.isfile(self.path):
+            return []
+        with open(self.path, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def csv_text(self, rows):
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return text.getvalue()
 
     def add(self, **row):
         row = {key: row.get(key, "") for key in self.FIELDS}
         self.rows.append(row)
         with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, self.FIELDS).writerow(row)
+            handle.write(self.csv_text([row]).split("\n", 1)[1])
 
-    def series(self, key):
-        return [(float(r["step"]), float(r[key])) for r in self.rows if r.get(key) not in ("", None)]
+    def describe(self, run, progress):
+        params, data = run.params, run.data
+        if params.resume:
+            print(f"resuming {params.model_dir}/last.pt at step {progress.step} (epoch {progress.epoch + 1}, "
+                  f"batch {progress.batch})")
+        if progress.tail_start >= 0:
+            print(f"extending the run by {params.extend:g} min from {progress.seconds / 60:.1f}: learning rate "
+                  f"{params.lr * TAIL_FROM:.1e} down to {params.lr * TAIL_TO:.1e}, no warm-up")
+        print(f"device {run.device}, {parameter_count(run.model) / 1e6:.2f}M parameters, {len(run.charset)} classes x "
+              f"{run.charset.length} characters, {data.size} training and {len(data.test_set)} test images, "
+              f"{data.steps_per_epoch} steps an epoch" + (", augmented" if data.augment else "")
+              + (f", {params.time_budget:g} min budget" if params.time_budget else ""), flush=True)
 
-    def draw(self, path):
-        panels = [("train loss", [("train_loss", (200, 60, 40))]),
-                  ("test accuracy", [("accuracy", (40, 90, 200)), ("accuracy_ignore_case", (30, 150, 60)),
-                                     ("char_accuracy", (150, 150, 150))])]
-        width, height, margin = 520, 300, 46
-        canvas = Image.new("RGB", (width * len(panels), height), "white")
-        draw = ImageDraw.Draw(canvas)
-        for number, (title, lines) in enumerate(panels):
-            left = number * width + margin
-            box = (left, 24, left + width - margin - 16, height - 30)
-            draw.rectangle(box, outline="black")
-            draw.text((left, 6), title, fill="black")
-            points = [p for key, _ in lines for p in self.series(key)]
-            if not points:
-                continue
-            xs, ys = [p[0] for p in points], [p[1] for p in points]
-            x0, x1 = min(xs), max(xs) + 1e-9
-            y0, y1 = (0.0, 1.0) if title.startswith("test") else (0.0, max(ys) * 1.05 + 1e-9)
-            for fraction in (0, 0.5, 1):
-                y = box[3] - fraction * (box[3] - box[1])
-                draw.text((left - 40, y - 6), f"{y0 + fraction * (y1 - y0):.2f}", fill="black")
-            draw.text((box[2] - 60, box[3] + 4), f"step {int(x1)}", fill="black")
-            for row, (key, color) in enumerate(lines):
-                series = self.series(key)
-                xy = [(box[0] + (x - x0) / (x1 - x0) * (box[2] - box[0]),
-                       box[3] - (min(max(y, y0), y1) - y0) / (y1 - y0) * (box[3] - box[1])) for x, y in series]
-                if len(xy) > 1:
-                    draw.line(xy, fill=color, width=2)
-                elif xy:
-                    draw.ellipse((xy[0][0] - 2, xy[0][1] - 2, xy[0][0] + 2, xy[0][1] + 2), fill=color)
-                if len(lines) > 1:
-                    draw.text((box[0] + 6, box[1] + 4 + 12 * row), key, fill=color)
-        canvas.save(path)
-
-
-class Distributed:
-    """torchrun (DistributedDataParallel) when WORLD_SIZE > 1, else a single process."""
-
-    def __init__(self):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.active = self.world > 1
-
-    def setup(self, device):
+    def step(self, progress, lr, loss, images):
+        """One training step: the loss (a 0-d tensor) and images it saw (all ranks)."""
         if not self.active:
-            return device
-        if device.type == "cuda":
-            device = torch.device("cuda", self.local_rank)
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return device
+            return
+        self.bar.update(1)
+        self.window[0] += loss.item()
+        self.window[1] += 1
+        self.window[2] += images
+        elapsed = progress.seconds - self.window[3]
+        if self.window[1] < LOSS_EVERY_STEPS and elapsed < LOSS_EVERY_SECONDS:
+            return
+        mean, speed = self.window[0] / self.window[1], self.window[2] / max(1e-9, elapsed)
+        self.bar.set_postfix(loss=f"{mean:.3f}", lr=f"{lr:.2e}", img_s=f"{speed:.0f}")
+        self.add(step=progress.step, epoch=progress.epoch, seconds=f"{progress.seconds:.1f}", lr=f"{lr:.6f}",
+                 train_loss=f"{mean:.4f}", images_per_s=f"{speed:.0f}")
+        self.dashboard.plot_loss(progress.step, mean)
+        self.dashboard.plot_lr(progress.step, lr)
+        self.window = [0.0, 0, 0, progress.seconds]
 
-    @property
-    def main(self):
-        return self.rank == 0
-
-    def agree_to_stop(self, stop):
-        """All ranks stop together (a time budget may run out on one rank a step earlier)."""
+    def evaluation(self, progress, metrics, test, predictions):
         if not self.active:
-            return stop
-        flag = torch.tensor([1.0 if stop else 0.0])
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+            return
+        self.add(step=progress.step, epoch=progress.epoch, seconds=f"{progress.seconds:.1f}",
+                 **{key: f"{value:.5f}" for key, value in metrics.items()})
+        draw_curves(self.rows, self.curves)
+        self.dashboard.plot_accuracy(progress.step, metrics["accuracy"], metrics["accuracy_ignore_case"],
+                                     metrics["char_accuracy"])
+        shown = min(24, len(test))
+        self.dashboard.show_predictions(test.images[:shown], test.labels[:shown], predictions[:shown])
+        tqdm.write(f"step {progress.step}: test accuracy {metrics['accuracy']:.4f}, ignoring case "
+                   f"{metrics['accuracy_ignore_case']:.4f}, per character {metrics['char_accuracy']:.4f}")
 
     def close(self):
         if self.active:
-            dist.destroy_process_group()
+            self.bar.close()
 
-
-def prepare_params(params):
-    """The settings a run trains with, and last.pt's dict when resuming.
-
-    On --resume the model-shape settings come from last.pt so the weights fit. Otherwise
-    --infer_charset takes charset and length from the labels, and --init_from takes the network's
-    shape (and input size) from the checkpoint being fine-tuned.
-    """
-    last = os.path.join(params.model_dir, "last.pt")
-    if not params.resume:
-        if params.infer_charset:
-            params = infer_charset(params)
-        if params.init_from:
-            params = with_saved_settings(params, load_checkpoint(params.init_from)["params"], ARCHITECTURE_KEYS)
-        return params, None
-    if not os.path.isfile(last):
-        raise DataError(f"--resume: no checkpoint at {last}; start without --resume")
-    checkpoint = load_checkpoint(last)
-    params = with_saved_settings(params, checkpoint["params"])
-    return params, checkpoint
-
-
-def train(params):
-    """Train and evaluate as `params` say; returns the final test metrics."""
-    params, resume_state = prepare_params(params)
-    distributed = Distributed()
-    device = distributed.setup(select_device(params))
-    main_process = distributed.main
-    charset = Charset.from_params(params)
-    torch.manual_seed(params.seed)
-
-    if params.data_mode == "generate":
-        if params.mix_dir or params.train_repeat != 1:
-            raise DataError("mix_dir and train_repeat apply to folders of images (data_mode=folder), not to "
-                            "data_mode=generate")
-        train_set = None
-        test_set = load_folder(params.test_dir, params)
-        train_size = params.train_count
-    elif params.data_mode == "folder":
-        train_set, test_set, epoch_order = load_training_data(params)
-        train_size = len(epoch_order)
-    else:
-        raise DataError(f"data_mode must be folder or generate, got {params.data_mode!r}")
-    global_batch = params.batch_size * distributed.world
-    steps_per_epoch = train_size // global_batch
-    if steps_per_epoch < 1:
-        raise DataError(f"{train_size} training images are fewer than one batch of {global_batch}; "
-                        f"lower --batch_size")
-    if len(test_set) == 0:
-        raise DataError("the test set is empty")
-    augment = use_augmentation(params, train_size)
-
-    model = build_model(params).to(device)
-    if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    if params.init_from and resume_state is None:
-        init_from(model, params.init_from, charset)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    state = {"step": 0, "epoch": 0, "batch": 0, "seconds": 0.0, "best": -1.0, "metrics": {}}
-    if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        state.update({key: resume_state[key] for key in ("step", "epoch", "batch", "best", "metrics")})
-        state["seconds"] = resume_state["schedule"]["seconds"]
-        torch.set_rng_state(resume_state["torch_rng"])
-        if main_process:
-            print(f"resuming {params.model_dir}/last.pt at step {state['step']} (epoch {state['epoch'] + 1}, "
-                  f"batch {state['batch']})")
-    trained = torch.nn.parallel.DistributedDataParallel(model) if distributed.active else model
-    total_steps = params.epochs * steps_per_epoch
-    os.makedirs(params.model_dir, exist_ok=True)
-    log = CurveLog(params.model_dir, resume_state is not None) if main_process else None
-    dashboard = None
-    if main_process:
-        from Visdom import Dashboard  # visdom is imported only by the process that plots
-        dashboard = Dashboard(params)
-        print(f"device {device}, {parameter_count(model) / 1e6:.2f}M parameters, {len(charset)} classes x "
-              f"{charset.length} characters, {train_size} training and {len(test_set)} test images, "
-              f"{steps_per_epoch} steps an epoch" + (", augmented" if augment else "")
-              + (f", {params.time_budget:g} min budget" if params.time_budget else ""))
-
-    def progress():
-        by_steps = state["step"] / max(1, total_steps)
-        by_time = state["seconds"] / (params.time_budget * 60) if params.time_budget > 0 else 0.0
-        return max(by_steps, by_time)
-
-    def checkpoint_state():
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": {"kind": "one-cycle", "total_steps": total_steps, "seconds": state["seconds"],
-                             "time_budget_min": params.time_budget},
-                "step": state["step"], "epoch": state["epoch"], "batch": state["batch"], "best": state["best"],
-                "metrics": state["metrics"], "torch_rng": torch.get_rng_state(),
-                "params": dataclasses.asdict(params), "charset": charset.chars}
-
-    def evaluate_and_save():
-        logits = predict_logits(model, test_set.images, device, params)
-        metrics, predictions = score(logits, test_set.labels, charset)
-        state["metrics"] = metrics
-        log.add(step=state["step"], epoch=state["epoch"], seconds=f"{state['seconds']:.1f}",
-                **{k: f"{v:.5f}" for k, v in metrics.items()})
-        log.draw(os.path.join(params.model_dir, "curves.png"))
-        dashboard.plot_accuracy(state["step"], metrics["accuracy"], metrics["accuracy_ignore_case"],
-                                metrics["char_accuracy"])
-        shown = min(24, len(test_set))
-        dashboard.show_predictions(test_set.images[:shown], test_set.labels[:shown], predictions[:shown])
-        tqdm.write(f"step {state['step']}: test accuracy {metrics['accuracy']:.4f}, ignoring case "
-                   f"{metrics['accuracy_ignore_case']:.4f}, per character {metrics['char_accuracy']:.4f}")
-        metric = metrics["accuracy_ignore_case"]
-        if metric > state["best"]:
-            state["best"] = metric
-            save_checkpoint(os.path.join(params.model_dir, "best.pt"), checkpoint_state())
-        save_checkpoint(os.path.join(params.model_dir, "last.pt"), checkpoint_state())
-        return metrics, predictions
-
-    def batches(epoch, first_batch):
-        """(images uint8 (B, H, W, 3), targets (B, length)) of this rank, from batch `first_batch` on."""
-        if train_set is None:
-            stream = GeneratedStream(params, epoch)
-            loader = torch.utils.data.DataLoader(stream, batch_size=params.batch_size,
-                                                 num_workers=max(1, params.workers), drop_last=True)
-            for index, batch in enumerate(loader):
-                if index >= first_batch and index % distributed.world == distributed.rank:
-                    yield batch
+    def finish(self, run, progress, predictions):
+        """The closing summary (or, for a run that was over before it resumed, how to extend it)."""
+        self.close()
+        if not self.active:
             return
-        order = torch.from_numpy(epoch_order)[
-            torch.randperm(train_size, generator=torch.Generator().manual_seed(params.seed * 100003 + epoch))]
-        images, targets = torch.from_numpy(train_set.images), torch.from_numpy(train_set.targets)
-        for index in range(first_batch, steps_per_epoch):
-            start = index * global_batch + distributed.rank * params.batch_size
-            chosen = order[start:start + params.batch_size]
-            batch = images[chosen]
-            if augment:  # seeded by position, so a resumed run draws what the uninterrupted one would
-                batch = augment_batch(batch, torch.Generator().manual_seed((params.seed * 1000003 + epoch) * 1000003
-                                                                          + index))
-            yield batch, targets[chosen]
-
-    stop = False
-    metrics, predictions = state["metrics"], None
-    # Ctrl-C only raises a flag: the step in flight finishes, so last.pt always holds a consistent
-    # (weights, optimizer, position) triple. A second Ctrl-C stops at once.
-    interrupted = []
-
-    def on_interrupt(signum, frame):
-        if interrupted:
-            raise KeyboardInterrupt
-        interrupted.append(signum)
-
-    previous_handler = signal.signal(signal.SIGINT, on_interrupt) if in_main_thread() else None
-    try:
-        while state["epoch"] < params.epochs and not stop:
-            epoch = state["epoch"]
-            trained.train()
-            bar = tqdm(total=steps_per_epoch, initial=state["batch"], desc=f"epoch {epoch + 1}/{params.epochs}",
-                       unit="step", disable=not main_process, dynamic_ncols=True, mininterval=2.0)
-            loss_sum, loss_count, images_seen, clock = 0.0, 0, 0, time.perf_counter()
-            window_start = state["seconds"]
-            for images, targets in batches(epoch, state["batch"]):
-                lr = lr_at(progress(), params)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-                with autocast(device, params):
-                    logits = trained(images)
-                loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
-                                       label_smoothing=params.label_smoothing) * charset.length
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                now = time.perf_counter()
-                state["seconds"] += now - clock
-                clock = now
-                state["step"] += 1
-                state["batch"] += 1
-                loss_sum += loss.item()
-                loss_count += 1
-                images_seen += len(images) * distributed.world
-                bar.update(1)
-                if main_process and state["step"] % LOSS_EVERY == 0:
-                    mean_loss = loss_sum / loss_count
-                    speed = images_seen / max(1e-9, state["seconds"] - window_start)
-                    bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}", img_s=f"{speed:.0f}")
-                    log.add(step=state["step"], epoch=epoch, seconds=f"{state['seconds']:.1f}", lr=f"{lr:.6f}",
-                            train_loss=f"{mean_loss:.4f}", images_per_s=f"{speed:.0f}")
-                    dashboard.plot_loss(state["step"], mean_loss)
-                    dashboard.plot_lr(state["step"], lr)
-                    loss_sum, loss_count, images_seen, window_start = 0.0, 0, 0, state["seconds"]
-                if interrupted:
-                    break
-                stop = distributed.agree_to_stop(progress() >= 1.0)
-                if main_process and params.eval_every and state["step"] % params.eval_every == 0 and not stop:
-                    metrics, predictions = evaluate_and_save()
-                    trained.train()
-                    clock = time.perf_counter()
-                    images_seen, window_start = 0, state["seconds"]
-                if stop:
-                    break
-            bar.close()
-            if interrupted:
-                break
-            if not stop:
-                state["epoch"] += 1
-                state["batch"] = 0
-            last_epoch = stop or state["epoch"] >= params.epochs
-            if main_process and (last_epoch or state["epoch"] % max(1, params.eval_epochs) == 0):
-                metrics, predictions = evaluate_and_save()
-                target = params.target_accuracy
-                if target and metrics["accuracy_ignore_case" if params.ignore_case else "accuracy"] >= target:
-                    print(f"reached target accuracy {target}: stopping early")
-                    stop = True
-            stop = distributed.agree_to_stop(stop)
-    finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
-        distributed.close()
-    if interrupted:
-        if main_process:
-            save_checkpoint(os.path.join(params.model_dir, "last.pt"), checkpoint_state())
-            print(f"\ninterrupted: saved {params.model_dir}/last.pt at step {state['step']}; "
-                  f"continue with: python main.py --resume --model_dir={params.model_dir}")
-        raise SystemExit(130)
-    if main_process and predictions is not None:
-        summary(params, state, metrics, predictions, test_set.labels, train_size)
-    return metrics
+        params, labels = run.params, run.data.test_set.labels
+        if predictions is None:
+            print(f"the run in {params.model_dir} is over (step {progress.step}); train it longer with: "
+                  f"{resume_command(run)} --extend=MINUTES")
+            return
+        metrics, seconds = progress.metrics, progress.seconds
+        print(f"\ntrained {progress.step} steps in {seconds / 60:.1f} min "
+              f"({progress.step * params.batch_size * run.ranks.world / max(1e-9, seconds):.0f} images/s) "
+              f"on {run.data.size} images")
+        print(f"test accuracy: {metrics['accuracy']:.4f} case-sensitive, {metrics['accuracy_ignore_case']:.4f} "
+              f"case-insensitive, {metrics['char_accuracy']:.4f} per character ({len(labels)} captchas)")
+        print(f"most frequent confusions (truth->prediction): {format_confusions(confusions(predictions, labels))}")
+        print(f"checkpoints: {params.model_dir}/best.pt, {params.model_dir}/last.pt; curves: "
+              f"{self.curves}; log: {self.path}", flush=True)
 
 
-def summary(params, state, metrics, predictions, labels, train_size):
-    seconds = state["seconds"]
-    speed = state["step"] * params.batch_size / max(1e-9, seconds)
-    print(f"\ntrained {state['step']} steps in {seconds / 60:.1f} min ({speed:.0f} images/s) on {train_size} images")
-    print(f"test accuracy: {metrics['accuracy']:.4f} case-sensitive, {metrics['accuracy_ignore_case']:.4f} "
-          f"case-insensitive, {metrics['char_accuracy']:.4f} per character ({len(labels)} captchas)")
-    print(f"most frequent confusions (truth->prediction): {format_confusions(confusions(predictions, labels))}")
-    print(f"checkpoints: {params.model_dir}/best.pt, {params.model_dir}/last.pt; curves: "
-          f"{params.model_dir}/curves.png; log: {params.model_dir}/log.csv")
-    sys.stdout.flush()
+def draw_curves(rows, path):
+    """curves.png from log.csv's rows: training loss, and test accuracy (PIL: no plotting library needed)."""
+    def series(key):
+        return [(float(r["step"]), float(r[key])) for r in rows if r.get(key) not in ("", None)]
 
+    panels = [("train loss", [("train_loss", (200, 60, 40))]),
+              ("test accuracy", [("accuracy", (40, 90, 200)), ("accuracy_ignore_case", (30, 150, 60)),
+                                 ("char_accuracy", (150, 150, 150))])]
+    width, height, margin = 520, 300, 46
+    canvas = Image.new("RGB", (width * len(panels), height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for number, (title, lines) in enumerate(panels):
+        left = number * width + margin
+        box = (left, 24, left + width - margin - 16, height - 30)
+        draw.rectangle(box, outline="black")
+        draw.text((left, 6), title, fill="black")
+        points = [p for key, _ in lines for p in series(key)]
+        if not points:
+            continue
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        x0, x1 = min(xs), max(xs) + 1e-9
+        y0, y1 = (0.0, 1.0) if title.startswith("test") else (0.0, max(ys) * 1.05 + 1e-9)
+        for fraction in (0, 0.5, 1):
+            y = box[3] - fraction * (box[3] - box[1])
+            draw.text((left - 40, y - 6), f"{y0 + fraction * (y1 - y0):.2f}", fill="black")
+        draw.text((box[2] - 60, box[3] + 4), f"step {int(x1)}", fill="black")
+        for row, (key, color) in enumerate(lines):
+            xy = [(box[0] + (x - x0) / (x1 - x0) * (box[2] - box[0]),
+                   box[3] - (min(max(y, y0), y1) - y0) / (y1 - y0) * (box[3] - box[1])) for x, y in series(key)]
+            if len(xy) > 1:
+                draw.line(xy, fill=color, width=2)
+            elif xy:
+                draw.ellipse((xy[0][0] - 2, xy[0][1] - 2, xy[0][0] + 2, xy[0][1] + 2), fill=color)
+            if len(lines) > 1:
+                draw.text((box[0] + 6, box[1] + 4 + 12 * row), key, fill=color)
+    atomic_write(path, lambda handle: canvas.save(handle, format="PNG"))

@@ -11,11 +11,15 @@ The checkpoint (default model_dir/best.pt) carries the charset, captcha length a
 no other setting is needed. A file that is missing or not an image gets a one-line error; the others
 are still read, and the exit status is 1 when any failed.
 
-As a library this module is the single path from image to text, shared by userTest.py and the API:
+As a library this module is the single path from images to text, shared by userTest.py, the API,
+the benchmarks and training's evaluation (Predictor.logits reads any number of images in batches):
 
     predictor = load_model("model/best.pt")
     predict(predictor, [pil_image, jpeg_bytes])  # -> [{'text', 'text_ignore_case', 'confidences', ...}]
+
+With --backend=onnx nothing here imports PyTorch (requirements-serve.txt is enough to serve).
 """
+import functools
 import io
 import json
 import os
@@ -23,63 +27,51 @@ import sys
 import time
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from dataset import IMAGE_EXTENSIONS, Charset, decode_logits, preprocess
-from model import load_checkpoint, model_from_checkpoint, model_params, parameter_count
-from parameters import fail, make_parameters, parse_args
-from train import select_device, with_saved_settings
+from parameters import (ProjectError, fail, make_parameters, parse_args, run_main, saved_parameters,
+                        with_saved_settings, worker_count)
 
 BACKENDS = ("torch", "onnx")
 
 
-class ImageError(ValueError):
+class ImageError(ProjectError):
     """Bytes that cannot be read as an image; `status` is the HTTP status the API answers with."""
-
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.status = status
 
 
 class Predictor:
-    """A loaded model ready to read captchas.
+    """A loaded model ready to read captchas, on either backend.
 
+    `run` reads one batch: uint8 (n, H, W, 3) numpy -> float32 logits (n, length, classes) numpy.
     `params` are the caller's settings with the model-shape settings (charset, length, image size)
-    replaced by the checkpoint's; `trained` are the settings the checkpoint was trained with.
+    replaced by the model's; `trained` are the settings the model was trained with.
     """
 
-    def __init__(self, model, charset, params, trained, device, checkpoint, parameters=None):
-        self.model, self.charset, self.params, self.trained = model, charset, params, trained
-        self.device, self.checkpoint = device, checkpoint
+    def __init__(self, run, charset, params, trained, device="cpu", checkpoint="", parameters=0):
+        self.run, self.charset, self.params, self.trained = run, charset, params, trained
+        self.device, self.checkpoint, self.parameters = device, checkpoint, parameters
         self.width, self.height = params.image_width, params.image_height
-        self.parameters = parameter_count(model) if parameters is None else parameters
 
     def logits(self, images):
-        """uint8 (N, H, W, 3) numpy -> float32 logits (N, length, len(charset)) on the CPU."""
-        with torch.inference_mode():
-            batch = torch.from_numpy(images).to(self.device)
-            logits = self.model(batch)
-        # With ignore_case the model has one output per character of the full charset but was only
-        # ever trained on the folded classes, which are its first len(charset) outputs.
-        return logits[..., :len(self.charset)].float().cpu()
-
-
-class OnnxPredictor(Predictor):
-    """The same reader on onnxruntime: `model` is an InferenceSession of an export_onnx.py file."""
-
-    def logits(self, images):
-        logits = self.model.run(None, {"images": np.ascontiguousarray(images)})[0]
-        return torch.from_numpy(logits[..., :len(self.charset)])
+        """uint8 (N, H, W, 3) numpy -> float32 logits (N, length, classes), eval_batch_size images a batch."""
+        size = max(1, self.params.eval_batch_size)
+        batches = [self.run(np.ascontiguousarray(images[start:start + size])) for start in range(0, len(images), size)]
+        if not batches:
+            return np.zeros((0, self.charset.length, len(self.charset)), np.float32)
+        return np.concatenate(batches)
 
 
 def use_predict_threads(params):
     """Torch CPU threads for reading images one or a few at a time (params.predict_threads).
 
     A batch of one is too small to share among cores: extra threads only wait on each other, and
-    on a busy machine they stall whenever one of them is descheduled.
+    on a busy machine they stall whenever one of them is descheduled. (onnxruntime's threads are set
+    on its session, in load_onnx.)
     """
-    torch.set_num_threads(params.predict_threads if params.predict_threads > 0 else (os.cpu_count() or 1))
+    if params.backend == "torch":
+        import torch  # only the torch backend needs PyTorch
+        torch.set_num_threads(worker_count(params, "predict_threads"))
 
 
 def first_line(error):
@@ -95,17 +87,15 @@ def load_model(path=None, params=None, device=None):
     """A Predictor for the checkpoint at `path` (default: params.checkpoint, else model_dir/best.pt).
 
     With params.backend == 'onnx' the model is the .onnx file export_onnx.py wrote beside the
-    checkpoint (or `path` itself when it ends in .onnx). Raises FileNotFoundError or ValueError with a
-    one-line message when the model is missing, unreadable, or does not fit this version of the code.
+    checkpoint (or `path` itself when it ends in .onnx). Raises ProjectError with a one-line message
+    when the model is missing, unreadable, or does not fit this version of the code.
     """
     params = params if params is not None else make_parameters()
     if params.backend not in BACKENDS:
-        raise ValueError(f"backend {params.backend!r} is not available (choose one of: {', '.join(BACKENDS)})")
+        raise ProjectError(f"backend {params.backend!r} is not available (choose one of: {', '.join(BACKENDS)})")
     path = path or checkpoint_path(params)
-    if params.backend == "onnx":
-        predictor = load_onnx(path, params)
-    else:
-        predictor = load_torch(path, params, device)
+    load = load_onnx if params.backend == "onnx" else load_torch
+    predictor = load(path, params, device)
     # The first image pays for loading PIL's format plugins and for the backend setting up its
     # kernels: read a blank one now, not in the first request.
     blank = io.BytesIO()
@@ -114,35 +104,49 @@ def load_model(path=None, params=None, device=None):
     return predictor
 
 
-def load_onnx(path, params):
-    import onnxruntime
+def load_onnx(path, params, device=None):
+    """A Predictor on onnxruntime (CPU; `device` is not used)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ProjectError("--backend=onnx needs onnxruntime: pip install -r requirements-serve.txt") from None
     onnx_path = path if path.endswith(".onnx") else os.path.splitext(path)[0] + ".onnx"
     if not os.path.isfile(onnx_path):
-        raise FileNotFoundError(f"no ONNX model at {onnx_path!r} (export one with: python export_onnx.py "
-                                f"--checkpoint={path})")
+        raise ProjectError(f"no ONNX model at {onnx_path!r} (export one with: python export_onnx.py "
+                           f"--checkpoint={path})", 404)
     options = onnxruntime.SessionOptions()
     # One image is too small to share among cores (see use_predict_threads); the API's request
     # threads give the parallelism.
-    options.intra_op_num_threads = params.predict_threads if params.predict_threads > 0 else (os.cpu_count() or 1)
+    options.intra_op_num_threads = worker_count(params, "predict_threads")
     options.inter_op_num_threads = 1
     try:
         session = onnxruntime.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         metadata = json.loads(session.get_modelmeta().custom_metadata_map["captcha_ocr"])
-        trained = model_params(metadata["params"])
+        trained = saved_parameters(metadata["params"])
     except Exception as error:  # a foreign or truncated file: one line, not a traceback
-        raise ValueError(f"{onnx_path!r} is not a captcha-ocr ONNX model ({type(error).__name__}: "
-                         f"{first_line(error)})") from None
+        raise ProjectError(f"{onnx_path!r} is not a captcha-ocr ONNX model ({type(error).__name__}: "
+                           f"{first_line(error)})") from None
     params = with_saved_settings(params, metadata["params"])
-    return OnnxPredictor(session, Charset(metadata["charset"], trained.captcha_length), params, trained,
-                         torch.device("cpu"), onnx_path, metadata["parameters"])
+
+    def run(images):
+        return session.run(None, {"images": images})[0]
+
+    return Predictor(run, Charset(metadata["charset"], trained.captcha_length), params, trained, "cpu", onnx_path,
+                     metadata["parameters"])
 
 
-def load_torch(path, params, device):
+def load_torch(path, params, device=None):
+    """A Predictor on PyTorch, on `device` (default: as params.device says)."""
+    try:
+        import torch
+    except ImportError:
+        raise ProjectError("PyTorch is not installed: serve an exported model with --backend=onnx") from None
+    from model import batch_logits, load_checkpoint, model_from_checkpoint, parameter_count, select_device
     checkpoint = load_checkpoint(path)  # its errors are already one line
     try:
         model, trained = model_from_checkpoint(checkpoint)
     except (RuntimeError, TypeError, KeyError, ValueError) as error:
-        raise ValueError(f"{path!r} does not fit this version of the model ({first_line(error)})") from None
+        raise ProjectError(f"{path!r} does not fit this version of the model ({first_line(error)})") from None
     params = with_saved_settings(params, checkpoint["params"])
     device = torch.device(device) if device is not None else select_device(params)
     model = model.to(device)
@@ -150,14 +154,16 @@ def load_torch(path, params, device):
         # The model takes (N, H, W, 3) images, so its convolutions see channels-last input already;
         # channels-last weights spare a layout conversion per layer (~30% faster on one image).
         model = model.to(memory_format=torch.channels_last)
-    return Predictor(model, Charset(checkpoint["charset"], trained.captcha_length), params, trained, device, path)
+    run = functools.partial(batch_logits, model, device, False)  # float32: reads what the ONNX export reads
+    return Predictor(run, Charset(checkpoint["charset"], trained.captcha_length), params, trained, device, path,
+                     parameter_count(model))
 
 
 def load_model_or_exit(params):
     """load_model() for a script: a missing or unfit checkpoint ends it with one line."""
     try:
         return load_model(params=params)
-    except (FileNotFoundError, ValueError) as error:
+    except ProjectError as error:
         fail(str(error))
 
 
@@ -202,7 +208,7 @@ def predict(predictor, images, max_pixels=0):
         arrays.append(preprocess(image, predictor.width, predictor.height))
     if not arrays:
         return []
-    logits = predictor.logits(np.stack(arrays))  # a writable copy: torch refuses read-only arrays
+    logits = predictor.logits(np.stack(arrays))  # a writable copy: torch warns on read-only arrays
     texts, confidences = decode_logits(logits, predictor.charset)
     folded, folded_confidences = decode_logits(logits, predictor.charset, fold_case=True)
     return [{"text": text, "text_ignore_case": lower, "confidences": [float(c) for c in row],
@@ -276,4 +282,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

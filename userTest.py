@@ -17,13 +17,11 @@ Labels come from file names (`LABEL.jpg`, `LABEL_anything.jpg`) or a labels.csv,
 import json
 import os
 
-import torch
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
-from dataset import DataError, decode_logits, list_folder, load_folder
-from parameters import fail, parse_args
-from train import confusions, format_confusions, score
+from dataset import DataError, confusions, decode_logits, format_confusions, list_folder, load_folder, score
+from files import atomic_write
+from parameters import fail, parse_args, run_main
 from userPred import load_model_or_exit
 
 TOP_CONFUSIONS = 15
@@ -37,15 +35,6 @@ HOW_TO_FILL = ("put hand-labelled captchas of your site there, named LABEL.jpg o
 
 def report_folder(params, checkpoint):
     return params.report_dir or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "report")
-
-
-def evaluate(predictor, images, batch_size):
-    """Logits of every image, in batches, through the same predictor path as userPred and the API."""
-    chunks = []
-    for start in tqdm(range(0, len(images), batch_size), desc="evaluating", unit="batch", leave=False,
-                      disable=len(images) <= batch_size):
-        chunks.append(predictor.logits(images[start:start + batch_size]))
-    return torch.cat(chunks)
 
 
 def draw_grid(items, path):
@@ -85,7 +74,7 @@ def main(argv=None):
     if len(golden) == 0:
         fail(f"the golden set {folder!r} has no usable labelled captchas; {HOW_TO_FILL}")
 
-    logits = evaluate(predictor, golden.images, params.eval_batch_size)
+    logits = predictor.logits(golden.images)  # the path userPred and the API read images by
     metrics, predictions = score(logits, golden.labels, predictor.charset)
     folded, _ = decode_logits(logits, predictor.charset, fold_case=True)
     _, confidences = decode_logits(logits, predictor.charset)
@@ -131,11 +120,9 @@ def main(argv=None):
         "wrong": [{key: value for key, value in item.items() if key != "image"} for item in wrong],
     }
     report_path = os.path.join(output, f"{base}_report.json")
-    os.makedirs(output, exist_ok=True)
-    with open(report_path, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
+    atomic_write(report_path, json.dumps(report, indent=2))
     print(f"report: {report_path}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -18,8 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from captcha.image import ImageCaptcha  # noqa: E402
 
-from generate_captcha import generate_split, worker_count  # noqa: E402
-from parameters import parse_args  # noqa: E402
+from generate_captcha import generate_split  # noqa: E402
+from parameters import parse_args, worker_count  # noqa: E402
 
 _stock = None
 

@@ -31,11 +31,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataset import Charset, load_folder, load_train_test  # noqa: E402
+from dataset import load_folder, load_train_test, score  # noqa: E402
 from generate_captcha import generate_split  # noqa: E402
-from model import load_checkpoint, model_from_checkpoint  # noqa: E402
-from parameters import DIGITS, UPPER, fail, make_parameters, parse_args  # noqa: E402
-from train import predict_logits, score, select_device, train, with_saved_settings  # noqa: E402
+from model import load_checkpoint  # noqa: E402
+from parameters import DIGITS, UPPER, fail, make_parameters, parse_args, with_saved_settings  # noqa: E402
+from train import train  # noqa: E402
+from userPred import load_model  # noqa: E402
 
 MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 12, "swust_pretrained": 4,
            "captcha_default": 36}
@@ -87,10 +88,10 @@ def fine_tune_folders(swust, work, seed):
 def evaluate(model_dir, image_set, params, check_labels=False):
     """Metrics of model_dir/last.pt on an ImageSet, overall and per swust batch (from the file names), and
     with check_labels also without the MISLABELLED images."""
-    checkpoint = load_checkpoint(os.path.join(model_dir, "last.pt"))
-    model, trained = model_from_checkpoint(checkpoint)
-    charset = Charset(checkpoint["charset"], trained.captcha_length)
-    logits = predict_logits(model, image_set.images, select_device(params), params)[..., :len(charset)]
+    last = os.path.join(model_dir, "last.pt")
+    predictor = load_model(last, params)
+    charset = predictor.charset
+    logits = predictor.logits(image_set.images)  # (N, length, classes)
     metrics, _ = score(logits, image_set.labels, charset)
     groups = {}
     for index, name in enumerate(image_set.names):
@@ -106,7 +107,7 @@ def evaluate(model_dir, image_set, params, check_labels=False):
         kept = [index for index, name in enumerate(image_set.names) if not name.startswith(wrong)]
         metrics["labels right"], _ = score(logits[kept], [image_set.labels[index] for index in kept], charset)
         metrics["labels right"]["count"] = len(kept)
-    metrics["minutes"] = checkpoint["schedule"]["seconds"] / 60
+    metrics["minutes"] = load_checkpoint(last)["progress"]["seconds"] / 60
     metrics["count"] = len(image_set)
     return metrics
 

@@ -15,10 +15,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataset import Charset, load_folder  # noqa: E402
-from model import build_model, file_size, load_checkpoint, parameter_count  # noqa: E402
+from dataset import confusions, format_confusions, load_folder, score  # noqa: E402
+from model import file_size, load_checkpoint, model_from_checkpoint  # noqa: E402
 from parameters import make_parameters, parse_args  # noqa: E402
-from train import confusions, format_confusions, predict_logits, score, select_device, train  # noqa: E402
+from train import train  # noqa: E402
+from userPred import load_model  # noqa: E402
 
 
 def run(params, preset):
@@ -27,16 +28,15 @@ def run(params, preset):
     start = time.perf_counter()
     train(run_params)
     wall = time.perf_counter() - start
-    checkpoint = load_checkpoint(os.path.join(run_params.model_dir, "last.pt"))
-    model = build_model(run_params)
-    model.load_state_dict(checkpoint["model"])
-    test = load_folder(run_params.test_dir, run_params, quiet=True)
-    logits = predict_logits(model, test.images, select_device(run_params), run_params)
-    metrics, predictions = score(logits, test.labels, Charset.from_params(run_params))
-    seconds = checkpoint["schedule"]["seconds"]
-    return {"preset": preset, "speed": checkpoint["step"] * run_params.batch_size / seconds, "minutes": seconds / 60,
-            "wall": wall / 60, "parameters": parameter_count(model), "bytes": os.path.getsize(
-                os.path.join(run_params.model_dir, "last.pt")), "weights": file_size(model),
+    last = os.path.join(run_params.model_dir, "last.pt")
+    checkpoint = load_checkpoint(last)
+    predictor = load_model(last, run_params)
+    test = load_folder(run_params.test_dir, predictor.params, quiet=True)
+    metrics, predictions = score(predictor.logits(test.images), test.labels, predictor.charset)
+    progress = checkpoint["progress"]
+    return {"preset": preset, "speed": progress["step"] * run_params.batch_size / progress["seconds"],
+            "minutes": progress["seconds"] / 60, "wall": wall / 60, "parameters": predictor.parameters,
+            "bytes": os.path.getsize(last), "weights": file_size(model_from_checkpoint(checkpoint)[0]),
             "confusions": confusions(predictions, test.labels), "test_count": len(test), **metrics}
 
 

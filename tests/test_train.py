@@ -1,6 +1,8 @@
 """Training end to end on tiny generated data: it learns, checkpoints, resumes after Ctrl-C, plots."""
 import csv
+import dataclasses
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,8 +13,9 @@ import torch
 
 from conftest import ROOT, tiny_params
 from generate_captcha import generate_split
-from model import build_model, load_checkpoint, model_from_checkpoint, parameter_count
-from parameters import make_parameters
+from model import CaptchaResNet, build_model, load_checkpoint, model_from_checkpoint, parameter_count, save_checkpoint
+from parameters import ProjectError, make_parameters
+from train import Progress, StopSignals
 
 
 def test_tiny_training_learns(tiny_run):
@@ -30,8 +33,9 @@ def test_tiny_training_learns(tiny_run):
 
 def test_checkpoint_is_one_safe_dict(tiny_run):
     checkpoint = load_checkpoint(tiny_run["checkpoint"])
-    for key in ("model", "optimizer", "schedule", "step", "epoch", "best", "params", "charset", "torch_rng"):
-        assert key in checkpoint, key
+    assert set(checkpoint) == {"model", "optimizer", "progress", "params", "charset", "torch_rng"}
+    assert set(checkpoint["progress"]) == {field.name for field in dataclasses.fields(Progress)}
+    assert checkpoint["progress"]["step"] > 0 and checkpoint["progress"]["metrics"]["accuracy"] >= 0
     assert checkpoint["charset"] == "0123456789abcdef" and checkpoint["params"]["stage_channels"] == (16, 32, 64)
     model, params = model_from_checkpoint(checkpoint)
     assert params.captcha_length == 4 and not model.training
@@ -39,12 +43,19 @@ def test_checkpoint_is_one_safe_dict(tiny_run):
 
 
 def test_missing_and_broken_checkpoints_are_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+    with pytest.raises(ProjectError, match="no checkpoint at"):
         load_checkpoint(str(tmp_path / "missing.pt"))
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"\x00garbage")
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
+    with pytest.raises(ProjectError, match="not a readable checkpoint"):
         load_checkpoint(str(broken))
+
+
+def test_model_defaults_are_the_settings_defaults():
+    defaults = make_parameters({})
+    assert parameter_count(CaptchaResNet(4, 62)) == parameter_count(build_model(defaults))
+    stem = CaptchaResNet(4, 62).stem[0]
+    assert (stem.out_channels, stem.stride[0]) == (defaults.stem_channels, defaults.stem_stride)
 
 
 def test_models_and_presets():
@@ -76,54 +87,191 @@ def test_checkpoint_from_before_feature_stride_loads_at_one_eighth(tiny_run):
     assert params.feature_stride == 8
 
 
-def final_weights(model_dir):
-    return load_checkpoint(os.path.join(model_dir, "last.pt"))
+TINY_MODEL = ["--stem_channels=8", "--stage_channels=16,32,64", "--stage_blocks=1,1,1"]
 
 
-def train_command(root, model_dir, *extra):
-    params = tiny_params(root)
-    return [sys.executable, os.path.join(ROOT, "main.py"), f"--train_dir={params.train_dir}",
-            f"--test_dir={params.test_dir}", f"--cache_dir={params.cache_dir}", f"--model_dir={model_dir}",
-            "--charset=0123456789abcdef", "--stem_channels=8", "--stage_channels=16,32,64", "--stage_blocks=1,1,1",
-            "--batch_size=32", "--visdom=false", "--epochs=6", "--dropout=0", "--threads=1", *extra]
+@pytest.fixture(scope="module")
+def labelled_folder(tmp_path_factory):
+    """One labelled folder of 1200 generated captchas, for --data_dir runs."""
+    root = tmp_path_factory.mktemp("folder")
+    params = tiny_params(root, workers=2)
+    generate_split(params, str(root / "captchas"), "train", 1200)
+    return root
 
 
-def test_interrupted_run_resumes_exactly(tmp_path):
-    params = tiny_params(tmp_path, train_count=1200, test_count=64, workers=2)
-    generate_split(params, params.train_dir, "train", 1200)
-    generate_split(params, params.test_dir, "test", 64)
-    straight = tmp_path / "straight"
-    subprocess.run(train_command(tmp_path, straight), check=True, capture_output=True, timeout=300)
+def folder_run(root, model_dir):
+    """A --data_dir run whose settings all differ from the defaults the resume command would fall back to:
+    split, inferred charset, batch size, augmentation, time budget (large: the step schedule dominates,
+    so the learning rate does not depend on the clock), dropout (draws from the RNG last.pt saves)."""
+    return [sys.executable, os.path.join(ROOT, "main.py"), f"--data_dir={root}/captchas", "--test_split=0.2",
+            "--seed=3", "--infer_charset", "--batch_size=24", "--augment=on", "--time_budget=30", "--epochs=4",
+            "--eval_epochs=2", f"--model_dir={model_dir}", f"--cache_dir={root}/cache", "--visdom=false",
+            "--threads=1", "--workers=1", *TINY_MODEL]
 
-    broken = tmp_path / "broken"
-    process = subprocess.Popen(train_command(tmp_path, broken), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    log = broken / "log.csv"
+
+@pytest.fixture(scope="module")
+def straight_run(labelled_folder):
+    """The run, uninterrupted: its last.pt."""
+    model_dir = labelled_folder / "straight"
+    subprocess.run(folder_run(labelled_folder, model_dir), check=True, capture_output=True, timeout=300)
+    return load_checkpoint(str(model_dir / "last.pt"))
+
+
+def interrupt(command, log, number, rows=2, cwd=ROOT):
+    """Start `command`, send signal `number` once log.csv shows a step; (return code, output)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
     deadline = time.time() + 120
-    while time.time() < deadline:  # interrupt once training is well under way (log rows every 20 steps)
-        if log.exists() and len(log.read_text().splitlines()) >= 4:
+    while time.time() < deadline and process.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= rows:
             break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    process.send_signal(number)
     output, _ = process.communicate(timeout=120)
-    assert process.returncode == 130, output
-    assert "interrupted: saved" in output and "--resume" in output and "Traceback" not in output
-    saved = final_weights(broken)
-    total = load_checkpoint(str(straight / "last.pt"))["step"]
-    assert 0 < saved["step"] < total
-    adam_steps = saved["optimizer"]["state"][0]["step"].item()
-    assert adam_steps == saved["step"]
+    return process.returncode, output
 
-    resumed = subprocess.run(train_command(tmp_path, broken, "--resume"), capture_output=True, text=True,
-                             timeout=300)
+
+def resumed_as_printed(output):
+    """Run the command the interrupted run printed, exactly as printed (from the same folder)."""
+    command = output.split("continue with: ")[1].splitlines()[0]
+    assert "--resume" in command and "--batch_size" not in command
+    return subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def evaluated_steps(model_dir):
+    with open(os.path.join(model_dir, "log.csv"), newline="") as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle) if row["accuracy"]]
+
+
+@pytest.mark.parametrize("number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_run_resumes_bit_for_bit_with_resume_alone(labelled_folder, straight_run, number, status):
+    model_dir = labelled_folder / f"broken_{number}"
+    code, output = interrupt(folder_run(labelled_folder, model_dir), model_dir / "log.csv", number)
+    assert code == status, output
+    assert "interrupted: saved" in output and "Traceback" not in output
+    saved = load_checkpoint(str(model_dir / "last.pt"))
+    total = straight_run["progress"]["step"]
+    assert 0 < saved["progress"]["step"] < total
+    assert saved["optimizer"]["state"][0]["step"].item() == saved["progress"]["step"]
+
+    resumed = resumed_as_printed(output)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming {broken}/last.pt at step {saved['step']}" in resumed.stdout
-    done, reference = final_weights(broken), final_weights(straight)
-    assert done["step"] == total
+    assert f"resuming {model_dir}/last.pt at step {saved['progress']['step']}" in resumed.stdout
+    assert "960 training and 240 test images" in resumed.stdout and "augmented, 30 min budget" in resumed.stdout
+    done = load_checkpoint(str(model_dir / "last.pt"))
+    settings = done["params"]
+    assert (settings["batch_size"], settings["time_budget"], settings["augment"]) == (24, 30.0, "on")
+    assert settings["data_dir"] == f"{labelled_folder}/captchas" and settings["charset"] == straight_run["charset"]
+    assert done["progress"]["step"] == total
     # the optimizer state continued (not restarted): Adam's own step count covers the whole run
     assert done["optimizer"]["state"][0]["step"].item() == total
-    for key, value in reference["model"].items():
-        assert torch.allclose(done["model"][key].float(), value.float(), atol=1e-5), key
+    for key, value in straight_run["model"].items():
+        assert torch.equal(done["model"][key], value), key
+    steps = evaluated_steps(model_dir)
+    assert steps == sorted(set(steps)) == evaluated_steps(labelled_folder / "straight")
+
+
+def test_extending_a_finished_run_continues_on_a_low_tail(labelled_folder, straight_run, tmp_path):
+    model_dir = tmp_path / "extended"
+    subprocess.run(["cp", "-r", str(labelled_folder / "straight"), str(model_dir)], check=True)
+    before = straight_run["progress"]
+    lr = straight_run["params"]["lr"]
+    again = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--resume", f"--model_dir={model_dir}"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "is over" in again.stdout and "--extend=MINUTES" in again.stdout
+
+    extend = [sys.executable, os.path.join(ROOT, "main.py"), "--resume", f"--model_dir={model_dir}", "--extend=0.05",
+              "--eval_every=10"]
+    result = subprocess.run(extend, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    done = load_checkpoint(str(model_dir / "last.pt"))
+    progress = done["progress"]
+    assert progress["tail_start"] == pytest.approx(before["seconds"]) and progress["step"] > before["step"]
+    assert progress["seconds"] - before["seconds"] >= 3.0 and done["params"]["extend"] == 0.05
+    with open(model_dir / "log.csv", newline="") as handle:
+        rates = [float(row["lr"]) for row in csv.DictReader(handle) if row["lr"] and int(row["step"]) > before["step"]]
+    assert rates, "no loss rows after the extension started"
+    assert max(rates) <= 0.1 * lr + 1e-9 and rates == sorted(rates, reverse=True)  # no warm-up: only down
+    steps = evaluated_steps(model_dir)
+    assert steps == sorted(set(steps)) and steps[-1] == progress["step"]
+
+
+def test_resume_refuses_settings_of_the_run_in_one_line(labelled_folder, straight_run, tmp_path, script):
+    model_dir = labelled_folder / "straight"
+    for flag in ("--batch_size=64", "--data_dir=elsewhere", "--lr=0.1"):
+        result = script("main.py", "--resume", f"--model_dir={model_dir}", flag, check=False)
+        key = flag[2:].split("=")[0]
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: --{key} cannot change on --resume"), line
+    same = script("main.py", "--resume", f"--model_dir={model_dir}", "--batch_size=24", "--threads=1", check=False)
+    assert same.returncode == 0 and "is over" in same.stdout  # the run's own value, and an allowed setting
+
+    old = load_checkpoint(str(model_dir / "last.pt"))
+    del old["optimizer"], old["progress"]
+    save_checkpoint(str(tmp_path / "last.pt"), old)
+    result = script("main.py", "--resume", f"--model_dir={tmp_path}", check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "has no optimizer or progress to resume from" in result.stderr
+    fresh = script("main.py", f"--model_dir={tmp_path / 'new'}", "--extend=5", check=False)
+    assert fresh.returncode == 2 and "use it with --resume" in fresh.stderr
+
+
+def test_ctrl_c_during_start_up_is_one_line(tmp_path):
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), f"--model_dir={tmp_path}",
+                                f"--train_dir={tmp_path}/none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # torch is loading: the start-up has begun inside main()
+        with open(f"/proc/{process.pid}/maps") as maps:
+            if "libtorch" in maps.read():
+                break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    output, errors = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in errors
+    assert errors.strip().splitlines() == ["error: interrupted: stopped at once, nothing saved since the last checkpoint"]
+
+
+def test_a_second_signal_stops_at_once():
+    with StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)  # at once: torchrun passing the same Ctrl-C on, not a second one
+        assert signals.caught == signal.SIGTERM
+        time.sleep(1.1)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here, between bytecodes
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_closed_output_pipe_ends_quietly(script):
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before anything is written, as `| head` after its lines
+    errors = process.stderr.read().decode()
+    process.wait(60)
+    assert errors == "" and process.returncode == 1
+
+
+def test_torchrun_two_processes_train_and_resume(labelled_folder, tmp_path):
+    model_dir = tmp_path / "ddp"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    command = [torchrun, "--standalone", "--nproc_per_node=2", *folder_run(labelled_folder, model_dir)[1:],
+               "--batch_size=12"]
+    code, output = interrupt(command, model_dir / "log.csv", signal.SIGINT)
+    assert code != 0 and output.count("interrupted: saved") == 1, output  # rank 0 alone saves and says so
+    assert output.count("device cpu") == 1  # and alone reports
+    saved = load_checkpoint(str(model_dir / "last.pt"))
+    assert saved["progress"]["step"] > 0
+    resumed = resumed_as_printed(output)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert resumed.stdout.count(f"resuming {model_dir}/last.pt") == 1
+    done = load_checkpoint(str(model_dir / "last.pt"))
+    assert done["params"]["batch_size"] == 12 and done["progress"]["step"] == 4 * (960 // 24)
+    assert done["progress"]["metrics"]["char_accuracy"] > 0.1
+    steps = evaluated_steps(model_dir)
+    assert steps == sorted(set(steps))  # one row per evaluated step: one process writes the log
+    assert sorted(os.listdir(model_dir)) == ["best.pt", "curves.png", "last.pt", "log.csv"]
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, script):
