@@ -93,7 +93,8 @@ class CaptchaResNet(nn.Module):
                 raise ProjectError(f"feature_stride must be 4, 8, 16 or 32, got {feature_stride}")
             halvings = feature_stride.bit_length() - 1 - (stem_stride == 2)
             if halvings > len(stage_channels):
-                raise ProjectError(f"feature_stride {feature_stride} needs {halvings} stages, got {len(stage_channels)}")
+                raise ProjectError(f"feature_stride {feature_stride} needs {halvings} stages, "
+                                   f"got {len(stage_channels)}")
             strides = [2 if index < halvings else 1 for index in range(len(stage_channels))]
             self.body = make_stages(stem_channels, stage_channels, stage_blocks, strides)
             columns = (image_width + stem_stride - 1) // stem_stride

@@ -152,7 +152,8 @@ def start_or_resume(params, given=None):
     checkpoint = load_run(params.model_dir)
     saved = saved_parameters(checkpoint["params"])
     if given is None:
-        given = [field.name for field in dataclasses.fields(params) if getattr(params, field.name) != getattr(saved, field.name)]
+        given = [field.name for field in dataclasses.fields(params)
+                 if getattr(params, field.name) != getattr(saved, field.name)]
     given = [key for key in given if key not in ("resume", "model_dir")]
     refused = [key for key in given if key not in RESUME_MAY_CHANGE and getattr(params, key) != getattr(saved, key)]
     if refused:

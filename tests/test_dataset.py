@@ -3,7 +3,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from conftest import tiny_params
@@ -29,7 +28,7 @@ def test_charset_encode_decode_round_trip():
 
 def test_fold_case_decoding_adds_both_cases():
     charset = Charset("0oO", 1)
-    logits = torch.log(torch.tensor([[[0.4, 0.3, 0.3]]]))  # '0' wins alone, but o+O = 0.6
+    logits = np.log(np.array([[[0.4, 0.3, 0.3]]]))  # '0' wins alone, but o+O = 0.6 (numpy: no torch needed)
     assert decode_logits(logits, charset)[0] == ["0"]
     texts, confidence = decode_logits(logits, charset, fold_case=True)
     assert texts == ["o"] and confidence[0, 0] == pytest.approx(0.6, abs=1e-5)

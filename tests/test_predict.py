@@ -174,3 +174,48 @@ def test_user_pred_reports_bad_files_without_a_traceback(tiny_run, tmp_path):
     assert result.stdout.decode().startswith(good + ": ")
     result = user_pred(tiny_run, "--json", str(not_an_image))
     assert result.returncode == 1 and json.loads(result.stdout)[0]["error"].startswith("not an image")
+
+
+ONNX_SERVING = """
+import http.client, json, sys, threading
+import waitress
+from api_demo import create_app
+from parameters import make_parameters
+from userPred import load_model, predict
+params = make_parameters({"backend": "onnx", "checkpoint": sys.argv[1]})
+files = sys.argv[2:]
+texts = [result["text"] for result in predict(load_model(params=params), [open(f, "rb").read() for f in files])]
+server = waitress.create_server(create_app(params), host="127.0.0.1", port=0)
+threading.Thread(target=server.run, daemon=True).start()
+connection = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=30)
+connection.request("POST", "/predict", open(files[0], "rb").read(), {"Content-Type": "image/jpeg"})
+served = json.loads(connection.getresponse().read())["prediction"]
+torch = sorted(name for name in sys.modules if name.split(".")[0] == "torch")
+print(json.dumps({"texts": texts, "served": served, "torch": torch, "onnxruntime": "onnxruntime" in sys.modules}))
+"""
+
+
+def test_onnx_prediction_and_serving_import_no_torch(tiny_run, tmp_path):
+    from export_onnx import export
+    checkpoint = tmp_path / "best.pt"
+    shutil.copy(tiny_run["checkpoint"], checkpoint)
+    export(str(checkpoint), ddddocr=False)
+    files = sample_files(tiny_run, 6)
+    images = [open(path, "rb").read() for path in files]
+    expected = [result["text"] for result in predict(load_model(str(checkpoint)), images)]
+    result = subprocess.run([sys.executable, "-c", ONNX_SERVING, str(checkpoint), *files], capture_output=True,
+                            text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["onnxruntime"] and report["torch"] == []
+    assert report["texts"] == expected and report["served"] == expected[0]
+
+
+def test_user_pred_into_a_closed_pipe_ends_quietly(tiny_run):
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "userPred.py"),
+                                f"--checkpoint={tiny_run['checkpoint']}", tiny_run["params"].test_dir],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # as `| head` once it has its lines
+    errors = process.stderr.read().decode()
+    process.wait(120)
+    assert errors == "" and process.returncode == 1

@@ -170,6 +170,44 @@ def test_interrupted_run_resumes_bit_for_bit_with_resume_alone(labelled_folder, 
     assert steps == sorted(set(steps)) == evaluated_steps(labelled_folder / "straight")
 
 
+def log_rows(model_dir):
+    """log.csv's rows as far as they are written (a row being appended may be cut short)."""
+    try:
+        with open(os.path.join(model_dir, "log.csv"), newline="") as handle:
+            return [row for row in csv.DictReader(handle) if row["step"] and int(row["step"]) >= 0]
+    except (OSError, ValueError):
+        return []
+
+
+def test_killed_run_resumes_without_repeating_log_rows(labelled_folder, straight_run):
+    """kill -9 leaves last.pt of the last evaluation and log rows written after it: the resumed run drops
+    those rows and writes its own, one row per step and kind, and still ends bit for bit as the straight run."""
+    model_dir = labelled_folder / "killed"
+    process = subprocess.Popen(folder_run(labelled_folder, model_dir), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        rows = log_rows(model_dir)
+        evaluated = [int(row["step"]) for row in rows if row["accuracy"]]
+        if evaluated and any(int(row["step"]) > evaluated[0] for row in rows if row["train_loss"]):
+            break
+        time.sleep(0.02)
+    process.kill()
+    process.wait(60)
+    saved = load_checkpoint(str(model_dir / "last.pt"))["progress"]["step"]
+    assert any(int(row["step"]) > saved for row in log_rows(model_dir))  # rows past last.pt were written
+
+    resumed = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--resume", f"--model_dir={model_dir}"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert evaluated_steps(model_dir) == evaluated_steps(labelled_folder / "straight")
+    losses = [int(row["step"]) for row in log_rows(model_dir) if row["train_loss"]]
+    assert losses == sorted(set(losses))
+    done = load_checkpoint(str(model_dir / "last.pt"))
+    for key, value in straight_run["model"].items():
+        assert torch.equal(done["model"][key], value), key
+
+
 def test_extending_a_finished_run_continues_on_a_low_tail(labelled_folder, straight_run, tmp_path):
     model_dir = tmp_path / "extended"
     subprocess.run(["cp", "-r", str(labelled_folder / "straight"), str(model_dir)], check=True)
@@ -229,7 +267,8 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     process.send_signal(signal.SIGINT)
     output, errors = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in errors
-    assert errors.strip().splitlines() == ["error: interrupted: stopped at once, nothing saved since the last checkpoint"]
+    [line] = errors.strip().splitlines()
+    assert line == "error: interrupted: stopped at once, nothing saved since the last checkpoint"
 
 
 def test_a_second_signal_stops_at_once():
