@@ -7,6 +7,10 @@ Input: uint8 images (N, H, W, 3) exactly as `dataset.preprocess()` returns them;
 and normalises them itself, so training, prediction, the API and an ONNX export share one path.
 Output: logits (N, captcha_length, len(charset)).
 
+This module is also the one home of checkpoints (save_checkpoint writes atomically, load_checkpoint
+loads with weights_only, model_from_checkpoint), of the device (select_device) and of mixed precision
+(autocast); batch_logits is the PyTorch side of userPred's Predictor.
+
 Presets (`model_preset`):
 - `default`: residual stages at the native 24x64 resolution (no resizing: thin strokes survive);
   the width axis is kept at 1/8 resolution (`feature_stride`) for the heads, the height axis is

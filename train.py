@@ -161,8 +161,8 @@ def start_or_resume(params, given=None):
         raise ParameterError(f"--{key} cannot change on --resume (the run has {key}={shown(getattr(saved, key))}); "
                              f"a resumed run keeps its settings but {', '.join(RESUME_MAY_CHANGE)}")
     changes = {key: getattr(params, key) for key in given if key in RESUME_MAY_CHANGE}
-    if not changes.get("extend", 1):
-        del changes["extend"]  # --extend=0: no new tail (an interrupted one goes on)
+    if changes.get("extend") == 0:
+        del changes["extend"]  # --extend=0 starts no tail (and an interrupted one goes on)
     params = dataclasses.replace(saved, resume=True, model_dir=params.model_dir, **changes)
     progress = Progress(**checkpoint["progress"])
     if "extend" in changes:

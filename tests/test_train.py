@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from conftest import ROOT, tiny_params
 from generate_captcha import generate_split
 from model import CaptchaResNet, build_model, load_checkpoint, model_from_checkpoint, parameter_count, save_checkpoint
 from parameters import ProjectError, make_parameters
-from train import Progress, StopSignals
+from train import Progress, Ranks, StopSignals, generated_batches
 
 
 def test_tiny_training_learns(tiny_run):
@@ -252,6 +253,20 @@ def test_resume_refuses_settings_of_the_run_in_one_line(labelled_folder, straigh
     assert "has no optimizer or progress to resume from" in result.stderr
     fresh = script("main.py", f"--model_dir={tmp_path / 'new'}", "--extend=5", check=False)
     assert fresh.returncode == 2 and "use it with --resume" in fresh.stderr
+
+
+def test_generated_batches_are_the_same_with_any_workers_and_from_any_position(tmp_path):
+    def batches(workers, first):
+        params = tiny_params(tmp_path, data_mode="generate", train_count=96, batch_size=16, workers=workers)
+        run = SimpleNamespace(params=params, ranks=Ranks(), data=SimpleNamespace(steps_per_epoch=6))
+        return list(generated_batches(run, 2, first))
+
+    one, two, resumed = batches(1, 0), batches(2, 0), batches(2, 4)
+    assert len(one) == 6 and len(resumed) == 2 and one[0][0].shape == (16, 24, 64, 3)
+    for (images, targets), (other_images, other_targets) in zip(one, two):
+        assert torch.equal(images, other_images) and torch.equal(targets, other_targets)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(one[4:], resumed))
+    assert not torch.equal(one[0][0], one[1][0])
 
 
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):
