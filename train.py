@@ -158,8 +158,9 @@ def start_or_resume(params, given=None):
     refused = [key for key in given if key not in RESUME_MAY_CHANGE and getattr(params, key) != getattr(saved, key)]
     if refused:
         key = refused[0]
+        longer = "; to train longer, add --extend=MINUTES" if key in ("epochs", "time_budget") else ""
         raise ParameterError(f"--{key} cannot change on --resume (the run has {key}={shown(getattr(saved, key))}); "
-                             f"a resumed run keeps its settings but {', '.join(RESUME_MAY_CHANGE)}")
+                             f"a resumed run keeps its settings but {', '.join(RESUME_MAY_CHANGE)}{longer}")
     changes = {key: getattr(params, key) for key in given if key in RESUME_MAY_CHANGE}
     if changes.get("extend") == 0:
         del changes["extend"]  # --extend=0 starts no tail (and an interrupted one goes on)

@@ -236,12 +236,13 @@ def test_extending_a_finished_run_continues_on_a_low_tail(labelled_folder, strai
 
 def test_resume_refuses_settings_of_the_run_in_one_line(labelled_folder, straight_run, tmp_path, script):
     model_dir = labelled_folder / "straight"
-    for flag in ("--batch_size=64", "--data_dir=elsewhere", "--lr=0.1"):
+    for flag in ("--batch_size=64", "--data_dir=elsewhere", "--lr=0.1", "--epochs=200"):
         result = script("main.py", "--resume", f"--model_dir={model_dir}", flag, check=False)
         key = flag[2:].split("=")[0]
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         [line] = result.stderr.strip().splitlines()
         assert line.startswith(f"error: --{key} cannot change on --resume"), line
+        assert ("--extend=MINUTES" in line) == (key == "epochs")
     same = script("main.py", "--resume", f"--model_dir={model_dir}", "--batch_size=24", "--threads=1", check=False)
     assert same.returncode == 0 and "is over" in same.stdout  # the run's own value, and an allowed setting
 
