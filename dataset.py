@@ -336,7 +336,7 @@ class GeneratedStream(IterableDataset):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     try:
         if params.infer_charset:
             params = infer_charset(params)

@@ -17,7 +17,7 @@ from train import train
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     try:
         train(params)
     except (DataError, FileNotFoundError, ValueError) as error:

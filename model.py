@@ -168,7 +168,7 @@ def file_size(model):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     try:
         model = build_model(params).eval()
     except ValueError as error:  # a setting the architecture cannot take: one line, as for any bad setting
