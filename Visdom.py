@@ -390,7 +390,7 @@ def prediction_grid(images, truths, predictions, max_items=32, columns=8):
 
 
 def main():
-    params = parse_args(doc=__doc__)
+    params = parse_args(doc=__doc__, script=__file__)
     host = urllib.parse.urlparse(params.visdom_server).hostname or "localhost"
     url = f"http://{host}:{params.visdom_port}"
     if _http_ok(f"{url}/"):

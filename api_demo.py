@@ -257,7 +257,7 @@ def create_app(params=None, predictor=None):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     if params.server not in SERVERS:
         fail(f"--server must be one of {', '.join(SERVERS)}, got {params.server!r}")
     app = create_app(params)

@@ -313,7 +313,7 @@ def random_label(rng, charset, length):
 
 
 def main(argv=None):
-    params, text = parse_args(argv, doc=__doc__, positional=True)
+    params, text = parse_args(argv, doc=__doc__, script=__file__, positional=True)
     try:
         generator = make_generator(params)
     except StyleError as error:

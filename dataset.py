@@ -332,7 +332,7 @@ def load_training_data(params):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     if params.infer_charset:
         params = infer_charset(params)
     for name, image_set in zip(("train", "test"), load_train_test(params)):  # a DataError: one line (run_main)

@@ -117,7 +117,7 @@ def export(checkpoint_path, onnx_file="", ddddocr=True, check_images=None):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     checkpoint_path = params.checkpoint or os.path.join(params.model_dir, "best.pt")
     if checkpoint_path.endswith(".onnx"):
         fail("--checkpoint names the PyTorch checkpoint to export (a .pt file); use --onnx_file for the output")

@@ -152,7 +152,7 @@ def write_preview(params, columns=5, scale=3):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     try:
         check_settings(params)
     except StyleError as error:

@@ -34,7 +34,7 @@ from parameters import parse_args, parse_overrides, run_main
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     given = parse_overrides(argv)[0]  # the settings named on the command line (--resume refuses most)
     try:
         from train import train  # here, not at the top: Ctrl-C while torch loads ends in one line too

@@ -203,7 +203,7 @@ def file_size(model):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     model = build_model(params).eval()  # a setting the architecture cannot take: one line (run_main)
     print(f"{params.model_preset}: {parameter_count(model) / 1e6:.2f}M parameters, "
           f"{file_size(model) / 1e6:.1f} MB of weights")

@@ -1,17 +1,25 @@
 """Every setting of every script, in one place: the single source of truth.
 
-Edit the defaults below, or override any of them on the command line of any script:
+Settings come in groups (the "# --- group: ..." headers of Parameters below). Each script's command line
+takes the groups SCRIPT_GROUPS gives it, and --help lists those, the script's own group first:
 
     python generate_captcha.py --train_count=20000 --font_sizes=20,22,23 --noise_dots=0
     python main.py --epochs=5 --batch_size=128
     python generate_captcha.py --style=captcha_default      # a named preset (see STYLES)
-    python main.py --help                                    # lists every setting
+    python main.py --help                                    # lists main.py's settings
+
+Values are checked when the command line is read: types, CHOICES, misspelt keys (the nearest setting is
+suggested) and settings of other scripts (`error: --port is a setting of api_demo.py ..., not of main.py`).
+make_parameters() takes every setting: the scoping is for command lines.
 
 Scripts never read module-level copies of these values: each builds one `Parameters` object with
 `parse_args()` and passes it down, so an override reaches every module (and DataLoader workers).
 """
 import ast
 import dataclasses
+import difflib
+import functools
+import inspect
 import os
 import re
 import sys
@@ -24,34 +32,27 @@ UPPER = LOWER.upper()
 
 @dataclass
 class Parameters:
-    # --- paths ---
+    # --- data: labelled image folders, written by generate_captcha.py and read by training and dataset.py ---
     train_dir: str = "data/captcha/train"  # folder of labelled training images
     test_dir: str = "data/captcha/test"  # folder of labelled test images
     data_dir: str = ""  # one labelled folder to split into train/test by test_split ('' = use train_dir and test_dir)
     test_split: float = 0.2  # fraction of data_dir held out for testing (seeded by seed)
-    model_dir: str = "model"  # run folder: checkpoints best.pt and last.pt, log.csv, curves.png
-    golden_dir: str = "golden_set"  # hand-labelled real captchas evaluated by userTest.py
-    preview_file: str = "data/captcha/preview.png"  # grid of sample captchas written by generate_captcha.py
-    # --- labels ---
+    train_count: int = 200000  # captchas generated into train_dir
+    test_count: int = 10000  # captchas generated into test_dir
+    cache_dir: str = "data/cache"  # decoded image folders are cached here as uint8 arrays
+    workers: int = 0  # worker processes for generation and data loading (0 = one per CPU core)
+    strict: bool = False  # fail on a bad image or label instead of reporting and skipping it
+    # --- captcha: what every captcha holds (characters, length, image size) and the seed that draws them ---
     charset: str = DIGITS + LOWER + UPPER  # the character classes, in class-index order
     captcha_length: int = 4  # characters per captcha
     ignore_case: bool = False  # fold labels to lower case (for sites whose answers ignore case)
     infer_charset: bool = False  # main.py: take charset and captcha_length from the training folders' labels
-    # --- generation ---
-    style: str = "seed"  # named style preset applied before other overrides (see STYLES below)
-    style_mix: tuple[str, ...] = ()  # draw each captcha in one of these styles, picked at random (repeat a name to weight it); empty = this style alone
-    train_count: int = 200000  # captchas generated into train_dir
-    test_count: int = 10000  # captchas generated into test_dir
-    seed: int = 0  # seed of labels, images, splits and weight init
-    workers: int = 0  # worker processes for generation and data loading (0 = one per CPU core)
-    cache_dir: str = "data/cache"  # decoded image folders are cached here as uint8 arrays
-    image_format: str = "jpg"  # file format of generated images: jpg or png
-    jpeg_quality: int = 75  # JPEG quality of generated images (1-95)
-    preview: bool = False  # generate_captcha.py: write only the preview grid, no data set
-    preview_count: int = 40  # captchas in the preview grid
-    # --- captcha style ---
     image_width: int = 64  # image width, pixels (also the model's input width)
     image_height: int = 24  # image height, pixels (also the model's input height)
+    seed: int = 0  # seed of labels, images, splits and weight init
+    # --- style: how generated captchas look ---
+    style: str = "seed"  # named style preset applied before other overrides (see STYLES below)
+    style_mix: tuple[str, ...] = ()  # draw each captcha in one of these styles, picked at random (repeat a name to weight it); empty = this style alone
     fonts: tuple[str, ...] = ()  # .ttf/.otf files or folders; empty = captcha's DroidSansMono plus fonts/*.ttf
     font_sizes: tuple[int, ...] = (20, 22, 23)  # font sizes drawn from at random, pixels
     noise_curves: int = 1  # arcs drawn through the text
@@ -81,7 +82,13 @@ class Parameters:
     row_shift_y: tuple[float, ...] = (0.0, 0.0)  # range of the text's shift downwards from centred, min,max pixels
     baseline: bool = False  # sit characters on one baseline, as typed text (default: centre each one vertically)
     smooth: bool = True  # apply a smoothing filter to the finished image
-    # --- model ---
+    # --- generation: the files generate_captcha.py writes ---
+    image_format: str = "jpg"  # file format of generated images: jpg or png
+    jpeg_quality: int = 75  # JPEG quality of generated images (1-95)
+    preview: bool = False  # generate_captcha.py: write only the preview grid, no data set
+    preview_count: int = 40  # captchas in the preview grid
+    preview_file: str = "data/captcha/preview.png"  # grid of sample captchas written by generate_captcha.py
+    # --- model: the network's architecture ---
     model_preset: str = "default"  # default (fast native-resolution ResNet) or original (ResNet-18 on 32x32)
     stem_channels: int = 32  # channels of the first convolution
     stem_stride: int = 2  # stride of the first convolution (2: no full-resolution activations, ~1.6x faster training)
@@ -89,7 +96,7 @@ class Parameters:
     stage_blocks: tuple[int, ...] = (1, 2, 2, 1)  # residual blocks in each stage
     feature_stride: int = 8  # image pixels per feature column before the heads (4-32; 16 for images ~160 px wide)
     dropout: float = 0.1  # dropout before the per-character heads
-    # --- training ---
+    # --- training: how main.py trains ---
     data_mode: str = "folder"  # folder (read train_dir) or generate (fresh captchas every epoch, in workers)
     epochs: int = 10  # passes over the training set (an upper bound when time_budget is set)
     time_budget: float = 0.0  # stop training after this many minutes, schedule fitted to it (0 = epochs only)
@@ -108,34 +115,40 @@ class Parameters:
     train_repeat: int = 1  # each training image (train_dir, or data_dir's train split) is seen this many times an epoch
     mix_dir: str = ""  # a second labelled folder mixed into training once an epoch (e.g. generated captchas beside few real ones)
     mix_count: int = 0  # images taken from mix_dir, the first by name (0 = all)
-    device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:N
     amp: bool = True  # mixed precision (bf16 on CPU, fp16/bf16 on CUDA)
+    # --- run: the run folder and the hardware that trains or reads with it ---
+    model_dir: str = "model"  # run folder: checkpoints best.pt and last.pt, log.csv, curves.png
+    device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:N
     threads: int = 0  # CPU threads for torch (0 = one per core)
-    strict: bool = False  # fail on a bad image or label instead of reporting and skipping it
-    bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
-    bench_real: tuple[str, ...] = ("sim_to_real", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default")  # bench/bench_real.py experiments, in order
-    # --- dashboard ---
+    eval_batch_size: int = 512  # images per evaluation batch
+    # --- dashboard: live training plots on visdom ---
     visdom: bool = True  # send live plots to a visdom server
     visdom_server: str = "http://localhost"  # visdom server address
     visdom_port: int = 8097  # visdom server port
     visdom_env: str = "captcha"  # visdom environment the plots go to
-    # --- evaluation, prediction, serving ---
+    # --- prediction: reading captchas with a trained checkpoint ---
     checkpoint: str = ""  # checkpoint to load ('' = model_dir/best.pt)
-    eval_batch_size: int = 512  # images per evaluation batch
-    json: bool = False  # userPred.py: print JSON instead of text
     backend: str = "torch"  # inference backend: torch, or onnx (onnxruntime on the checkpoint's exported .onnx)
+    predict_threads: int = 1  # userPred.py and api_demo.py: torch CPU threads (0 = one per core)
+    json: bool = False  # userPred.py: print JSON instead of text
+    # --- evaluation: userTest.py's golden set and report ---
+    golden_dir: str = "golden_set"  # hand-labelled real captchas evaluated by userTest.py
+    sure_confidence: float = 0.9  # userTest.py: misreads at least this confident in every character are listed as labels to check
+    report_dir: str = ""  # userTest.py: folder of its error grid and JSON report ('' = report/ beside the checkpoint)
+    # --- export: export_onnx.py's files ---
     onnx_file: str = ""  # export_onnx.py output ('' = the checkpoint's path with .onnx)
     ddddocr: bool = True  # export_onnx.py: also write the .ddddocr.onnx and .ddddocr.json files ddddocr loads
+    # --- serving: api_demo.py's HTTP server ---
     host: str = "127.0.0.1"  # api_demo.py listen address
     port: int = 5000  # api_demo.py listen port
+    server: str = "flask"  # api_demo.py: flask (development server) or waitress (production server)
+    server_threads: int = 4  # api_demo.py --server=waitress: request threads
     max_upload_bytes: int = 1048576  # largest request body the API accepts, bytes
     max_image_pixels: int = 4000000  # largest decoded image the API accepts, pixels (decompression-bomb guard)
     max_batch: int = 64  # most images in one API request
-    sure_confidence: float = 0.9  # userTest.py: misreads at least this confident in every character are listed as labels to check
-    report_dir: str = ""  # userTest.py: folder of its error grid and JSON report ('' = report/ beside the checkpoint)
-    server: str = "flask"  # api_demo.py: flask (development server) or waitress (production server)
-    server_threads: int = 4  # api_demo.py --server=waitress: request threads
-    predict_threads: int = 1  # userPred.py and api_demo.py: torch CPU threads (0 = one per core)
+    # --- benchmarks: the bench/ scripts ---
+    bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
+    bench_real: tuple[str, ...] = ("sim_to_real", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default")  # bench/bench_real.py experiments, in order
     requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
     clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run
     bench_rounds: int = 2000  # bench scripts: timed single-image calls per latency measurement
@@ -207,6 +220,44 @@ class ProjectError(ValueError):
         self.status = status
 
 
+# Settings that take one of a few values (a list setting: each of its items), checked whenever a value is
+# read, so a bad one fails before any work starts. "cuda:N" stands for cuda:0, cuda:1, ...
+CHOICES = {
+    "style": tuple(STYLES),  # (style_mix's names are checked with the rest of a mix, by StyleMix)
+    "image_format": ("jpg", "png"),
+    "model_preset": ("default", "original"),
+    "data_mode": ("folder", "generate"),
+    "augment": ("auto", "on", "off"),
+    "device": ("auto", "cpu", "cuda", "cuda:N"),
+    "backend": ("torch", "onnx"),
+    "server": ("flask", "waitress"),
+    "bench_presets": ("default", "original"),
+    "bench_real": Parameters.bench_real,  # the default runs every experiment
+}
+
+# The groups of settings each script's command line takes (the "# --- group: ..." headers of Parameters),
+# its own group first: its --help lists these groups in this order, and it refuses any other setting.
+# make_parameters() (programmatic use) takes every setting. Paths are relative to this folder.
+SCRIPT_GROUPS = {
+    "generate_captcha.py": ("generation", "data", "style", "captcha"),
+    "custom_captcha_image.py": ("style", "captcha"),
+    "dataset.py": ("data", "captcha"),
+    "model.py": ("model", "captcha", "training"),  # training: the speed test's batch_size and amp
+    "main.py": ("training", "model", "run", "data", "captcha", "style", "dashboard"),  # style: data_mode=generate
+    "userTest.py": ("evaluation", "prediction", "run", "data"),  # data: how the golden folder is read and cached
+    "userPred.py": ("prediction", "run"),
+    "api_demo.py": ("serving", "prediction", "run"),
+    "export_onnx.py": ("export", "prediction", "run"),
+    "Visdom.py": ("dashboard",),
+    "bench/bench_train.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "dashboard"),
+    "bench/bench_real.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "generation",
+                            "dashboard"),
+    "bench/bench_generate.py": ("generation", "data", "style", "captcha"),
+    "bench/bench_predict.py": ("benchmarks", "prediction", "run"),
+    "bench/bench_api.py": ("benchmarks", "serving", "prediction", "run"),
+}
+
+
 class ParameterError(ProjectError):
     """A bad --key=value: the message names the key and is fit to show as one line."""
 
@@ -214,6 +265,77 @@ class ParameterError(ProjectError):
 _FIELDS = {f.name: f for f in dataclasses.fields(Parameters)}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.cache
+def layout():
+    """The groups and comments of Parameters, read from its source: ({group: (title, settings)}, {setting: comment}).
+
+    A group is a "# --- name: title ---" header and the settings under it, so a setting added under a header
+    joins that group (and every script that takes it) with no other edit."""
+    groups, comments, current = {}, {}, None
+    for line in inspect.getsource(Parameters).splitlines():
+        header = re.fullmatch(r"\s{4}# --- (\w+): (.*) ---", line)
+        setting = re.match(r"\s{4}(\w+): [^=]+=.*?  # (.*)$", line)
+        if header:
+            current = header.group(1)
+            groups[current] = (header.group(2), [])
+        elif setting:
+            if current is None:
+                raise RuntimeError(f"parameters.py: setting {setting.group(1)} comes before any group header")
+            groups[current][1].append(setting.group(1))
+            comments[setting.group(1)] = setting.group(2)
+    missing = [name for name in _FIELDS if name not in comments]
+    if missing:
+        raise RuntimeError(f"parameters.py: settings without a group or a comment: {', '.join(missing)}")
+    return groups, comments
+
+
+def group_of(key):
+    return next(group for group, (_, names) in layout()[0].items() if key in names)
+
+
+def script_name(script):
+    """'main.py', or a script's path (its __file__) -> its key in SCRIPT_GROUPS."""
+    name = script if script in SCRIPT_GROUPS else os.path.relpath(os.path.abspath(script), _HERE).replace(os.sep, "/")
+    if name not in SCRIPT_GROUPS:
+        raise ValueError(f"{name} has no entry in parameters.SCRIPT_GROUPS")
+    return name
+
+
+def script_groups(script=None):
+    """The groups a script takes, its own first; every group, in file order, for script=None."""
+    return SCRIPT_GROUPS[script_name(script)] if script is not None else tuple(layout()[0])
+
+
+def script_settings(script=None):
+    """The settings a script's command line takes, in --help order (every setting for script=None)."""
+    groups = layout()[0]
+    return [name for group in script_groups(script) for name in groups[group][1]]
+
+
+def scripts_taking(key):
+    """The scripts whose command line takes setting `key`."""
+    group = group_of(key)
+    return [name for name, groups in SCRIPT_GROUPS.items() if group in groups]
+
+
+def _listing(names):
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def check_key(key, script=None):
+    """Refuse a key the script does not take: another script's setting names its scripts, a misspelt one
+    gets the closest setting's name."""
+    allowed = script_settings(script)
+    if key in allowed:
+        return
+    if key in _FIELDS:
+        raise ParameterError(f"--{key} is a setting of {_listing(scripts_taking(key))}, not of {script_name(script)}")
+    guess = difflib.get_close_matches(key, allowed, n=1) or difflib.get_close_matches(key, _FIELDS, n=1)
+    hint = f"did you mean --{guess[0]}?" if guess else "run with --help to list them"
+    raise ParameterError(f"unknown setting --{key} ({hint})")
 
 
 def _type_name(annotation):
@@ -247,29 +369,29 @@ def _convert_scalar(kind, text, key):
     return text
 
 
-def convert(key, value):
-    """Check and convert one override (a string from the command line, or a Python value)."""
-    if key not in _FIELDS:
-        raise ParameterError(f"unknown setting --{key} (run with --help to list them)")
+def _convert_list(key, value, element):
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("(", "[")):
+            try:
+                items = list(ast.literal_eval(text))
+            except (ValueError, SyntaxError):
+                raise ParameterError(f"--{key} expects a comma-separated list, got {value!r}") from None
+        else:
+            items = [item for item in text.split(",") if item.strip()]
+    else:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        return tuple(_convert_scalar(element, str(item).strip(), key) for item in items)
+    except ParameterError:
+        raise ParameterError(f"--{key} expects a comma-separated list of {element.__name__}s, got {value!r}") from None
+
+
+def _convert_type(key, value):
     annotation = _FIELDS[key].type
     element = _element_type(annotation)
     if element is not None:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith(("(", "[")):
-                try:
-                    items = list(ast.literal_eval(text))
-                except (ValueError, SyntaxError):
-                    raise ParameterError(f"--{key} expects a comma-separated list, got {value!r}") from None
-            else:
-                items = [item for item in text.split(",") if item.strip()]
-        else:
-            items = list(value) if isinstance(value, (list, tuple)) else [value]
-        try:
-            return tuple(_convert_scalar(element, str(item).strip(), key) for item in items)
-        except ParameterError:
-            raise ParameterError(
-                f"--{key} expects a comma-separated list of {element.__name__}s, got {value!r}") from None
+        return _convert_list(key, value, element)
     kind = {"int": int, "float": float, "bool": bool, "str": str}[_type_name(annotation)]
     if isinstance(value, str):
         return _convert_scalar(kind, value, key)
@@ -280,13 +402,34 @@ def convert(key, value):
     return value
 
 
+def _is_choice(value, choice):
+    if choice.endswith(":N"):  # a family: cuda:N is cuda:0, cuda:1, ...
+        return re.fullmatch(re.escape(choice[:-1]) + r"\d+", value) is not None
+    return value == choice
+
+
+def _check_choice(key, value):
+    if key not in CHOICES:
+        return value
+    for item in value if isinstance(value, tuple) else (value,):
+        if not any(_is_choice(item, choice) for choice in CHOICES[key]):
+            what = "takes items among" if isinstance(value, tuple) else "must be one of"
+            raise ParameterError(f"--{key} {what} {', '.join(CHOICES[key])}, not {item!r}")
+    return value
+
+
+def convert(key, value):
+    """Check and convert one setting (a string from the command line, or a Python value): known key,
+    type, and for CHOICES settings one of the choices."""
+    check_key(key)
+    return _check_choice(key, _convert_type(key, value))
+
+
 def make_parameters(overrides=None, base=None):
-    """A Parameters with a style preset and then `overrides` applied (all type-checked)."""
+    """A Parameters with a style preset and then `overrides` applied (all type-checked); any setting."""
     overrides = dict(overrides or {})
     params = dataclasses.replace(base) if base is not None else Parameters()
-    style = overrides.get("style", params.style)
-    if style not in STYLES:
-        raise ParameterError(f"--style must be one of {', '.join(STYLES)}, got {style!r}")
+    style = convert("style", overrides.get("style", params.style))
     values = {**STYLES[style], **overrides}
     for key, value in values.items():
         setattr(params, key, convert(key, value))
@@ -311,36 +454,51 @@ def worker_count(params, setting="workers"):
     return count if count > 0 else (os.cpu_count() or 1)
 
 
-def help_text(doc=""):
-    """--help: the script's docstring, then every setting with its default and comment."""
-    comments = {}
-    with open(os.path.abspath(__file__), encoding="utf-8") as source:
-        for line in source:
-            match = re.match(r"\s{4}(\w+): [^=]+=.*?  # (.*)$", line)
-            if match:
-                comments[match.group(1)] = match.group(2)
+def _shown(value):
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
+
+
+def help_text(doc="", script=None):
+    """--help: the script's docstring, then the settings of its groups, its own group first."""
+    groups, comments = layout()
     lines = [doc.strip(), "", "Settings (override any with --key=value; a bare --flag sets a true/false flag):"]
     defaults = Parameters()
-    for name, field in _FIELDS.items():
-        value = getattr(defaults, name)
-        shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else value
-        lines.append(f"  --{name}={shown}")
-        lines.append(f"        {comments.get(name, '')} [{_type_name(field.type)}]")
-    lines.append("")
-    lines.append(f"Styles for --style: {', '.join(STYLES)}")
+    for group in script_groups(script):
+        title, names = groups[group]
+        lines += ["", f"{group}: {title}"]
+        for name in names:
+            choices = f": {', '.join(CHOICES[name])}" if name in CHOICES else ""
+            lines.append(f"  --{name}={_shown(getattr(defaults, name))}")
+            lines.append(f"        {comments[name]} [{_type_name(_FIELDS[name].type)}{choices}]")
     return "\n".join(lines)
 
 
-def parse_overrides(argv):
-    """['--a=1', '--flag', 'path'] -> ({'a': '1', 'flag': 'true'}, ['path'])."""
+def print_help(text):
+    """Print --help and exit; a reader that stops early (`--help | head`) ends it quietly, not with a traceback."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        discard_stdout()
+    raise SystemExit(0)
+
+
+def discard_stdout():
+    """Point stdout at /dev/null once its reader has gone: Python flushes stdout again at exit and would
+    report the closed pipe with a traceback."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def parse_overrides(argv, script=None):
+    """['--a=1', '--flag', 'path'] -> ({'a': '1', 'flag': 'true'}, ['path']).
+
+    Only the settings of `script` (a SCRIPT_GROUPS key or a script's __file__; None: every setting) are taken."""
     overrides, positional = {}, []
     for arg in argv:
         if arg == "-" or not arg.startswith("--"):
             positional.append(arg)
             continue
         key, sep, value = arg[2:].partition("=")
-        if key not in _FIELDS:
-            raise ParameterError(f"unknown setting --{key} (run with --help to list them)")
+        check_key(key, script)
         if not sep:
             if _type_name(_FIELDS[key].type) != "bool":
                 raise ParameterError(f"--{key} needs a value: --{key}=VALUE")
@@ -349,17 +507,17 @@ def parse_overrides(argv):
     return overrides, positional
 
 
-def parse_args(argv=None, doc="", positional=False):
+def parse_args(argv=None, doc="", positional=False, script=None):
     """Parse a script's command line into Parameters (and positional arguments when allowed).
 
-    A bad or unknown setting prints one line naming the key and exits with status 2.
+    `script` (the script's __file__) limits the command line to that script's groups in SCRIPT_GROUPS.
+    A bad, unknown or foreign setting prints one line naming the key and exits with status 2.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if "-h" in argv or "--help" in argv:
-        print(help_text(doc))
-        raise SystemExit(0)
+        print_help(help_text(doc, script))
     try:
-        overrides, rest = parse_overrides(argv)
+        overrides, rest = parse_overrides(argv, script)
         if rest and not positional:
             raise ParameterError(f"unexpected argument {rest[0]!r} (settings are --key=value)")
         params = make_parameters(overrides)
@@ -386,6 +544,5 @@ def run_main(main):
     except ProjectError as error:
         fail(str(error))
     except BrokenPipeError:
-        # Python flushes stdout once more at exit and would report the closed pipe: point it at /dev/null.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard_stdout()
         raise SystemExit(1) from None

@@ -254,7 +254,7 @@ def read_one(predictor, source):
 
 
 def main(argv=None):
-    params, arguments = parse_args(argv, doc=__doc__, positional=True)
+    params, arguments = parse_args(argv, doc=__doc__, script=__file__, positional=True)
     if not arguments:
         fail("name one or more image files or folders, or - for image bytes on stdin (see --help)")
     predictor = load_model_or_exit(params)

@@ -60,7 +60,7 @@ def draw_grid(items, path):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     predictor = load_model_or_exit(params)
     params = predictor.params  # the caller's settings with the checkpoint's charset, length and image size
     folder = params.golden_dir

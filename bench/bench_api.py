@@ -128,7 +128,7 @@ def throughput(port, body, total, clients):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     checkpoint = os.path.abspath(checkpoint_path(params))
     try:
         _, trained = model_from_checkpoint(load_checkpoint(checkpoint))

@@ -49,7 +49,7 @@ def bench_stock(params, folder, count):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     count = params.train_count if params.train_count != 200000 else 20000
     params.image_format = "jpg"
     root = tempfile.mkdtemp(prefix="bench_generate_")

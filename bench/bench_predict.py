@@ -53,7 +53,7 @@ def time_calls(function, rounds, warm_up=WARM_UP):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     predictor = load_model_or_exit(params)
     use_predict_threads(params)
     label, image, jpeg = sample_captcha(predictor.trained)

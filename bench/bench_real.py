@@ -148,7 +148,7 @@ def minutes(params, name):
 
 
 def main(argv=None):
-    params, arguments = parse_args(argv, doc=__doc__, positional=True)
+    params, arguments = parse_args(argv, doc=__doc__, script=__file__, positional=True)
     datasets = arguments[0] if arguments else os.path.join("..", "shared", "datasets")
     if not os.path.isdir(os.path.join(datasets, "swust_cas")):
         fail(f"{datasets!r} has no swust_cas folder: pass the datasets folder as the first argument")

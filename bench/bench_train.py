@@ -41,7 +41,7 @@ def run(params, preset):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__)
+    params = parse_args(argv, doc=__doc__, script=__file__)
     if not params.time_budget:
         params.time_budget = 20.0
     results = [run(params, preset) for preset in params.bench_presets]

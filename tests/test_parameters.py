@@ -1,7 +1,15 @@
-"""Settings: --key=value overrides are type-checked, unknown keys rejected, and reach every module."""
+"""Settings: --key=value overrides are type-checked, scoped to the script, choices checked when read."""
+import glob
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 
-from parameters import ParameterError, Parameters, make_parameters, parse_args, parse_overrides
+from conftest import ROOT
+from parameters import (CHOICES, SCRIPT_GROUPS, ParameterError, Parameters, check_key, layout, make_parameters,
+                        parse_args, parse_overrides, scripts_taking)
 
 SCRIPTS = ["generate_captcha.py", "custom_captcha_image.py"]
 
@@ -27,10 +35,27 @@ def test_defaults_match_the_issue():
     (["--smooth=maybe"], "--smooth expects true or false"),
     (["--font_sizes=20,big"], "--font_sizes expects a comma-separated list of ints"),
     (["--seed"], "--seed needs a value"),
+    (["--augment=maybe"], "--augment must be one of auto, on, off, not 'maybe'"),
+    (["--data_mode=stream"], "--data_mode must be one of folder, generate, not 'stream'"),
+    (["--backend=tensorrt"], "--backend must be one of torch, onnx, not 'tensorrt'"),
+    (["--server=nginx"], "--server must be one of flask, waitress, not 'nginx'"),
+    (["--image_format=gif"], "--image_format must be one of jpg, png, not 'gif'"),
+    (["--model_preset=big"], "--model_preset must be one of default, original, not 'big'"),
+    (["--device=gpu"], "--device must be one of auto, cpu, cuda, cuda:N, not 'gpu'"),
+    (["--device=cuda:x"], "--device must be one of"),
+    (["--bench_presets=default,big"], "--bench_presets takes items among default, original, not 'big'"),
 ])
 def test_bad_overrides_are_one_line_errors(args, words):
     with pytest.raises(ParameterError, match=words):
         make_parameters(parse_overrides(args)[0])
+
+
+def test_choices_accept_their_values():
+    params = make_parameters({"device": "cuda:1", "augment": "on", "bench_real": "swust,fine_tune"})
+    assert (params.device, params.augment, params.bench_real) == ("cuda:1", "on", ("swust", "fine_tune"))
+    for key, choices in CHOICES.items():
+        default = getattr(Parameters(), key)
+        assert all(item in choices for item in (default if isinstance(default, tuple) else (default,))), key
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -42,7 +67,8 @@ def test_every_script_rejects_unknown_keys_and_lists_settings(script, name):
     assert wrong.returncode == 2 and "--image_width expects an integer" in wrong.stderr
     assert "Traceback" not in bad.stderr + wrong.stderr
     listing = script(name, "--help")
-    assert "--train_count=200000" in listing.stdout and "--font_sizes=20,22,23" in listing.stdout
+    assert "--font_sizes=20,22,23" in listing.stdout and "--image_width=64" in listing.stdout
+    assert ("--train_count=200000" in listing.stdout) == (name == "generate_captcha.py")  # custom writes one image
 
 
 def test_style_preset_then_explicit_override():
@@ -50,3 +76,108 @@ def test_style_preset_then_explicit_override():
     assert (params.image_width, params.image_height) == (160, 50)
     with pytest.raises(ParameterError, match="--style must be one of"):
         make_parameters({"style": "nope"})
+
+
+def test_a_bad_choice_fails_before_any_data_is_read(script, tmp_path):
+    missing = [f"--train_dir={tmp_path}/missing", f"--test_dir={tmp_path}/missing", f"--cache_dir={tmp_path}/cache",
+               f"--model_dir={tmp_path}/model", "--visdom=false"]
+    bad = script("main.py", "--augment=maybe", *missing, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == ["error: --augment must be one of auto, on, off, not 'maybe'"]
+    # The same command with a good choice does go on to read train_dir, and fails there.
+    good = script("main.py", "--augment=on", *missing, check=False)
+    assert good.returncode == 2 and "missing" in good.stderr and "--augment" not in good.stderr
+    server = script("api_demo.py", "--server=nginx", f"--checkpoint={tmp_path}/none.pt", check=False)
+    assert server.stderr.strip().splitlines() == ["error: --server must be one of flask, waitress, not 'nginx'"]
+
+
+@pytest.mark.parametrize("name, arg, line", [
+    ("main.py", "--port=8000", "error: --port is a setting of api_demo.py and bench/bench_api.py, not of main.py"),
+    ("userPred.py", "--epochs=3",
+     "error: --epochs is a setting of model.py, main.py, bench/bench_train.py and bench/bench_real.py, "
+     "not of userPred.py"),
+    ("main.py", "--epoch=3", "error: unknown setting --epoch (did you mean --epochs?)"),
+    ("userPred.py", "--chekpoint=x.pt", "error: unknown setting --chekpoint (did you mean --checkpoint?)"),
+])
+def test_foreign_and_misspelt_settings_are_refused_in_one_line(script, name, arg, line):
+    result = script(name, arg, "captcha.png", check=False) if name == "userPred.py" else script(name, arg, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [line]
+
+
+def setting_lines(text):
+    return re.findall(r"^  --(\w+)=", text, re.M)
+
+
+def test_help_lists_the_scripts_own_settings_first(script):
+    listing = script("userPred.py", "--help").stdout
+    shown = setting_lines(listing)
+    assert shown[0] == "checkpoint" and {"backend", "json", "model_dir"} <= set(shown)
+    assert not {"train_dir", "epochs", "port", "font_sizes"} & set(shown)
+    assert len(listing.splitlines()) < 60
+    assert setting_lines(script("api_demo.py", "--help").stdout)[0] == "host"
+    main = setting_lines(script("main.py", "--help").stdout)
+    assert main[0] == "data_mode" and "font_sizes" in main and "port" not in main and "checkpoint" not in main
+
+
+def test_help_into_a_closed_pipe_exits_quietly():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe now fails, as after `| head` has read its lines
+    try:
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "--help"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0 and result.stderr == ""
+    piped = subprocess.run(f"'{sys.executable}' '{ROOT}/main.py' --help | head -n 1", shell=True, capture_output=True,
+                           text=True, timeout=120)
+    assert piped.stdout.startswith("Train a captcha reader") and "Traceback" not in piped.stderr
+
+
+def test_every_setting_has_one_group_and_every_group_a_script():
+    groups, comments = layout()
+    grouped = [name for _, names in groups.values() for name in names]
+    assert sorted(grouped) == sorted(vars(Parameters())) and len(grouped) == len(set(grouped))
+    assert all(comments[name] for name in grouped)
+    taken = {group for script_groups in SCRIPT_GROUPS.values() for group in script_groups}
+    assert taken == set(groups)
+    assert all(scripts_taking(name) for name in grouped)
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPT_GROUPS))
+def test_every_script_in_the_table_reads_its_own_settings(name):
+    with open(os.path.join(ROOT, name), encoding="utf-8") as source:
+        code = source.read()
+    assert len(re.findall(r"= parse_args\(.*script=__file__", code)) == 1
+
+
+def documented_commands():
+    """(script, --key) of every `X.py --key=value` in the README, the Makefile and the Python files."""
+    texts = ["README.md", "Makefile", *glob.glob("*.py", root_dir=ROOT), *glob.glob("bench/*.py", root_dir=ROOT)]
+    found = set()
+    for name in texts:
+        with open(os.path.join(ROOT, name), encoding="utf-8") as source:
+            text = source.read().replace("\\\n", " ")  # a command continued on the next line
+            for match in re.finditer(r"([\w/]+\.py)((?:[ \t]+[^\s(#`|]\S*)*)", text):
+                script = next((known for known in SCRIPT_GROUPS
+                               if match.group(1) == known or match.group(1).endswith("/" + known)), None)
+                keys = re.findall(r"(?<!\S)--(\w+)", match.group(2))
+                found.update((script, key) for key in keys if script)
+    return sorted(found)
+
+
+def test_documented_commands_are_valid():
+    commands = documented_commands()
+    assert ("api_demo.py", "port") in commands and ("userPred.py", "backend") in commands
+    for script, key in commands:
+        if key != "help":
+            check_key(key, script)
+
+
+def test_programmatic_use_takes_every_setting():
+    params = make_parameters({"port": 8000, "epochs": 2, "font_sizes": (30,), "checkpoint": "x.pt"})
+    assert (params.port, params.epochs, params.font_sizes, params.checkpoint) == (8000, 2, (30,), "x.pt")
+    overrides, rest = parse_overrides(["--port=1", "--epochs=2", "img.png"])  # no script: every setting
+    assert overrides == {"port": "1", "epochs": "2"} and rest == ["img.png"]
+    with pytest.raises(ParameterError, match="--port is a setting of api_demo.py"):
+        parse_overrides(["--port=1"], script="main.py")
