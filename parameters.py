@@ -117,7 +117,7 @@ class Parameters:
     visdom: bool = True  # send live plots to a visdom server
     visdom_server: str = "http://localhost"  # visdom server address
     visdom_port: int = 8097  # visdom server port
-    visdom_env: str = "captcha"  # visdom environment the plots go to
+    visdom_env: str = "captcha"  # visdom environment prefix: a run plots to PREFIX_RUN, RUN the last folder of model_dir
     # --- evaluation, prediction, serving ---
     checkpoint: str = ""  # checkpoint to load ('' = model_dir/best.pt)
     eval_batch_size: int = 512  # images per evaluation batch
