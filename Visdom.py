@@ -34,8 +34,8 @@ RIGHT, WRONG = (0, 128, 0), (200, 0, 0)  # caption colours of the predictions pa
 
 
 def run_name(params):
-    """The run's name: model_dir's last folder, with characters a visdom environment file cannot
-    hold replaced by '-'."""
+    """The run's name: model_dir's last folder, each character other than a letter, digit, '_', '.'
+    or '-' replaced by '-' (the name goes into the page's URL and visdom's file name)."""
     name = os.path.basename(os.path.normpath(os.path.abspath(params.model_dir)))
     return re.sub(r"[^A-Za-z0-9_.-]", "-", name) or "run"
 
