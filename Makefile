@@ -35,13 +35,14 @@ demo: venv
 	$(PY) export_onnx.py --model_dir=model
 	$(PY) userPred.py --backend=onnx $$(ls data/captcha/test | head -n 3 | sed 's|^|data/captcha/test/|')
 	@echo
-	@echo "Dashboard: make visdom (then train again: the plots appear live at http://localhost:8097)"
+	@echo "Dashboard: make visdom, then train again: training prints the page of its live plots"
+	@echo "  (http://localhost:8097/env/captcha_model for --model_dir=model)"
 	@echo "Train it 5 minutes longer: $(PY) main.py --resume --model_dir=model --extend=5"
 	@echo "Serve: $(PY) api_demo.py   (production: $(VENV)/bin/waitress-serve --port=5000 --call api_demo:create_app)"
 
-# visdom dashboard that works offline: installs visdom's page assets from the npm registry, then serves.
+# visdom server that works offline: installs visdom's page assets from the npm registry, then serves.
 visdom: venv
-	$(PY) Visdom.py
+	$(PY) visdom_server.py
 
 # Our exported model inside ddddocr (installed in its own .venv-ddddocr; not a project dependency),
 # against ddddocr's own model, on the real swust captchas. Needs runs/real_sim_to_real from

@@ -18,7 +18,7 @@ import random
 from captcha.image import DEFAULT_FONTS, ImageCaptcha
 from PIL import Image, ImageDraw, ImageFilter
 
-from parameters import ProjectError, fail, parse_args
+from parameters import ProjectError, fail, parse_args, run_main
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
 USER_FONT_DIR = "fonts"
@@ -325,4 +325,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

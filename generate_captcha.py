@@ -17,12 +17,12 @@ import os
 import random
 import re
 
-from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from custom_captcha_image import StyleError, make_generator
 from files import atomic_write
-from parameters import fail, parse_args, worker_count
+from grid import image_grid
+from parameters import fail, parse_args, run_main, worker_count
 
 FORBIDDEN_IN_NAMES = set('_/\\:*?"<>|.') | {"\0"}
 NAME_PATTERN = re.compile(r"^(?P<label>.+)_(?P<index>\d+)\.(?P<ext>jpg|png)$")
@@ -135,19 +135,9 @@ def generate_split(params, folder, split, count):
 def write_preview(params, columns=5, scale=3):
     """A PNG grid of sample captchas (enlarged, label under each) for judging a style at a glance."""
     generator = make_generator(params)
-    count = max(1, params.preview_count)
-    rows = (count + columns - 1) // columns
-    cell_w, cell_h = params.image_width * scale, params.image_height * scale
-    label_h, pad = 14, 6
-    grid = Image.new("RGB", (columns * (cell_w + pad) + pad, rows * (cell_h + label_h + pad) + pad), "white")
-    draw = ImageDraw.Draw(grid)
-    for index in range(count):
-        label, image = make_sample(generator, params, "preview", index)
-        x = pad + (index % columns) * (cell_w + pad)
-        y = pad + (index // columns) * (cell_h + label_h + pad)
-        grid.paste(image.resize((cell_w, cell_h), Image.Resampling.NEAREST), (x, y))
-        draw.text((x, y + cell_h + 1), label, fill="black")
-    grid.save(params.preview_file)
+    samples = [make_sample(generator, params, "preview", index) for index in range(max(1, params.preview_count))]
+    image_grid([image for _, image in samples], [label for label, _ in samples], scale=scale,
+               columns=columns).save(params.preview_file)
     return params.preview_file
 
 
@@ -164,4 +154,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

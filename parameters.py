@@ -125,7 +125,7 @@ class Parameters:
     visdom: bool = True  # send live plots to a visdom server
     visdom_server: str = "http://localhost"  # visdom server address
     visdom_port: int = 8097  # visdom server port
-    visdom_env: str = "captcha"  # visdom environment the plots go to
+    visdom_env: str = "captcha"  # visdom environment prefix: a run plots to PREFIX_RUN, RUN the last folder of model_dir
     # --- prediction: reading captchas with a trained checkpoint ---
     checkpoint: str = ""  # checkpoint to load ('' = model_dir/best.pt)
     backend: str = "torch"  # inference backend: torch, or onnx (onnxruntime on the checkpoint's exported .onnx)
@@ -248,7 +248,7 @@ SCRIPT_GROUPS = {
     "userPred.py": ("prediction", "run"),
     "api_demo.py": ("serving", "prediction", "run"),
     "export_onnx.py": ("export", "prediction", "run"),
-    "Visdom.py": ("dashboard",),
+    "visdom_server.py": ("dashboard", "run"),  # run: model_dir names the environment it prints
     "bench/bench_train.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "dashboard"),
     "bench/bench_real.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "generation",
                             "dashboard"),

@@ -17,10 +17,9 @@ Labels come from file names (`LABEL.jpg`, `LABEL_anything.jpg`) or a labels.csv,
 import json
 import os
 
-from PIL import Image, ImageDraw, ImageFont
-
 from dataset import DataError, confusions, decode_logits, format_confusions, list_folder, load_folder, score
 from files import atomic_write
+from grid import image_grid
 from parameters import fail, parse_args, run_main
 from userPred import load_model_or_exit
 
@@ -42,19 +41,9 @@ def draw_grid(items, path):
 
     Red text: wrong even ignoring case; orange: only the case of a letter is wrong.
     """
-    font = ImageFont.load_default(size=14)
-    height, width = items[0]["image"].shape[:2]
-    cell_w, cell_h, text_h, pad = width * GRID_SCALE, height * GRID_SCALE, 36, 8
-    rows = (len(items) + GRID_COLUMNS - 1) // GRID_COLUMNS
-    grid = Image.new("RGB", (GRID_COLUMNS * (cell_w + pad) + pad, rows * (cell_h + text_h + pad) + pad), "white")
-    draw = ImageDraw.Draw(grid)
-    for index, item in enumerate(items):
-        x = pad + (index % GRID_COLUMNS) * (cell_w + pad)
-        y = pad + (index // GRID_COLUMNS) * (cell_h + text_h + pad)
-        grid.paste(Image.fromarray(item["image"]).resize((cell_w, cell_h), Image.Resampling.NEAREST), (x, y))
-        draw.text((x, y + cell_h + 2), f"truth {item['truth']}", fill="black", font=font)
-        color = (230, 120, 0) if item["right_ignoring_case"] else (200, 0, 0)
-        draw.text((x, y + cell_h + 18), f"read  {item['prediction']}", fill=color, font=font)
+    captions = [f"truth {item['truth']}\nread  {item['prediction']}" for item in items]
+    colours = [("black", (230, 120, 0) if item["right_ignoring_case"] else (200, 0, 0)) for item in items]
+    grid = image_grid([item["image"] for item in items], captions, colours, scale=GRID_SCALE, columns=GRID_COLUMNS)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     grid.save(path)
 
