@@ -167,11 +167,8 @@ def read_labels_file(folder):
 
 def folder_labels(folder):
     """[(file name, label as written)] of a labelled folder, and [(file name, problem)] for unlabelled files."""
-    if not os.path.isdir(folder):
-        raise DataError(f"folder {folder!r} does not exist")
     labels = read_labels_file(folder)
-    names = sorted(entry.name for entry in os.scandir(folder)
-                   if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS))
+    names = image_names(folder)
     if labels is None:
         return [(name, label_from_name(name)) for name in names], []
     problems = [(name, "listed in labels.csv but not in the folder") for name in sorted(set(labels) - set(names))]
@@ -228,9 +225,9 @@ def report(folder, problems, total, strict):
     print(head + " and are skipped:\n  " + "\n  ".join(lines))
 
 
-def _folder_signature(folder, params):
+def _folder_signature(folder, entries, params):
     listing = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns) for entry in os.scandir(folder))
-    key = [os.path.abspath(folder), listing, params.image_width, params.image_height,
+    key = [os.path.abspath(folder), listing, entries, params.image_width, params.image_height,
            Charset.from_params(params).chars, params.captcha_length, params.ignore_case]
     return hashlib.sha1(json.dumps(key).encode()).hexdigest()[:20]
 
@@ -258,22 +255,46 @@ class ImageSet:
 def load_folder(folder, params, quiet=False):
     """The folder as an ImageSet, decoded once and cached; bad files reported and skipped."""
     entries, problems = list_folder(folder, params)
-    total = len(entries) + len(problems)
-    cache_file = os.path.join(params.cache_dir, f"{_folder_signature(folder, params)}.npz")
+    image_set, unreadable = _cached_set(folder, entries, params)
+    if not quiet:
+        report(folder, problems + unreadable, len(entries) + len(problems), params.strict)
+    return image_set
+
+
+def image_names(folder):
+    """The image files of a folder, sorted (labels.csv and other files are not images)."""
+    if not os.path.isdir(folder):
+        raise DataError(f"folder {folder!r} does not exist")
+    return sorted(entry.name for entry in os.scandir(folder)
+                  if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def load_unlabelled(folder, params, quiet=False):
+    """Every image of a folder of captchas without labels (file names and labels.csv are ignored), as an
+    ImageSet whose labels are '' and targets -1: what self-training reads. Decoded once and cached."""
+    entries = [(name, "") for name in image_names(folder)]
+    image_set, unreadable = _cached_set(folder, entries, params)
+    if not quiet:
+        report(folder, unreadable, len(entries), params.strict)
+    if len(image_set) == 0:
+        raise DataError(f"the unlabelled folder {folder!r} has no readable images")
+    return image_set
+
+
+def _cached_set(folder, entries, params):
+    """(ImageSet of `entries` [(name, label)], [(name, why unreadable)]), from the cache when it has them."""
+    cache_file = os.path.join(params.cache_dir, f"{_folder_signature(folder, entries, params)}.npz")
     if os.path.isfile(cache_file):
         with np.load(cache_file) as cached:
             images, targets, names = cached["images"], cached["targets"], cached["names"].tolist()
             unreadable = [tuple(pair) for pair in cached["unreadable"].tolist()]
         by_name = dict(entries)
-        image_set = ImageSet(images, targets, names, [by_name[name] for name in names])
-    else:
-        image_set, unreadable = _decode_folder(folder, entries, params)
-        atomic_write(cache_file, lambda handle: np.savez(
-            handle, images=image_set.images, targets=image_set.targets, names=np.array(image_set.names, dtype=str),
-            unreadable=np.array([list(pair) for pair in unreadable], dtype=str).reshape(-1, 2)))
-    if not quiet:
-        report(folder, problems + unreadable, total, params.strict)
-    return image_set
+        return ImageSet(images, targets, names, [by_name[name] for name in names]), unreadable
+    image_set, unreadable = _decode_folder(folder, entries, params)
+    atomic_write(cache_file, lambda handle: np.savez(
+        handle, images=image_set.images, targets=image_set.targets, names=np.array(image_set.names, dtype=str),
+        unreadable=np.array([list(pair) for pair in unreadable], dtype=str).reshape(-1, 2)))
+    return image_set, unreadable
 
 
 def _decode_folder(folder, entries, params):
@@ -295,7 +316,9 @@ def _decode_folder(folder, entries, params):
             images.append(array)
             kept.append((name, label))
     images = np.stack(images) if images else np.zeros((0, params.image_height, params.image_width, 3), np.uint8)
-    targets = np.array([charset.encode(label) for _, label in kept], dtype=np.int64).reshape(-1, params.captcha_length)
+    # An unlabelled image ('') has no target: -1 in every position.
+    targets = np.array([charset.encode(label) if label else [-1] * charset.length for _, label in kept],
+                       dtype=np.int64).reshape(-1, params.captcha_length)
     return ImageSet(images, targets, [name for name, _ in kept], [label for _, label in kept]), unreadable
 
 
