@@ -34,8 +34,8 @@ RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BI
             "bicubic": Image.Resampling.BICUBIC}
 FONT_BOXES = ("bbox", "textsize")
 CHAR_CLASSES = (DIGITS, LOWER, UPPER)  # the classes char_class_weights weighs, in order
-WEIGHT_JITTER = (-0.3, 0.5)  # render_jitter 'weight': pixels added to each side of every stroke
-EDGE_JITTER = (-0.5, 0.4)  # render_jitter 'edges': log of the exponent on glyph coverage
+WEIGHT_JITTER = (-0.35, 0.35)  # render_jitter 'weight': pixels added to each side of every stroke
+EDGE_JITTER = (-0.4, 0.4)  # render_jitter 'edges': log of the exponent on glyph coverage
 
 
 def gamma_table(gamma, bands=1):
@@ -99,10 +99,11 @@ def ragged_edges(mask, amount, rng):
 
 
 def jitter_scale(image, rng):
-    """Content scaled by 0.92-1.08 in x and, independently, in y about the centre (size and aspect of the
-    text vary); uncovered borders take the border's median colour."""
+    """Content scaled by 0.9-1.05 in x and, independently, in y about the centre (size and aspect of the
+    text vary; mostly smaller, as text that fills the image would run off it); uncovered borders take the
+    border's median colour."""
     w, h = image.size
-    sx, sy = rng.uniform(0.92, 1.08), rng.uniform(0.92, 1.08)
+    sx, sy = rng.uniform(0.9, 1.05), rng.uniform(0.9, 1.05)
     pixels = np.asarray(image)
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])  # (2w + 2h, 3)
     fill = tuple(int(v) for v in np.median(border, axis=0))

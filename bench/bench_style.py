@@ -6,8 +6,8 @@
 
 bench_style_count captchas are drawn in memory (image i from random.Random(f"{seed}:bench:{i}"), so a run
 is repeatable), written and read back in the style's file format (image_format, jpeg_quality) as a data
-set would store them, and compared with up to bench_style_count images of the folder (the first by
-name). Without a folder only the style's column is printed. Each statistic is a mean over images:
+set would store them, and compared with up to bench_style_count images of the folder (a seeded draw
+when it holds more: names sort by label, so the first ones would all start with digits). Without a folder only the style's column is printed. Each statistic is a mean over images:
 
 - background: a pixel's background estimate is the 90th percentile of the grey values (grey = mean of
   R, G, B) in the 9 columns centred on its column (clipped at the borders): text is darker than the
@@ -123,10 +123,12 @@ def style_statistics(params):
     return summarise(images, labels, [params.image_format == "png"] * len(images))
 
 
-def folder_statistics(folder, count):
+def folder_statistics(folder, count, seed):
     labelled, _ = folder_labels(folder)
+    if len(labelled) > count:
+        labelled = sorted(random.Random(seed).sample(labelled, count))
     images, labels, png_flags = [], [], []
-    for name, label in labelled[:count]:
+    for name, label in labelled:
         with Image.open(os.path.join(folder, name)) as image:
             image.load()
             png_flags.append(image.format == "PNG")
@@ -157,7 +159,7 @@ def main(argv=None):
         fail("bench_style_count must be at least 1")
     try:
         ours = style_statistics(params)
-        real = folder_statistics(folders[0], params.bench_style_count) if folders else None
+        real = folder_statistics(folders[0], params.bench_style_count, params.seed) if folders else None
     except (StyleError, DataError) as error:
         fail(str(error))
     name = params.style + ("" if params.render_jitter else " (no jitter)")
