@@ -86,30 +86,52 @@ def elastic_warp(mask, amount, rng, cells=3):
     return mask.transform(mask.size, Image.Transform.MESH, mesh, Image.Resampling.BILINEAR)
 
 
-def ragged_edges(mask, amount, rng):
-    """Each pixel of a glyph mask taken from a random pixel up to `amount` away in x and y: stroke edges fray
-    while the inside of strokes stays whole."""
+def ragged_edges(mask, amount, rng, run=2):
+    """Each pixel of a glyph mask taken from a random pixel up to `amount` away in x and y, the same offset
+    along short horizontal runs: stroke edges fray into streaks while the inside of strokes stays whole."""
     pixels = np.asarray(mask)  # (h, w) coverage
     h, w = pixels.shape
     noise = np.random.default_rng(rng.getrandbits(64))
-    dy, dx = np.rint(noise.uniform(-amount, amount, (2, h, w))).astype(np.int64)
+    offsets = np.rint(noise.uniform(-amount, amount, (2, h, -(-w // run)))).astype(np.int64)
+    dy, dx = np.repeat(offsets, run, axis=2)[:, :, :w]  # (h, w) each
     rows = np.clip(np.arange(h)[:, None] + dy, 0, h - 1)
     columns = np.clip(np.arange(w)[None, :] + dx, 0, w - 1)
     return Image.fromarray(pixels[rows, columns], "L")
 
 
+def lightest(pixels, axis):
+    """The colour of the pixel at the 90th percentile of brightness along `axis` of (h, w, 3) pixels:
+    the paper, as captcha text is darker than its paper."""
+    grey = pixels.sum(axis=2)
+    index = np.expand_dims(np.argsort(grey, axis=axis).take([int(0.9 * (grey.shape[axis] - 1))], axis=axis), -1)
+    return np.take_along_axis(pixels, index, axis=axis).squeeze(axis)
+
+
+def paper_border(image, pad):
+    """The image inside a `pad`-pixel border of paper: above and below, each column's; left and right,
+    that of the three edge columns."""
+    pixels = np.asarray(image)  # (h, w, 3)
+    h = pixels.shape[0]
+    columns = lightest(pixels, 0)  # (w, 3)
+    middle = np.concatenate([np.repeat(columns[None], pad, 0), pixels, np.repeat(columns[None], pad, 0)])
+    left = lightest(pixels[:, :3].reshape(-1, 1, 3), 0)[0]  # (3,)
+    right = lightest(pixels[:, -3:].reshape(-1, 1, 3), 0)[0]
+    rows = h + 2 * pad
+    full = np.concatenate([np.broadcast_to(left, (rows, pad, 3)), middle, np.broadcast_to(right, (rows, pad, 3))], 1)
+    return Image.fromarray(np.ascontiguousarray(full), "RGB")
+
+
 def jitter_scale(image, rng):
     """Content scaled by 0.9-1.05 in x and, independently, in y about the centre (size and aspect of the
     text vary; mostly smaller, as text that fills the image would run off it); uncovered borders take the
-    border's median colour."""
+    background (paper_border), so a background gradient carries on."""
     w, h = image.size
     sx, sy = rng.uniform(0.9, 1.05), rng.uniform(0.9, 1.05)
-    pixels = np.asarray(image)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])  # (2w + 2h, 3)
-    fill = tuple(int(v) for v in np.median(border, axis=0))
+    pad = math.ceil(0.06 * max(w, h)) + 1  # more than a 0.9 scale uncovers on each side
+    padded = paper_border(image, pad)
     # AFFINE maps each output pixel (x, y) to the input pixel (a x + b y + c, d x + e y + f).
-    data = (1 / sx, 0, w / 2 * (1 - 1 / sx), 0, 1 / sy, h / 2 * (1 - 1 / sy))
-    return image.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR, fillcolor=fill)
+    data = (1 / sx, 0, w / 2 * (1 - 1 / sx) + pad, 0, 1 / sy, h / 2 * (1 - 1 / sy) + pad)
+    return padded.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
 
 
 def jitter_blur(image, rng):
@@ -200,7 +222,7 @@ def check_render_knobs(params):
     if unknown:
         raise StyleError(f"render_jitter names unknown families {unknown} (choose from {', '.join(JITTER)})")
     for name, floor, ceiling in (("noise_curve_end", 0, 1), ("background_gradient", 0, 255),
-                                 ("noise_polyline_width", 1, None), ("noise_polyline_bends", 0, 10),
+                                 ("noise_polyline_width", 1, None), ("noise_polyline_bends", 1, 10),
                                  ("stroke_weight", -3, 3), ("elastic", 0, None), ("ragged", 0, None),
                                  ("glyph_width", 0.2, 5), ("left_margin", -params.image_width, params.image_width),
                                  ("off_edge_depth", 0, 1)):
@@ -372,13 +394,13 @@ class StyledCaptcha(ImageCaptcha):
         width, height = mask.size
         if self._pad:
             mask = ImageOps.expand(mask, self._pad, 0)
+        weight = look.weight + (rng.uniform(*p.stroke_weight) if any(p.stroke_weight) else 0.0)
+        if weight:
+            mask = stroke_weight(mask, weight)
         if p.elastic[1] > 0:
             mask = elastic_warp(mask, rng.uniform(*p.elastic), rng)
         if p.ragged[1] > 0:
             mask = ragged_edges(mask, rng.uniform(*p.ragged), rng)
-        weight = look.weight + (rng.uniform(*p.stroke_weight) if any(p.stroke_weight) else 0.0)
-        if weight:
-            mask = stroke_weight(mask, weight)
         if look.edge_gamma != 1.0:
             mask = mask.point(gamma_table(look.edge_gamma))
         return Glyph(mask, width, height, below_baseline, self._pad)
@@ -577,13 +599,15 @@ class StyledCaptcha(ImageCaptcha):
         draw.arc((x1, y1, x2, y2), start, end, fill=color, width=self.params.noise_curve_width)
 
     def _noise_polyline(self, draw, rng, color):
-        """A thick line through the text: from near its left end, bending a few times, to near the right edge."""
+        """A thick line through the text: from near its left end, bending a few times, to near the right edge
+        (at least one bend: the end of the short first segment)."""
         p = self.params
         w, h = p.image_width, p.image_height
-        xs = [rng.uniform(0.05, 0.2) * w]
-        xs += sorted(rng.uniform(0.15, 0.85) * w for _ in range(rng.randint(*p.noise_polyline_bends)))
-        xs.append(rng.uniform(0.8, 0.95) * w)
-        points = [(xs[0], rng.uniform(0, h))] + [(x, rng.uniform(0.15 * h, 0.85 * h)) for x in xs[1:]]
+        # A short, often steep first segment from above the text's left end, then long ones to the right.
+        xs = [rng.uniform(0.08, 0.15) * w, rng.uniform(0.15, 0.25) * w]
+        xs += sorted(rng.uniform(0.25, 0.8) * w for _ in range(rng.randint(*p.noise_polyline_bends) - 1))
+        xs.append(rng.uniform(0.85, 0.95) * w)
+        points = [(xs[0], rng.uniform(0, 0.6 * h))] + [(x, rng.uniform(0.2 * h, 0.9 * h)) for x in xs[1:]]
         draw.line(points, fill=color, width=rng.randint(*p.noise_polyline_width), joint="curve")
 
     def _noise_lines(self, draw, rng):

@@ -94,7 +94,7 @@ class Parameters:
     background_gradient: tuple[float, ...] = (0.0, 0.0)  # range of how much darker the left edge is than the right, grey levels (0 = flat)
     noise_polylines: int = 0  # thick polylines drawn through the text, from its left end to past its right end
     noise_polyline_width: tuple[int, ...] = (2, 3)  # range of polyline widths, min,max pixels
-    noise_polyline_bends: tuple[int, ...] = (1, 3)  # range of bends in each polyline, min,max
+    noise_polyline_bends: tuple[int, ...] = (1, 3)  # range of bends in each polyline, min,max (at least 1)
     stroke_weight: tuple[float, ...] = (0.0, 0.0)  # range of pixels added to (negative: taken from) each side of every stroke, fractional allowed
     elastic: tuple[float, ...] = (0.0, 0.0)  # range of elastic distortion: parts of each glyph move by up to this many pixels, min,max
     ragged: tuple[float, ...] = (0.0, 0.0)  # range of ragged stroke edges: each glyph pixel is taken from up to this many pixels away, min,max
@@ -195,6 +195,21 @@ STYLES = {
         "text_color_min": 20, "text_color_max": 230, "color_per_char": True, "solid_text": True,
         "background_min": 250, "background_max": 255, "noise_curves": 0, "noise_dots": 0,
         "noise_lines": (10, 70), "noise_line_length": (6.0, 14.0), "noise_line_angle": (0.0, 80.0), "smooth": False,
+    },
+    "captcha_images_v2": {  # the Kaggle captcha_images_v2 set (shared/datasets/captcha_images_v2): 200x50 grey
+        # PNG, one fixed grey gradient (192 at the left to 252 at the right), 5 black bold sans characters of
+        # 2345678bcdefgmnpwxy on one baseline from x = 19, spaced by their widths and touching, some frayed;
+        # one thick black polyline from left of the text to near the right edge
+        "image_width": 200, "image_height": 50, "charset": "2345678bcdefgmnpwxy", "captcha_length": 5,
+        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",), "font_sizes": (38, 39, 40),
+        "stroke_weight": (0.3, 0.8),
+        "stretch_glyphs": False, "baseline": True, "rotation": 2.0, "warp_x": (0.0, 0.03), "warp_y": (0.0, 0.03),
+        "space_probability": 0.0, "char_spacing": (1.0, 5.0), "left_margin": (19.0, 20.0), "row_shift_y": (2.0, 4.0),
+        "solid_text": True, "text_color_min": 0, "text_color_max": 0, "background_min": 252, "background_max": 254,
+        "background_gradient": (59.0, 60.0), "grey": True, "ragged": (0.0, 3.0), "noise_curves": 0, "noise_dots": 0,
+        "noise_polylines": 1, "noise_polyline_width": (3, 4), "noise_polyline_bends": (1, 3), "smooth": False,
+        "image_format": "png",
+        "render_jitter": ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale"),  # grey: no colour
     },
     "swust_2019": {  # SWUST CAS login as its 20190121 batch (92x34, drawn here at 100x35): a pastel background
         # under a mesh of thin grey strokes, dark upright or italic narrow sans (and Carlito: the batch's glyphs

@@ -140,14 +140,15 @@ def folder_statistics(folder, count, seed):
 
 
 def print_table(style_name, ours, real_name=None, real=None):
-    header = f"{'statistic':22s} {style_name:>14s}"
+    width = max(14, len(style_name), len(real_name or ""))
+    header = f"{'statistic':22s} {style_name:>{width}s}"
     if real is not None:
-        header += f" {real_name[-14:]:>14s} {'difference':>11s}"
+        header += f" {real_name:>{width}s} {'difference':>11s}"
     print(header)
     for key in STATISTICS:
-        line = f"{key:22s} {ours[key]:14.3f}"
+        line = f"{key:22s} {ours[key]:{width}.3f}"
         if real is not None:
-            line += f" {real[key]:14.3f} {ours[key] - real[key]:+11.3f}"
+            line += f" {real[key]:{width}.3f} {ours[key] - real[key]:+11.3f}"
         print(line)
 
 
