@@ -406,7 +406,7 @@ class StyledCaptcha(ImageCaptcha):
         return Glyph(mask, width, height, below_baseline, self._pad)
 
     def _draw_look(self, rng):
-        """The glyph families of render_jitter drawn for one image (nothing drawn for families that are off)."""
+        """The glyph families of render_jitter drawn for one image from `rng` (None when jitter is off)."""
         p = self.params
         glyph_filter, squeeze_filter = RESAMPLE[p.glyph_resample], RESAMPLE[p.squeeze_resample]
         if "resample" in p.render_jitter:
@@ -544,7 +544,10 @@ class StyledCaptcha(ImageCaptcha):
     def render(self, text, rng):
         """The captcha image (RGB, image_width x image_height) of `text`, drawn with `rng`."""
         p = self.params
-        look = self._draw_look(rng)
+        # render_jitter draws from a fork of the image's random source that leaves the source untouched, so
+        # with jitter on an image is the same drawing as with it off, only rendered differently.
+        jitter_rng = random.Random(str(rng.getstate())) if p.render_jitter else None
+        look = self._draw_look(jitter_rng)
         background = self._random_color(rng, p.background_min, p.background_max)
         color = self._random_color(rng, p.text_color_min, p.text_color_max)
         glyphs = []
@@ -566,7 +569,7 @@ class StyledCaptcha(ImageCaptcha):
             image = image.filter(ImageFilter.SMOOTH)
         for name, family in POST_JITTER.items():
             if name in p.render_jitter:
-                image = family(image, rng)
+                image = family(image, jitter_rng)
         return image.convert("L").convert("RGB") if p.grey else image
 
     def _noise(self, image, rng, color):
