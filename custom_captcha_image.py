@@ -38,9 +38,18 @@ WEIGHT_JITTER = (-0.35, 0.35)  # render_jitter 'weight': pixels added to each si
 EDGE_JITTER = (-0.4, 0.4)  # render_jitter 'edges': log of the exponent on glyph coverage
 
 
+LEVELS = np.arange(256, dtype=np.float64)  # the 8-bit values a point() table maps
+SQUARED = (LEVELS * LEVELS // 255).astype(np.uint8)  # coverage m -> m^2 (0-255 as 0-1)
+
+
+def mapped(mask, table):
+    """An 'L' mask through a (256,) uint8 table (Image.point without its per-call list conversion)."""
+    return Image.fromarray(table[np.asarray(mask)], "L")
+
+
 def gamma_table(gamma, bands=1):
     """A point() table raising values (0-255 as 0-1) to `gamma`, for `bands` bands."""
-    return [round(255 * (value / 255) ** gamma) for value in range(256)] * bands
+    return np.rint(255 * (LEVELS / 255) ** gamma).astype(np.uint8).tolist() * bands
 
 
 def stroke_weight(mask, weight):
@@ -62,7 +71,7 @@ def layer_rotate(mask, angle):
     sum(w m^2) / sum(w m): a pixel the rotation smears any full-ink pixel onto gets nearly the full colour,
     which makes strokes bolder than a plain rotation of the coverage.
     """
-    squared = mask.point([value * value // 255 for value in range(256)])
+    squared = mapped(mask, SQUARED)
     alpha = np.asarray(mask.rotate(angle, Image.Resampling.BILINEAR, expand=True), dtype=np.float32)
     colour = np.asarray(squared.rotate(angle, Image.Resampling.BILINEAR, expand=True), dtype=np.float32)
     fraction = np.where(alpha > 0, colour * 255 / np.maximum(alpha, 1), 0)  # (h, w), 0-255
@@ -154,11 +163,9 @@ def jitter_contrast(image, rng):
 def jitter_color(image, rng):
     """Saturation x0.6-1.4, then each channel shifted by up to +/-12 levels."""
     image = ImageEnhance.Color(image).enhance(rng.uniform(0.6, 1.4))
-    table = []
-    for _ in range(3):
-        shift = rng.uniform(-12, 12)
-        table += [min(255, max(0, round(value + shift))) for value in range(256)]
-    return image.point(table)
+    shifts = [rng.uniform(-12, 12) for _ in range(3)]
+    table = np.concatenate([np.clip(np.rint(LEVELS + shift), 0, 255) for shift in shifts])  # (768,)
+    return image.point(table.astype(np.uint8).tolist())
 
 
 def jitter_jpeg(image, rng):
@@ -402,7 +409,7 @@ class StyledCaptcha(ImageCaptcha):
         if p.ragged[1] > 0:
             mask = ragged_edges(mask, rng.uniform(*p.ragged), rng)
         if look.edge_gamma != 1.0:
-            mask = mask.point(gamma_table(look.edge_gamma))
+            mask = mapped(mask, np.array(gamma_table(look.edge_gamma), dtype=np.uint8))
         return Glyph(mask, width, height, below_baseline, self._pad)
 
     def _draw_look(self, rng):
@@ -437,7 +444,7 @@ class StyledCaptcha(ImageCaptcha):
         """Paste as Pillow < 8 pasted text drawn on a transparent layer: the layer holds the colour times the
         coverage (edges blend toward black) and is pasted through its luminance boosted by INK_GAIN."""
         gain = self._opacity(color)
-        through = mask.point([min(255, int(value * gain)) for value in range(256)])
+        through = mapped(mask, np.minimum(255, LEVELS * gain).astype(np.uint8))
         layer = ImageChops.multiply(Image.new("RGB", mask.size, color), mask.convert("RGB"))
         image.paste(layer, position, through)
 
