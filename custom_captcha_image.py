@@ -507,8 +507,10 @@ class StyledCaptcha(ImageCaptcha):
     def _off_edge(self, glyphs, lefts, tops, canvas_width, rng):
         """With chance off_edge, the whole text moved so that it runs off one edge by off_edge_depth."""
         p = self.params
+        if p.off_edge <= 0 or rng.random() >= p.off_edge:
+            return lefts, tops
         inked = [i for i, glyph in enumerate(glyphs) if glyph.mask.getbbox()]
-        if p.off_edge <= 0 or rng.random() >= p.off_edge or not inked:
+        if not inked:
             return lefts, tops
         edge, depth = rng.choice(("left", "right", "top", "bottom")), rng.uniform(*p.off_edge_depth)
         first, last = glyphs[inked[0]], glyphs[inked[-1]]
