@@ -1,9 +1,11 @@
 """A styled, seedable, fast captcha generator built on the `captcha` package's ImageCaptcha.
 
 Every knob (size, fonts, font sizes, noise curves, dots and lines, colours, rotation, warp, spacing,
-smoothing) comes from `parameters.py`. Randomness comes from a `random.Random` passed in per image,
-so the same seed gives the same image bytes in any process (the stock class uses `secrets`, which
-cannot be seeded).
+smoothing, how the renderer resamples and pastes, glyph shape) comes from `parameters.py`. Randomness
+comes from a `random.Random` passed in per image, so the same seed gives the same image bytes in any
+process (the stock class uses `secrets`, which cannot be seeded). render_jitter varies per image what
+sites' renderers vary (stroke weight, edge darkness, resampling, scale, blur, contrast, colour, JPEG),
+drawn from the same random source.
 
     python custom_captcha_image.py aB3x               # writes sample.png in the style of parameters.py
 
@@ -11,22 +13,178 @@ Speed: each glyph is rasterised once per (font, character) and cached as an ink-
 image then costs only a rotate, one warp transform and a paste per character.
 """
 import glob
+import io
 import math
 import os
 import random
+from typing import NamedTuple
 
+import numpy as np
 from captcha.image import DEFAULT_FONTS, ImageCaptcha
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from parameters import ProjectError, fail, parse_args, run_main
+from parameters import DIGITS, LOWER, UPPER, ProjectError, fail, parse_args, run_main
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
 USER_FONT_DIR = "fonts"
 # The stock class pastes glyphs through their luminance boosted by ~2x, so darker text is partly
-# transparent over the background (and black text vanishes). Kept for the seed style's look, with a
-# floor so that dark colours stay visible.
+# transparent over the background (and black text vanishes).
 INK_GAIN = 1.97
-MIN_INK_OPACITY = 0.5
+RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+            "bicubic": Image.Resampling.BICUBIC}
+FONT_BOXES = ("bbox", "textsize")
+CHAR_CLASSES = (DIGITS, LOWER, UPPER)  # the classes char_class_weights weighs, in order
+WEIGHT_JITTER = (-0.35, 0.35)  # render_jitter 'weight': pixels added to each side of every stroke
+EDGE_JITTER = (-0.4, 0.4)  # render_jitter 'edges': log of the exponent on glyph coverage
+
+
+LEVELS = np.arange(256, dtype=np.float64)  # the 8-bit values a point() table maps
+SQUARED = (LEVELS * LEVELS // 255).astype(np.uint8)  # coverage m -> m^2 (0-255 as 0-1)
+
+
+def mapped(mask, table):
+    """An 'L' mask through a (256,) uint8 table (Image.point without its per-call list conversion)."""
+    return Image.fromarray(table[np.asarray(mask)], "L")
+
+
+def gamma_table(gamma, bands=1):
+    """A point() table raising values (0-255 as 0-1) to `gamma`, for `bands` bands."""
+    return np.rint(255 * (LEVELS / 255) ** gamma).astype(np.uint8).tolist() * bands
+
+
+def stroke_weight(mask, weight):
+    """A glyph mask whose strokes gain (weight > 0) or lose `weight` pixels on each side: whole pixels by
+    3x3 max (min) filters, the fraction by blending with one more pass."""
+    grow = ImageFilter.MaxFilter(3) if weight > 0 else ImageFilter.MinFilter(3)
+    fraction, whole = math.modf(abs(weight))
+    for _ in range(int(whole)):
+        mask = mask.filter(grow)
+    return Image.blend(mask, mask.filter(grow), fraction) if fraction else mask
+
+
+def layer_rotate(mask, angle):
+    """A glyph's coverage rotated as Pillow < 8 rotated text drawn on a transparent RGBA layer, given as the
+    fraction of the text colour its pixels hold (the mask dark_edges pastes).
+
+    That layer held colour x coverage m in RGB and m in alpha, and was rotated premultiplied: bilinear
+    weights w over RGB x alpha, divided by the interpolated alpha. A pixel then holds the colour times
+    sum(w m^2) / sum(w m): a pixel the rotation smears any full-ink pixel onto gets nearly the full colour,
+    which makes strokes bolder than a plain rotation of the coverage.
+    """
+    squared = mapped(mask, SQUARED)
+    alpha = np.asarray(mask.rotate(angle, Image.Resampling.BILINEAR, expand=True), dtype=np.float32)
+    colour = np.asarray(squared.rotate(angle, Image.Resampling.BILINEAR, expand=True), dtype=np.float32)
+    fraction = np.where(alpha > 0, colour * 255 / np.maximum(alpha, 1), 0)  # (h, w), 0-255
+    return Image.fromarray(np.clip(fraction.round(), 0, 255).astype(np.uint8), "L")
+
+
+def elastic_warp(mask, amount, rng, cells=3):
+    """Parts of a glyph moved by up to `amount` pixels: each vertex of a cells x cells mesh over the mask
+    moves at random and every cell follows its corners, so strokes bend and shift against each other."""
+    w, h = mask.size
+    xs = [w * i / cells for i in range(cells + 1)]
+    ys = [h * j / cells for j in range(cells + 1)]
+    moved = {(i, j): (xs[i] + rng.uniform(-amount, amount), ys[j] + rng.uniform(-amount, amount))
+             for i in range(cells + 1) for j in range(cells + 1)}
+    mesh = []
+    for i in range(cells):
+        for j in range(cells):
+            box = (round(xs[i]), round(ys[j]), round(xs[i + 1]), round(ys[j + 1]))
+            corners = (moved[i, j], moved[i, j + 1], moved[i + 1, j + 1], moved[i + 1, j])  # NW, SW, SE, NE
+            mesh.append((box, tuple(v for corner in corners for v in corner)))
+    return mask.transform(mask.size, Image.Transform.MESH, mesh, Image.Resampling.BILINEAR)
+
+
+def ragged_edges(mask, amount, rng, run=2):
+    """Each pixel of a glyph mask taken from a random pixel up to `amount` away in x and y, the same offset
+    along short horizontal runs: stroke edges fray into streaks while the inside of strokes stays whole."""
+    pixels = np.asarray(mask)  # (h, w) coverage
+    h, w = pixels.shape
+    noise = np.random.default_rng(rng.getrandbits(64))
+    offsets = np.rint(noise.uniform(-amount, amount, (2, h, -(-w // run)))).astype(np.int64)
+    dy, dx = np.repeat(offsets, run, axis=2)[:, :, :w]  # (h, w) each
+    rows = np.clip(np.arange(h)[:, None] + dy, 0, h - 1)
+    columns = np.clip(np.arange(w)[None, :] + dx, 0, w - 1)
+    return Image.fromarray(pixels[rows, columns], "L")
+
+
+def lightest(pixels, axis):
+    """The colour of the pixel at the 90th percentile of brightness along `axis` of (h, w, 3) pixels:
+    the paper, as captcha text is darker than its paper."""
+    grey = pixels.sum(axis=2)
+    index = np.expand_dims(np.argsort(grey, axis=axis).take([int(0.9 * (grey.shape[axis] - 1))], axis=axis), -1)
+    return np.take_along_axis(pixels, index, axis=axis).squeeze(axis)
+
+
+def paper_border(image, pad):
+    """The image inside a `pad`-pixel border of paper: above and below, each column's; left and right,
+    that of the three edge columns."""
+    pixels = np.asarray(image)  # (h, w, 3)
+    h = pixels.shape[0]
+    columns = lightest(pixels, 0)  # (w, 3)
+    middle = np.concatenate([np.repeat(columns[None], pad, 0), pixels, np.repeat(columns[None], pad, 0)])
+    left = lightest(pixels[:, :3].reshape(-1, 1, 3), 0)[0]  # (3,)
+    right = lightest(pixels[:, -3:].reshape(-1, 1, 3), 0)[0]
+    rows = h + 2 * pad
+    full = np.concatenate([np.broadcast_to(left, (rows, pad, 3)), middle, np.broadcast_to(right, (rows, pad, 3))], 1)
+    return Image.fromarray(np.ascontiguousarray(full), "RGB")
+
+
+def jitter_scale(image, rng):
+    """Content scaled by 0.9-1.05 in x and, independently, in y about the centre (size and aspect of the
+    text vary; mostly smaller, as text that fills the image would run off it); uncovered borders take the
+    background (paper_border), so a background gradient carries on."""
+    w, h = image.size
+    sx, sy = rng.uniform(0.9, 1.05), rng.uniform(0.9, 1.05)
+    pad = math.ceil(0.06 * max(w, h)) + 1  # more than a 0.9 scale uncovers on each side
+    padded = paper_border(image, pad)
+    # AFFINE maps each output pixel (x, y) to the input pixel (a x + b y + c, d x + e y + f).
+    data = (1 / sx, 0, w / 2 * (1 - 1 / sx) + pad, 0, 1 / sy, h / 2 * (1 - 1 / sy) + pad)
+    return padded.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+
+
+def jitter_blur(image, rng):
+    """A third of the images blurred (Gaussian, radius 0.3-0.9 px), a third sharpened (unsharp mask), a third
+    as drawn."""
+    pick = rng.randrange(3)
+    if pick == 0:
+        return image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))
+    if pick == 1:
+        return image.filter(ImageFilter.UnsharpMask(rng.uniform(0.5, 1.5), rng.randint(30, 120), 0))
+    return image
+
+
+def jitter_contrast(image, rng):
+    """Contrast x0.75-1.25 about the mean grey, then a gamma of 0.74-1.35."""
+    image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.75, 1.25))
+    return image.point(gamma_table(math.exp(rng.uniform(-0.3, 0.3)), bands=3))
+
+
+def jitter_color(image, rng):
+    """Saturation x0.6-1.4, then each channel shifted by up to +/-12 levels."""
+    image = ImageEnhance.Color(image).enhance(rng.uniform(0.6, 1.4))
+    shifts = [rng.uniform(-12, 12) for _ in range(3)]
+    table = np.concatenate([np.clip(np.rint(LEVELS + shift), 0, 255) for shift in shifts])  # (768,)
+    return image.point(table.astype(np.uint8).tolist())
+
+
+def jitter_jpeg(image, rng):
+    """Half the images through JPEG at quality 30-95 (sites that serve JPEG); the rest stay lossless."""
+    if rng.random() < 0.5:
+        return image
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=rng.randint(30, 95))
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
+
+
+# render_jitter's families applied to the finished image, in this order (JPEG last, as a site saves).
+POST_JITTER = {"scale": jitter_scale, "blur": jitter_blur, "contrast": jitter_contrast, "color": jitter_color,
+               "jpeg": jitter_jpeg}
+# Every render_jitter family: stroke weight, edge darkness and resampling filters are drawn per image and
+# applied while glyphs are drawn (Look); the others to the finished image.
+JITTER = ("weight", "edges", "resample") + tuple(POST_JITTER)
 
 
 class StyleError(ProjectError):
@@ -52,6 +210,56 @@ def resolve_fonts(fonts):
         else:
             raise StyleError(f"font file {entry!r} does not exist")
     return paths
+
+
+def check_range(params, name, floor, ceiling=None):
+    """A setting that is a range low,high: two values with floor <= low <= high (<= ceiling)."""
+    value = getattr(params, name)
+    bound = "" if ceiling is None else f" <= {ceiling}"
+    if len(value) != 2 or not floor <= value[0] <= value[1] or (ceiling is not None and value[1] > ceiling):
+        raise StyleError(f"{name} must be two values low,high with {floor} <= low <= high{bound}, got {value}")
+
+
+def check_render_knobs(params):
+    """The renderer's knobs (filters, edges, glyph shape, spacing, jitter): a one-line StyleError each."""
+    for name, choices in (("glyph_resample", RESAMPLE), ("squeeze_resample", RESAMPLE), ("font_box", FONT_BOXES)):
+        if getattr(params, name) not in choices:
+            raise StyleError(f"{name} must be one of {', '.join(choices)}, got {getattr(params, name)!r}")
+    unknown = [name for name in params.render_jitter if name not in JITTER]
+    if unknown:
+        raise StyleError(f"render_jitter names unknown families {unknown} (choose from {', '.join(JITTER)})")
+    for name, floor, ceiling in (("noise_curve_end", 0, 1), ("background_gradient", 0, 255),
+                                 ("noise_polyline_width", 1, None), ("noise_polyline_bends", 1, 10),
+                                 ("stroke_weight", -3, 3), ("elastic", 0, None), ("ragged", 0, None),
+                                 ("glyph_width", 0.2, 5), ("left_margin", -params.image_width, params.image_width),
+                                 ("off_edge_depth", 0, 1)):
+        check_range(params, name, floor, ceiling)
+    if params.char_spacing:
+        check_range(params, "char_spacing", -params.image_width, params.image_width)
+        if params.char_pitch > 0:
+            raise StyleError("char_spacing and char_pitch are two layouts: set one of them")
+    for name, low, high in (("ink_opacity_floor", 0, 1), ("off_edge", 0, 1), ("char_jitter_y", 0, params.image_height),
+                            ("noise_polylines", 0, 100)):
+        if not low <= getattr(params, name) <= high:
+            raise StyleError(f"{name} must be between {low} and {high}, got {getattr(params, name)}")
+    if any(params.background_gradient) and not (params.solid_text or params.dark_edges):
+        raise StyleError("background_gradient needs solid_text or dark_edges (translucent text is blended "
+                         "with a flat background)")
+    check_class_weights(params)
+
+
+def check_class_weights(params):
+    weights = params.char_class_weights
+    if not weights:
+        return
+    if len(weights) != len(CHAR_CLASSES) or min(weights) < 0:
+        raise StyleError(f"char_class_weights must be {len(CHAR_CLASSES)} weights >= 0 (digits, lower-case, "
+                         f"upper-case letters), got {weights}")
+    other = sorted(set(params.charset) - set("".join(CHAR_CLASSES)))
+    if other:
+        raise StyleError(f"char_class_weights draws digits and letters only, but the charset holds {''.join(other)!r}")
+    if not any(w > 0 and set(group) & set(params.charset) for w, group in zip(weights, CHAR_CLASSES)):
+        raise StyleError(f"char_class_weights {weights} give no weight to a class the charset holds")
 
 
 def check_style(params):
@@ -81,15 +289,13 @@ def check_style(params):
                                  ("noise_line_angle", -360, 360), ("noise_line_gray", 0, 255),
                                  ("row_shift", -params.image_width / 2, params.image_width / 2),
                                  ("row_shift_y", -params.image_height / 2, params.image_height / 2)):
-        value = getattr(params, name)
-        bound = "" if ceiling is None else f" <= {ceiling}"
-        if len(value) != 2 or not floor <= value[0] <= value[1] or (ceiling is not None and value[1] > ceiling):
-            raise StyleError(f"{name} must be two values low,high with {floor} <= low <= high{bound}, got {value}")
+        check_range(params, name, floor, ceiling)
     if params.char_pitch > 0 and params.space_probability > 0:
         raise StyleError("char_pitch places characters at fixed points: set space_probability=0 with it")
     if params.char_pitch * params.captcha_length > params.image_width:
         raise StyleError(f"char_pitch {params.char_pitch} x {params.captcha_length} characters does not fit "
                          f"image_width {params.image_width}")
+    check_render_knobs(params)
     fonts = resolve_fonts(params.fonts)
     if not fonts:
         raise StyleError("no font files found")
@@ -99,6 +305,23 @@ def check_style(params):
         raise StyleError(f"image_width {params.image_width} is too small for {params.captcha_length} characters "
                          f"at font size {min(params.font_sizes)} (needs at least {needed} pixels)")
     return fonts
+
+
+class Glyph(NamedTuple):
+    """One character ready to paste: its ink mask and the box the layout places."""
+    mask: Image.Image  # ink coverage ('L'), `pad` pixels larger than the box on every side
+    width: int  # layout box, pixels
+    height: int
+    below_baseline: int  # ink bottom below the baseline, pixels
+    pad: int
+
+
+class Look(NamedTuple):
+    """Per-image renderer draws used while glyphs are drawn (render_jitter's glyph families)."""
+    glyph_filter: int  # PIL resampling filter of the glyph stretch and warp
+    squeeze_filter: int  # and of the squeeze of a too-wide text row
+    weight: float  # pixels added to each side of every stroke (negative: taken)
+    edge_gamma: float  # exponent on glyph coverage: below 1 darkens anti-aliased edges, above 1 lightens them
 
 
 class StyledCaptcha(ImageCaptcha):
@@ -118,12 +341,18 @@ class StyledCaptcha(ImageCaptcha):
         # With baseline on: where the baseline sits so that a capital of the mean font size (cap height
         # ~0.72 of it) is centred.
         self._baseline_y = (params.image_height + 0.72 * sum(params.font_sizes) / len(params.font_sizes)) / 2
+        # Room around each glyph mask for ink that the shape knobs move or grow past its box.
+        grow = params.stroke_weight[1] + (WEIGHT_JITTER[1] if "weight" in params.render_jitter else 0.0)
+        self._pad = math.ceil(max(params.elastic[1], params.ragged[1], grow, 0.0))
 
     def _glyph(self, font_index, char):
         key = (font_index, char)
         if key not in self._glyphs:
             font = self.truefonts[font_index]
-            _, _, width, height = self._measure.multiline_textbbox((1, 1), char, font=font)
+            if self.params.font_box == "textsize":  # Pillow < 8: advance x (ascent + descent below the baseline)
+                _, _, width, height = font.getbbox(char)
+            else:
+                _, _, width, height = self._measure.multiline_textbbox((1, 1), char, font=font)
             width, height = max(1, int(width)), max(1, int(height))
             canvas = Image.new("L", (width + 2, height + 2))
             ImageDraw.Draw(canvas).text((1, 1), char, font=font, fill=255)
@@ -133,16 +362,20 @@ class StyledCaptcha(ImageCaptcha):
             self._glyphs[key] = (canvas.crop(box) if box else None, width, height, below_baseline)
         return self._glyphs[key]
 
-    def _warped_glyph(self, char, rng):
-        """(ink mask, ink bottom below the baseline): one character rotated and warped into the font's box
-        (as the stock class does), or into its own ink box when stretch_glyphs is off."""
+    def _warped_glyph(self, char, rng, look):
+        """One character rotated and warped into the font's box (as the stock class does), or into its own
+        ink box when stretch_glyphs is off, then shaped by the glyph knobs."""
         font_index = rng.randrange(len(self.truefonts))
         mask, width, height, below_baseline = self._glyph(font_index, char)
         if mask is None:  # a space: no ink, only its width
-            return Image.new("L", (width, height)), 0
+            return Glyph(Image.new("L", (width, height)), width, height, 0, 0)
         low, high = self.character_rotate
         ink_height = mask.height
-        mask = mask.rotate(rng.uniform(low, high), Image.Resampling.BILINEAR, expand=True)
+        angle = rng.uniform(low, high)
+        if self.params.dark_edges and not self.params.solid_text:
+            mask = layer_rotate(mask, angle)
+        else:
+            mask = mask.rotate(angle, Image.Resampling.BILINEAR, expand=True)
         below_baseline += (mask.height - ink_height) // 2  # rotation grows the box about its centre
         if not self.params.stretch_glyphs:  # keep the ink's own proportions: a '1' stays narrow, an 'o' short
             width, height = mask.size
@@ -156,7 +389,38 @@ class StyledCaptcha(ImageCaptcha):
         sx, sy = mask.width / frame_w, mask.height / frame_h
         quad = (x1 * sx, y1 * sy, -x1 * sx, (frame_h - y2) * sy,
                 (frame_w + x2) * sx, (frame_h + y2) * sy, (frame_w - x2) * sx, -y1 * sy)
-        return mask.transform((width, height), Image.Transform.QUAD, quad, Image.Resampling.BILINEAR), below_baseline
+        mask = mask.transform((width, height), Image.Transform.QUAD, quad, look.glyph_filter)
+        return self._shaped(mask, below_baseline, rng, look)
+
+    def _shaped(self, mask, below_baseline, rng, look):
+        """The glyph knobs, each drawn only when on (so styles without them keep their bytes)."""
+        p = self.params
+        if tuple(p.glyph_width) != (1.0, 1.0):
+            stretched = max(1, round(mask.width * rng.uniform(*p.glyph_width)))
+            mask = mask.resize((stretched, mask.height), look.glyph_filter)
+        width, height = mask.size
+        if self._pad:
+            mask = ImageOps.expand(mask, self._pad, 0)
+        weight = look.weight + (rng.uniform(*p.stroke_weight) if any(p.stroke_weight) else 0.0)
+        if weight:
+            mask = stroke_weight(mask, weight)
+        if p.elastic[1] > 0:
+            mask = elastic_warp(mask, rng.uniform(*p.elastic), rng)
+        if p.ragged[1] > 0:
+            mask = ragged_edges(mask, rng.uniform(*p.ragged), rng)
+        if look.edge_gamma != 1.0:
+            mask = mapped(mask, np.array(gamma_table(look.edge_gamma), dtype=np.uint8))
+        return Glyph(mask, width, height, below_baseline, self._pad)
+
+    def _draw_look(self, rng):
+        """The glyph families of render_jitter drawn for one image from `rng` (None when jitter is off)."""
+        p = self.params
+        glyph_filter, squeeze_filter = RESAMPLE[p.glyph_resample], RESAMPLE[p.squeeze_resample]
+        if "resample" in p.render_jitter:
+            glyph_filter, squeeze_filter = (rng.choice(tuple(RESAMPLE.values())) for _ in range(2))
+        weight = rng.uniform(*WEIGHT_JITTER) if "weight" in p.render_jitter else 0.0
+        gamma = math.exp(rng.uniform(*EDGE_JITTER)) if "edges" in p.render_jitter else 1.0
+        return Look(glyph_filter, squeeze_filter, weight, gamma)
 
     def _random_color(self, rng, low, high):
         return tuple(rng.randint(low, high) for _ in range(3))
@@ -165,73 +429,169 @@ class StyledCaptcha(ImageCaptcha):
         """The fill that pastes `color` through a glyph mask: solid, or translucent as the stock class."""
         if self.params.solid_text:
             return color
-        luminance = (299 * color[0] + 587 * color[1] + 114 * color[2]) / 1000
-        opacity = min(1.0, max(MIN_INK_OPACITY, luminance * INK_GAIN / 255))
         # Pasting the colour pre-blended with the background through the plain mask equals pasting
         # it through a mask scaled by `opacity` (on a flat background), without a per-glyph point().
+        opacity = self._opacity(color)
         return tuple(round(b + opacity * (c - b)) for b, c in zip(background, color))
 
-    def _packed_lefts(self, masks, count, rng):
+    def _opacity(self, color):
+        """The stock class pastes glyphs through their luminance boosted by INK_GAIN (clipped), so darker
+        text is partly transparent; ink_opacity_floor keeps dark colours visible."""
+        luminance = (299 * color[0] + 587 * color[1] + 114 * color[2]) / 1000
+        return min(1.0, max(self.params.ink_opacity_floor, luminance * INK_GAIN / 255))
+
+    def _paste_dark_edged(self, image, mask, color, position):
+        """Paste as Pillow < 8 pasted text drawn on a transparent layer: the layer holds the colour times the
+        coverage (edges blend toward black) and is pasted through its luminance boosted by INK_GAIN."""
+        gain = self._opacity(color)
+        through = mapped(mask, np.minimum(255, LEVELS * gain).astype(np.uint8))
+        layer = ImageChops.multiply(Image.new("RGB", mask.size, color), mask.convert("RGB"))
+        image.paste(layer, position, through)
+
+    def _packed_lefts(self, glyphs, count, rng):
         """(canvas width, glyph left edges): side by side from a small margin, overlapping at random.
 
         The overlaps are drawn in the order the stock loop drew them while pasting, so seeded images keep their bytes.
         """
-        text_width = sum(mask.width for mask in masks)
+        text_width = sum(glyph.width for glyph in glyphs)
         average = text_width / count
         overlap = int(self.word_offset_dx * average)
         x, lefts = int(average * 0.1), []
-        for mask in masks:
+        for glyph in glyphs:
             lefts.append(x)
-            x += mask.width - rng.randint(0, overlap)
+            x += glyph.width - rng.randint(0, overlap)
         return max(text_width, self.params.image_width), lefts
 
-    def _pitched_lefts(self, masks, rng):
+    def _pitched_lefts(self, glyphs, rng):
         """Glyph left edges: centres char_pitch apart (each jittered), the row about the image's centre."""
         p = self.params
-        first = (p.image_width - (len(masks) - 1) * p.char_pitch) / 2 + rng.uniform(*p.row_shift)
-        return [round(first + i * p.char_pitch + rng.uniform(-p.char_jitter, p.char_jitter) - mask.width / 2)
-                for i, mask in enumerate(masks)]
+        first = (p.image_width - (len(glyphs) - 1) * p.char_pitch) / 2 + rng.uniform(*p.row_shift)
+        return [round(first + i * p.char_pitch + rng.uniform(-p.char_jitter, p.char_jitter) - glyph.width / 2)
+                for i, glyph in enumerate(glyphs)]
+
+    def _spaced_lefts(self, glyphs, rng):
+        """Glyph left edges: from left_margin, each glyph char_spacing after the previous one's right edge,
+        so the spacing follows the glyphs' widths (a narrow '1' takes less room than a 'W')."""
+        x, lefts = rng.uniform(*self.params.left_margin), []
+        for glyph in glyphs:
+            lefts.append(round(x))
+            x += glyph.width + rng.uniform(*self.params.char_spacing)
+        return lefts
+
+    def _layout(self, glyphs, count, rng):
+        """(canvas width, glyph left edges) of the style's layout."""
+        if self.params.char_pitch > 0:
+            return self.params.image_width, self._pitched_lefts(glyphs, rng)
+        if self.params.char_spacing:
+            return self.params.image_width, self._spaced_lefts(glyphs, rng)
+        return self._packed_lefts(glyphs, count, rng)
+
+    def _tops(self, glyphs, rng):
+        """Glyph top edges: centred, or on one baseline; the row shifted, each glyph jittered when asked."""
+        p = self.params
+        # Sites do not always centre the text vertically; drawn only when asked (seeded images keep their bytes).
+        shift_y = round(rng.uniform(*p.row_shift_y)) if any(p.row_shift_y) else 0
+        tops = []
+        for glyph in glyphs:
+            if p.baseline:
+                top = round(self._baseline_y + glyph.below_baseline - glyph.height)
+            elif p.font_box == "textsize":  # centred as the Pillow-era code did: int() rounds toward zero
+                top = int((p.image_height - glyph.height) / 2)
+            else:
+                top = (p.image_height - glyph.height) // 2
+            if p.char_jitter_y:
+                top += round(rng.uniform(-p.char_jitter_y, p.char_jitter_y))
+            tops.append(top + shift_y)
+        return tops
+
+    def _off_edge(self, glyphs, lefts, tops, canvas_width, rng):
+        """With chance off_edge, the whole text moved so that it runs off one edge by off_edge_depth."""
+        p = self.params
+        if p.off_edge <= 0 or rng.random() >= p.off_edge:
+            return lefts, tops
+        inked = [i for i, glyph in enumerate(glyphs) if glyph.mask.getbbox()]
+        if not inked:
+            return lefts, tops
+        edge, depth = rng.choice(("left", "right", "top", "bottom")), rng.uniform(*p.off_edge_depth)
+        first, last = glyphs[inked[0]], glyphs[inked[-1]]
+        text_top = min(tops[i] for i in inked)
+        text_bottom = max(tops[i] + glyphs[i].height for i in inked)
+        dx = dy = 0
+        if edge == "left":
+            dx = round(-depth * first.width) - lefts[inked[0]]
+        elif edge == "right":
+            dx = round(canvas_width + depth * last.width) - (lefts[inked[-1]] + last.width)
+        elif edge == "top":
+            dy = round(-depth * (text_bottom - text_top)) - text_top
+        else:
+            dy = round(p.image_height + depth * (text_bottom - text_top)) - text_bottom
+        return [x + dx for x in lefts], [y + dy for y in tops]
+
+    def _background(self, width, color, rng):
+        """The canvas: flat, or darker towards the left by background_gradient grey levels."""
+        p = self.params
+        if not any(p.background_gradient):
+            return Image.new("RGB", (width, p.image_height), color)
+        ramp = np.linspace(rng.uniform(*p.background_gradient), 0.0, width)  # (width,) darkening
+        row = np.clip(np.array(color, dtype=np.float64)[None, :] - ramp[:, None], 0, 255)  # (width, 3)
+        pixels = np.repeat(row[None].round().astype(np.uint8), p.image_height, axis=0)  # (height, width, 3)
+        return Image.fromarray(pixels, "RGB")
+
+    def _paste_text(self, image, glyphs, lefts, tops, color, background, rng):
+        p = self.params
+        ink = self._ink(color, background)
+        for glyph, x, top in zip(glyphs, lefts, tops):
+            if p.color_per_char:
+                color = self._random_color(rng, p.text_color_min, p.text_color_max)
+                ink = self._ink(color, background)
+            position = (x - glyph.pad, top - glyph.pad)
+            if p.dark_edges and not p.solid_text:
+                self._paste_dark_edged(image, glyph.mask, color, position)
+            else:
+                image.paste(ink, position, glyph.mask)
 
     def render(self, text, rng):
         """The captcha image (RGB, image_width x image_height) of `text`, drawn with `rng`."""
         p = self.params
+        # render_jitter draws from a fork of the image's random source that leaves the source untouched, so
+        # with jitter on an image is the same drawing as with it off, only rendered differently.
+        jitter_rng = random.Random(str(rng.getstate())) if p.render_jitter else None
+        look = self._draw_look(jitter_rng)
         background = self._random_color(rng, p.background_min, p.background_max)
         color = self._random_color(rng, p.text_color_min, p.text_color_max)
         glyphs = []
         for char in text:
             if rng.random() < self.word_space_probability:
-                glyphs.append(self._warped_glyph(" ", rng))
-            glyphs.append(self._warped_glyph(char, rng))
-        masks = [mask for mask, _ in glyphs]
-        if p.char_pitch > 0:
-            canvas_width, lefts = p.image_width, self._pitched_lefts(masks, rng)
-        else:
-            canvas_width, lefts = self._packed_lefts(masks, len(text), rng)
-        image = Image.new("RGB", (canvas_width, p.image_height), background)
+                glyphs.append(self._warped_glyph(" ", rng, look))
+            glyphs.append(self._warped_glyph(char, rng, look))
+        canvas_width, lefts = self._layout(glyphs, len(text), rng)
+        image = self._background(canvas_width, background, rng)
         if p.noise_lines[1] > 0 and p.noise_lines_under_text:
             self._noise_lines(ImageDraw.Draw(image), rng)
-        ink = self._ink(color, background)
-        # Sites do not always centre the text vertically; drawn only when asked (seeded images keep their bytes).
-        shift_y = round(rng.uniform(*p.row_shift_y)) if any(p.row_shift_y) else 0
-        for (mask, below_baseline), x in zip(glyphs, lefts):
-            if p.color_per_char:
-                ink = self._ink(self._random_color(rng, p.text_color_min, p.text_color_max), background)
-            if p.baseline:
-                top = round(self._baseline_y + below_baseline - mask.height)
-            else:
-                top = (p.image_height - mask.height) // 2
-            image.paste(ink, (x, top + shift_y), mask)
+        tops = self._tops(glyphs, rng)
+        lefts, tops = self._off_edge(glyphs, lefts, tops, canvas_width, rng)
+        self._paste_text(image, glyphs, lefts, tops, color, background, rng)
         if canvas_width > p.image_width:
-            image = image.resize((p.image_width, p.image_height), Image.Resampling.BILINEAR)
+            image = image.resize((p.image_width, p.image_height), look.squeeze_filter)
+        self._noise(image, rng, color)
+        if p.smooth:
+            image = image.filter(ImageFilter.SMOOTH)
+        for name, family in POST_JITTER.items():
+            if name in p.render_jitter:
+                image = family(image, jitter_rng)
+        return image.convert("L").convert("RGB") if p.grey else image
+
+    def _noise(self, image, rng, color):
+        """Dots, arcs, polylines and line segments over the text (segments: unless drawn under it)."""
+        p = self.params
         draw = ImageDraw.Draw(image)
         self._noise_dots(draw, rng, color)
         for _ in range(p.noise_curves):
             self._noise_curve(draw, rng, color)
+        for _ in range(p.noise_polylines):
+            self._noise_polyline(draw, rng, color)
         if p.noise_lines[1] > 0 and not p.noise_lines_under_text:
             self._noise_lines(draw, rng)
-        if p.smooth:
-            image = image.filter(ImageFilter.SMOOTH)
-        return image
 
     def _noise_dots(self, draw, rng, color):
         w, h = self.params.image_width, self.params.image_height
@@ -240,14 +600,27 @@ class StyledCaptcha(ImageCaptcha):
             draw.line(((x, y), (x - 1, y - 1)), fill=color, width=self.params.noise_dot_width)
 
     def _noise_curve(self, draw, rng, color):
-        """An arc across the text, from the left fifth of the image towards the right."""
+        """An arc across the text, from the left fifth of the image to a right end in noise_curve_end."""
         w, h = self.params.image_width, self.params.image_height
+        low, high = self.params.noise_curve_end
         x1 = rng.randint(0, w // 5)
-        x2 = rng.randint(w // 5, w)
+        x2 = rng.randint(max(x1, int(w * low)), max(x1, int(w * high)))
         y1 = rng.randint(h // 5, h - h // 5)
         y2 = rng.randint(y1, max(y1, h - h // 5))
         start, end = rng.randint(0, 20), rng.randint(160, 200)
         draw.arc((x1, y1, x2, y2), start, end, fill=color, width=self.params.noise_curve_width)
+
+    def _noise_polyline(self, draw, rng, color):
+        """A thick line through the text: from near its left end, bending a few times, to near the right edge
+        (at least one bend: the end of the short first segment)."""
+        p = self.params
+        w, h = p.image_width, p.image_height
+        # A short, often steep first segment from above the text's left end, then long ones to the right.
+        xs = [rng.uniform(0.08, 0.15) * w, rng.uniform(0.15, 0.25) * w]
+        xs += sorted(rng.uniform(0.25, 0.8) * w for _ in range(rng.randint(*p.noise_polyline_bends) - 1))
+        xs.append(rng.uniform(0.85, 0.95) * w)
+        points = [(xs[0], rng.uniform(0, 0.6 * h))] + [(x, rng.uniform(0.2 * h, 0.9 * h)) for x in xs[1:]]
+        draw.line(points, fill=color, width=rng.randint(*p.noise_polyline_width), joint="curve")
 
     def _noise_lines(self, draw, rng):
         """Short straight segments anywhere, over the text (as on the swust site)."""
@@ -262,7 +635,7 @@ class StyledCaptcha(ImageCaptcha):
 
     def sample(self, rng):
         """(label, image): a random label from the charset, drawn with the same `rng`."""
-        label = random_label(rng, self.params.charset, self.params.captcha_length)
+        label = random_label(rng, self.params.charset, self.params.captcha_length, self.params.char_class_weights)
         return label, self.render(label, rng)
 
     def generate_image(self, chars, bg_color=None, fg_color=None):
@@ -307,9 +680,14 @@ def make_generator(params):
     return StyleMix(params) if params.style_mix else StyledCaptcha(params)
 
 
-def random_label(rng, charset, length):
-    """Characters drawn uniformly from the charset."""
-    return "".join(rng.choice(charset) for _ in range(length))
+def random_label(rng, charset, length, class_weights=()):
+    """Characters drawn uniformly from the charset; or, with class_weights, each from a class (the charset's
+    digits, lower-case, upper-case letters) picked by those weights, then uniformly within it."""
+    if not class_weights:
+        return "".join(rng.choice(charset) for _ in range(length))
+    classes = ["".join(c for c in charset if c in group) for group in CHAR_CLASSES]
+    weights = [weight if chars else 0.0 for weight, chars in zip(class_weights, classes)]
+    return "".join(rng.choice(chars) for chars in rng.choices(classes, weights, k=length))
 
 
 def main(argv=None):

@@ -5,8 +5,8 @@
     python generate_captcha.py --preview                        # only the preview grid, to style quickly
     python generate_captcha.py --style=captcha_default          # a named style preset
 
-Files are named LABEL_INDEX.jpg (INDEX zero-padded), so no image is lost when labels repeat and no
-two names collide on case-insensitive file systems. Image INDEX of a split is drawn from its own
+Files are named LABEL_INDEX.png or LABEL_INDEX.jpg (image_format; INDEX zero-padded), so no image is
+lost when labels repeat and no two names collide on case-insensitive file systems. Image INDEX of a split is drawn from its own
 random.Random seeded by (seed, split, INDEX): the same seed gives the same labels and bytes with any
 number of workers, and re-running skips the images already on disk (an interrupted run resumes).
 Files are written to a temporary name and renamed, so a killed run leaves no half-written image.

@@ -82,6 +82,28 @@ class Parameters:
     row_shift_y: tuple[float, ...] = (0.0, 0.0)  # range of the text's shift downwards from centred, min,max pixels
     baseline: bool = False  # sit characters on one baseline, as typed text (default: centre each one vertically)
     smooth: bool = True  # apply a smoothing filter to the finished image
+    grey: bool = False  # finish the image in grey levels (R = G = B), as a grey site
+    font_box: str = "bbox"  # box each glyph is stretched to and centred by: bbox (text box measured from (1, 1), as captcha >= 0.5) or textsize (Pillow < 8: advance x ascent + descent)
+    glyph_resample: str = "bilinear"  # filter of each glyph's stretch and warp: nearest (Pillow < 7's default), bilinear, bicubic
+    squeeze_resample: str = "bilinear"  # filter squeezing a text row wider than the image into it: nearest, bilinear, bicubic
+    dark_edges: bool = False  # translucent glyphs rotated and pasted from a transparent layer as Pillow < 8 did: bolder strokes, edges blend toward black (no effect with solid_text)
+    ink_opacity_floor: float = 0.5  # translucent text is at least this opaque (0-1; the captcha package has no floor, so its dark colours are faint)
+    noise_curve_end: tuple[float, ...] = (0.2, 1.0)  # range of the noise arc's right end, fractions of the width (captcha < 0.5: 0.8,1)
+    background_gradient: tuple[float, ...] = (0.0, 0.0)  # range of how much darker the left edge is than the right, grey levels (0 = flat)
+    noise_polylines: int = 0  # thick polylines drawn through the text, from its left end to past its right end
+    noise_polyline_width: tuple[int, ...] = (2, 3)  # range of polyline widths, min,max pixels
+    noise_polyline_bends: tuple[int, ...] = (1, 3)  # range of bends in each polyline, min,max (at least 1)
+    stroke_weight: tuple[float, ...] = (0.0, 0.0)  # range of pixels added to (negative: taken from) each side of every stroke, fractional allowed
+    elastic: tuple[float, ...] = (0.0, 0.0)  # range of elastic distortion: parts of each glyph move by up to this many pixels, min,max
+    ragged: tuple[float, ...] = (0.0, 0.0)  # range of ragged stroke edges: each glyph pixel is taken from up to this many pixels away, min,max
+    glyph_width: tuple[float, ...] = (1.0, 1.0)  # range of each glyph's horizontal stretch, min,max factor
+    char_spacing: tuple[float, ...] = ()  # gap from one glyph's right edge to the next glyph, min,max pixels (negative overlaps), row from left_margin (empty = packed as the captcha package)
+    left_margin: tuple[float, ...] = (0.0, 0.0)  # with char_spacing: range of the first glyph's left edge, min,max pixels
+    char_jitter_y: float = 0.0  # each character moves up or down by up to +/- this many pixels (a wavy baseline)
+    off_edge: float = 0.0  # chance per image that the text runs off the left, right, top or bottom edge
+    off_edge_depth: tuple[float, ...] = (0.2, 0.5)  # how far text runs off: fraction of the end glyph's width (or of the text's height) past the edge, min,max
+    char_class_weights: tuple[float, ...] = ()  # chance weights of drawing each character from the charset's digits, lower-case, upper-case letters (empty = uniform over the charset)
+    render_jitter: tuple[str, ...] = ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale", "color")  # renderer differences varied per image (see custom_captcha_image.JITTER); empty = off
     # --- generation: the files generate_captcha.py writes ---
     image_format: str = "jpg"  # file format of generated images: jpg or png
     jpeg_quality: int = 75  # JPEG quality of generated images (1-95)
@@ -147,6 +169,7 @@ class Parameters:
     max_image_pixels: int = 4000000  # largest decoded image the API accepts, pixels (decompression-bomb guard)
     max_batch: int = 64  # most images in one API request
     # --- benchmarks: the bench/ scripts ---
+    bench_style_count: int = 1000  # bench/bench_style.py: captchas generated, and real images read (at most), for the statistics
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
     bench_real: tuple[str, ...] = ("sim_to_real", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default")  # bench/bench_real.py experiments, in order
     requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
@@ -156,7 +179,16 @@ class Parameters:
 
 # Named generator styles: each maps settings to values applied before command-line overrides.
 STYLES = {
-    "seed": {},  # the original project's target: 64x24, sizes 20/22/23, +/-10 degrees, 1 arc, 5 dots
+    "seed": {  # the original project's own generator as it ran in 2019 (shared/datasets/original_style): the
+        # captcha package's 64x24 look (DroidSansMono 20/22/23, +/-10 degrees, 1 arc, 5 dots) drawn by Pillow < 7
+        # (glyphs stretched to textsize boxes with nearest-neighbour resizes, text pasted from a transparent layer
+        # so its edges darken, no opacity floor), its arc reaching the right fifth, labels a digit, lower- or
+        # upper-case letter with 1/3 chance each, saved lossless
+        "font_box": "textsize", "glyph_resample": "nearest", "squeeze_resample": "nearest", "dark_edges": True,
+        "ink_opacity_floor": 0.0, "noise_curve_end": (0.8, 1.0), "char_class_weights": (1.0, 1.0, 1.0),
+        "image_format": "png",
+    },
+    "seed_v1": {},  # the seed style before issue 15: the captcha 0.7 package's look at 64x24, uniform labels, JPEG q75
     "captcha_default": {  # the captcha package's own ImageCaptcha defaults
         "image_width": 160, "image_height": 60, "font_sizes": (42, 50, 56), "rotation": 30.0,
         "noise_dots": 30, "noise_dot_width": 3,
@@ -177,6 +209,21 @@ STYLES = {
         "text_color_min": 20, "text_color_max": 230, "color_per_char": True, "solid_text": True,
         "background_min": 250, "background_max": 255, "noise_curves": 0, "noise_dots": 0,
         "noise_lines": (10, 70), "noise_line_length": (6.0, 14.0), "noise_line_angle": (0.0, 80.0), "smooth": False,
+    },
+    "captcha_images_v2": {  # the Kaggle captcha_images_v2 set (shared/datasets/captcha_images_v2): 200x50 grey
+        # PNG, one fixed grey gradient (192 at the left to 252 at the right), 5 black bold sans characters of
+        # 2345678bcdefgmnpwxy on one baseline from x = 19, spaced by their widths and touching, some frayed;
+        # one thick black polyline from left of the text to near the right edge
+        "image_width": 200, "image_height": 50, "charset": "2345678bcdefgmnpwxy", "captcha_length": 5,
+        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",), "font_sizes": (38, 39, 40),
+        "stroke_weight": (0.3, 0.8),
+        "stretch_glyphs": False, "baseline": True, "rotation": 2.0, "warp_x": (0.0, 0.03), "warp_y": (0.0, 0.03),
+        "space_probability": 0.0, "char_spacing": (1.0, 5.0), "left_margin": (19.0, 20.0), "row_shift_y": (2.0, 4.0),
+        "solid_text": True, "text_color_min": 0, "text_color_max": 0, "background_min": 252, "background_max": 254,
+        "background_gradient": (59.0, 60.0), "grey": True, "ragged": (0.0, 3.0), "noise_curves": 0, "noise_dots": 0,
+        "noise_polylines": 1, "noise_polyline_width": (3, 4), "noise_polyline_bends": (1, 3), "smooth": False,
+        "image_format": "png",
+        "render_jitter": ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale"),  # grey: no colour
     },
     "swust_2019": {  # SWUST CAS login as its 20190121 batch (92x34, drawn here at 100x35): a pastel background
         # under a mesh of thin grey strokes, dark upright or italic narrow sans (and Carlito: the batch's glyphs
@@ -233,6 +280,10 @@ CHOICES = {
     "server": ("flask", "waitress"),
     "bench_presets": ("default", "original"),
     "bench_real": Parameters.bench_real,  # the default runs every experiment
+    "font_box": ("bbox", "textsize"),
+    "glyph_resample": ("nearest", "bilinear", "bicubic"),
+    "squeeze_resample": ("nearest", "bilinear", "bicubic"),
+    "render_jitter": ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale", "color"),
 }
 
 # The groups of settings each script's command line takes (the "# --- group: ..." headers of Parameters),
@@ -255,6 +306,8 @@ SCRIPT_GROUPS = {
     "bench/bench_generate.py": ("generation", "data", "style", "captcha"),
     "bench/bench_predict.py": ("benchmarks", "prediction", "run"),
     "bench/bench_api.py": ("benchmarks", "serving", "prediction", "run"),
+    "bench/bench_style.py": ("benchmarks", "style", "captcha"),
+    "bench/preview_knobs.py": ("style", "captcha", "generation"),
 }
 
 

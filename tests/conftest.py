@@ -28,6 +28,7 @@ TINY = {  # a small style and model that learn in seconds on 2 cores
     "charset": "0123456789abcdef", "captcha_length": 4, "stem_channels": 8, "stem_stride": 1, "stage_channels": (16, 32, 64),
     "stage_blocks": (1, 1, 1), "batch_size": 32, "eval_batch_size": 64, "visdom": False, "workers": 2,
     "lr": 0.004, "label_smoothing": 0.0, "dropout": 0.0, "augment": "off",
+    "style": "seed_v1", "render_jitter": (),  # the easy look the thresholds were set on (seed is the 2019 one, fainter)
 }
 
 
