@@ -32,7 +32,6 @@ USER_FONT_DIR = "fonts"
 INK_GAIN = 1.97
 RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
             "bicubic": Image.Resampling.BICUBIC}
-FONT_BOXES = ("bbox", "textsize")
 CHAR_CLASSES = (DIGITS, LOWER, UPPER)  # the classes char_class_weights weighs, in order
 WEIGHT_JITTER = (-0.35, 0.35)  # render_jitter 'weight': pixels added to each side of every stroke
 EDGE_JITTER = (-0.4, 0.4)  # render_jitter 'edges': log of the exponent on glyph coverage
@@ -222,12 +221,7 @@ def check_range(params, name, floor, ceiling=None):
 
 def check_render_knobs(params):
     """The renderer's knobs (filters, edges, glyph shape, spacing, jitter): a one-line StyleError each."""
-    for name, choices in (("glyph_resample", RESAMPLE), ("squeeze_resample", RESAMPLE), ("font_box", FONT_BOXES)):
-        if getattr(params, name) not in choices:
-            raise StyleError(f"{name} must be one of {', '.join(choices)}, got {getattr(params, name)!r}")
-    unknown = [name for name in params.render_jitter if name not in JITTER]
-    if unknown:
-        raise StyleError(f"render_jitter names unknown families {unknown} (choose from {', '.join(JITTER)})")
+    # glyph_resample, squeeze_resample, font_box and render_jitter are choices, checked when they are read.
     for name, floor, ceiling in (("noise_curve_end", 0, 1), ("background_gradient", 0, 255),
                                  ("noise_polyline_width", 1, None), ("noise_polyline_bends", 1, 10),
                                  ("stroke_weight", -3, 3), ("elastic", 0, None), ("ragged", 0, None),

@@ -170,9 +170,6 @@ def test_seed_labels_draw_digits_a_third_of_the_time():
 
 
 @pytest.mark.parametrize("overrides, words", [
-    ({"glyph_resample": "cubic"}, "glyph_resample must be one of nearest, bilinear, bicubic"),
-    ({"font_box": "ink"}, "font_box must be one of bbox, textsize"),
-    ({"render_jitter": ("wobble",)}, "render_jitter names unknown families ['wobble']"),
     ({"stroke_weight": (2.0, 1.0)}, "stroke_weight must be two values low,high"),
     ({"elastic": (-1.0, 1.0)}, "elastic must be two values"),
     ({"ragged": (1.0,)}, "ragged must be two values"),
