@@ -29,6 +29,7 @@ WIN_LOSS = "captcha_loss"
 WIN_LR = "captcha_lr"
 WIN_ACCURACY = "captcha_accuracy"
 WIN_PREDICTIONS = "captcha_predictions"
+WIN_SELF_TRAINING = "captcha_self_training"
 MARKER_SIZE = 5  # pixels; markers make a curve of one point visible
 RIGHT, WRONG = (0, 128, 0), (200, 0, 0)  # caption colours of the predictions panel
 
@@ -165,6 +166,12 @@ class Dashboard:
             values.append(per_char)
             legend += ("per character",)
         self._line(WIN_ACCURACY, step, values, legend, "test accuracy", "accuracy")
+
+    def plot_self_training(self, step, used, changed):
+        """Append one point to the self-training curves: unlabelled captchas in use, reads changed."""
+        if self.enabled:
+            self._line(WIN_SELF_TRAINING, step, [used, changed], ("captchas used", "reads changed"),
+                       "self-training", "captchas")
 
     def show_predictions(self, images, truths, predictions, max_items=32):
         """Replace the predictions panel: each captcha with 'truth -> prediction' under it."""

@@ -132,6 +132,11 @@ class Parameters:
     eval_epochs: int = 1  # evaluate and save checkpoints every N epochs, and after the last (tiny data: raise it)
     target_accuracy: float = 0.0  # stop early once test case-sensitive accuracy reaches this (0 = never)
     resume: bool = False  # continue the run in model_dir from last.pt, with the settings it was started with
+    unlabelled_dir: str = ""  # self-training: folder of the target site's captchas without labels; confident reads join training
+    unlabelled_fraction: float = 0.25  # self-training: share of each training batch taken from confidently read unlabelled captchas
+    pseudo_threshold: float = 0.9  # self-training: lowest confidence (mean over the views) of each character of a read that is used
+    pseudo_views: int = 4  # self-training: views each unlabelled captcha is read in (as it is, and augmented copies); all must agree
+    pseudo_every: int = 0  # self-training: steps between re-reads of the unlabelled captchas (0 = at every epoch's start)
     extend: float = 0.0  # with --resume: train this many more minutes on a short cosine tail from lr/10, no warm-up (0 = off)
     init_from: str = ""  # start from this checkpoint's weights (fine-tuning)
     train_repeat: int = 1  # each training image (train_dir, or data_dir's train split) is seen this many times an epoch
@@ -152,11 +157,13 @@ class Parameters:
     checkpoint: str = ""  # checkpoint to load ('' = model_dir/best.pt)
     backend: str = "torch"  # inference backend: torch, or onnx (onnxruntime on the checkpoint's exported .onnx)
     predict_threads: int = 1  # userPred.py and api_demo.py: torch CPU threads (0 = one per core)
+    unsure_below: float = 0.8  # a read whose least sure character is below this confidence (0-1) is marked unsure
     json: bool = False  # userPred.py: print JSON instead of text
     # --- evaluation: userTest.py's golden set and report ---
     golden_dir: str = "golden_set"  # hand-labelled real captchas evaluated by userTest.py
     sure_confidence: float = 0.9  # userTest.py: misreads at least this confident in every character are listed as labels to check
     report_dir: str = ""  # userTest.py: folder of its error grid and JSON report ('' = report/ beside the checkpoint)
+    least_sure: int = 0  # userTest.py: list the N least sure reads of golden_dir (labelled or not) to label first (0 = none)
     # --- export: export_onnx.py's files ---
     onnx_file: str = ""  # export_onnx.py output ('' = the checkpoint's path with .onnx)
     ddddocr: bool = True  # export_onnx.py: also write the .ddddocr.onnx and .ddddocr.json files ddddocr loads
@@ -171,7 +178,7 @@ class Parameters:
     # --- benchmarks: the bench/ scripts ---
     bench_style_count: int = 1000  # bench/bench_style.py: captchas generated, and real images read (at most), for the statistics
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
-    bench_real: tuple[str, ...] = ("sim_to_real", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default")  # bench/bench_real.py experiments, in order
+    bench_real: tuple[str, ...] = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200", "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default")  # bench/bench_real.py experiments, in order
     requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
     clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run
     bench_rounds: int = 2000  # bench scripts: timed single-image calls per latency measurement

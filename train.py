@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from dataset import (Charset, DataError, confusions, fold_label, format_confusions, infer_charset, load_folder,
-                     load_training_data, preprocess, score)
+                     load_training_data, load_unlabelled, preprocess, score)
 from files import atomic_write
 from model import (autocast, batch_logits, build_model, load_checkpoint, parameter_count, save_checkpoint,
                    select_device)
@@ -62,6 +62,10 @@ class Progress:
     evaluated: int = -1  # step of the last evaluation
     metrics: dict = dataclasses.field(default_factory=dict)  # test metrics of the last evaluation
     tail_start: float = -1.0  # training seconds at which an --extend tail began (-1: the one-cycle schedule)
+    pseudo_round: int = 0  # self-training: rounds of reading the unlabelled captchas done
+    pseudo_targets: object = None  # self-training: int64 tensor (N, length), the last round's read of each one
+    pseudo_used: object = None  # self-training: bool tensor (N,), read confidently alike on every view: trained on
+    pseudo_changed: int = 0  # self-training: used reads that differ from the round before
 
     def advance(self, seconds, steps_per_epoch):
         """One step taken in `seconds`."""
@@ -79,6 +83,8 @@ class Data:
     train_set: object  # ImageSet, or None when captchas are generated on the fly (data_mode=generate)
     test_set: object  # ImageSet
     order: object  # int64 (M,): the train_set indices an epoch visits (folder mode)
+    unlabelled: object  # ImageSet of unlabelled_dir (self-training), or None
+    labelled_per_batch: int  # images of each batch from the training set (the rest: self-training's reads)
     size: int  # training images an epoch visits
     steps_per_epoch: int
     augment: bool
@@ -117,6 +123,9 @@ def train(params, given=None):
                 over, interrupted = ranks.agree(run_over(progress, run), signals.caught is not None)
                 if over or interrupted:
                     break
+                if self_training_due(progress, run):
+                    self_training_round(run, progress, log)
+                    clock = time.perf_counter()  # reading is not training time
                 images, targets = next(batches)
                 lr = learning_rate(progress, run)
                 loss = train_step(run, images, targets, lr)
@@ -212,28 +221,41 @@ def set_up(params, ranks, checkpoint):
 def load_data(params, world):
     """The Data of a run with `world` processes."""
     if params.data_mode == "generate":
-        if params.mix_dir or params.train_repeat != 1:
-            raise DataError("mix_dir and train_repeat apply to folders of images (data_mode=folder), not to "
-                            "data_mode=generate")
+        if params.mix_dir or params.train_repeat != 1 or params.unlabelled_dir:
+            raise DataError("mix_dir, train_repeat and unlabelled_dir apply to folders of images (data_mode=folder): "
+                            "generate a folder of captchas to mix with them")
         train_set, order, test_set = None, None, load_folder(params.test_dir, params)
         size = params.train_count
-    elif params.data_mode == "folder":
+    else:
         train_set, test_set, order = load_training_data(params)
         size = len(order)
-    else:
-        raise DataError(f"data_mode must be folder or generate, got {params.data_mode!r}")
-    steps_per_epoch = size // (params.batch_size * world)
+    unlabelled = load_unlabelled(params.unlabelled_dir, params) if params.unlabelled_dir else None
+    labelled_per_batch = params.batch_size - pseudo_per_batch(params)
+    steps_per_epoch = size // (labelled_per_batch * world)
     if steps_per_epoch < 1:
-        raise DataError(f"{size} training images are fewer than one batch of {params.batch_size * world}; "
+        raise DataError(f"{size} training images are fewer than one batch of {labelled_per_batch * world}; "
                         f"lower --batch_size")
     if len(test_set) == 0:
         raise DataError("the test set is empty")
-    return Data(train_set, test_set, order, size, steps_per_epoch, use_augmentation(params, size))
+    return Data(train_set, test_set, order, unlabelled, labelled_per_batch, size, steps_per_epoch,
+                use_augmentation(params, size))
+
+
+def pseudo_per_batch(params):
+    """Images of each training batch taken from self-training's reads of unlabelled_dir (0 without it)."""
+    if not params.unlabelled_dir:
+        return 0
+    checks = ((0 < params.unlabelled_fraction < 1, "unlabelled_fraction must be between 0 and 1"),
+              (0 <= params.pseudo_threshold <= 1, "pseudo_threshold must be between 0 and 1"),
+              (params.pseudo_views >= 1, "pseudo_views must be at least 1"),
+              (params.pseudo_every >= 0, "pseudo_every must be 0 (every epoch) or a number of steps"))
+    for good, message in checks:
+        if not good:
+            raise DataError(message)
+    return max(1, min(params.batch_size - 1, round(params.batch_size * params.unlabelled_fraction)))
 
 
 def use_augmentation(params, train_size):
-    if params.augment not in ("auto", "on", "off"):
-        raise DataError(f"augment must be auto, on or off, got {params.augment!r}")
     return params.augment == "on" or (params.augment == "auto" and params.data_mode == "folder"
                                       and train_size < AUGMENT_AUTO_LIMIT)
 
@@ -246,24 +268,36 @@ def batch_stream(run, progress):
         if run.data.train_set is None:
             yield from generated_batches(run, epoch, first)
         else:
-            yield from folder_batches(run, epoch, first)
+            yield from folder_batches(run, progress, epoch, first)
         epoch, first = epoch + 1, 0
 
 
-def folder_batches(run, epoch, first):
-    """Batches `first`.. of an epoch over the training folder, in an order seeded by (seed, epoch)."""
+def folder_batches(run, progress, epoch, first):
+    """Batches `first`.. of an epoch over the training folder, in an order seeded by (seed, epoch); with
+    self-training, each topped up with captchas of unlabelled_dir and the text last read in them."""
     params, ranks, data = run.params, run.ranks, run.data
     shuffle = torch.randperm(data.size, generator=torch.Generator().manual_seed(params.seed * 100003 + epoch))
     order = torch.from_numpy(data.order)[shuffle]
     images, targets = torch.from_numpy(data.train_set.images), torch.from_numpy(data.train_set.targets)
     for index in range(first, data.steps_per_epoch):
-        start = (index * ranks.world + ranks.rank) * params.batch_size
-        chosen = order[start:start + params.batch_size]
-        batch = images[chosen]
-        if data.augment:  # seeded by position, so a resumed run draws what the uninterrupted one would
-            batch = augment_batch(batch, torch.Generator().manual_seed((params.seed * 1000003 + epoch) * 1000003
-                                                                      + index))
-        yield batch, targets[chosen]
+        start = (index * ranks.world + ranks.rank) * data.labelled_per_batch
+        chosen = order[start:start + data.labelled_per_batch]
+        # Seeded by position, so a resumed run draws what the uninterrupted one would.
+        generator = torch.Generator().manual_seed((params.seed * 1000003 + epoch) * 1000003 + index)
+        batch, batch_targets = add_pseudo_labelled(run, progress, images[chosen], targets[chosen], generator)
+        if data.augment:
+            batch = augment_batch(batch, generator)
+        yield batch, batch_targets
+
+
+def add_pseudo_labelled(run, progress, images, targets, generator):
+    """The batch with batch_size - len(images) captchas drawn from those self-training uses (when any)."""
+    if run.data.unlabelled is None or progress.pseudo_used is None or not progress.pseudo_used.any():
+        return images, targets
+    pool = torch.nonzero(progress.pseudo_used).flatten()
+    drawn = pool[torch.randint(len(pool), (run.params.batch_size - len(images),), generator=generator)]
+    unlabelled = torch.from_numpy(run.data.unlabelled.images[drawn.numpy()])
+    return torch.cat([images, unlabelled]), torch.cat([targets, progress.pseudo_targets[drawn]])
 
 
 def generated_batches(run, epoch, first):
@@ -378,6 +412,57 @@ def evaluation_due(progress, params):
     if params.eval_every and progress.step % params.eval_every == 0:
         return True
     return progress.batch == 0 and progress.epoch % max(1, params.eval_epochs) == 0
+
+
+def self_training_due(progress, run):
+    """A self-training round is due: at the start of every epoch (pseudo_every 0), else every pseudo_every
+    steps, and once at the very start."""
+    if run.data.unlabelled is None:
+        return False
+    every = run.params.pseudo_every
+    return progress.pseudo_round <= (progress.step // every if every else progress.epoch)
+
+
+def read_views(run, images, round_index):
+    """Class probabilities float32 (views, N, length, classes) of uint8 images (N, H, W, 3): the images as
+    they are, and pseudo_views - 1 augmented copies seeded by (seed, round, view)."""
+    params, model = run.params, run.model
+    model.eval()
+    views = []
+    for view in range(params.pseudo_views):
+        chunks = []
+        for start in range(0, len(images), params.eval_batch_size):
+            batch = images[start:start + params.eval_batch_size]
+            if view:
+                seed = (params.seed * 1000003 + round_index) * 1009 + view
+                batch = augment_batch(torch.from_numpy(batch), torch.Generator().manual_seed(seed)).numpy()
+            chunks.append(batch_logits(model, run.device, params.amp, batch))
+        views.append(torch.softmax(torch.from_numpy(np.concatenate(chunks)).float(), dim=-1))
+    model.train()
+    return torch.stack(views)
+
+
+def confident_reads(probabilities, threshold):
+    """(targets int64 (N, length), used bool (N,)) from class probabilities (views, N, length, classes): the
+    text read from the views' mean, used when every view reads it and each character's mean probability is
+    at least `threshold`."""
+    confidence, targets = probabilities.mean(dim=0).max(dim=-1)  # (N, length) each
+    agree = (probabilities.argmax(dim=-1) == targets).all(dim=0).all(dim=-1)  # (N,)
+    return targets, agree & (confidence.min(dim=-1).values >= threshold)
+
+
+def self_training_round(run, progress, log):
+    """Read every unlabelled captcha with the current model; those read alike on every view with at least
+    pseudo_threshold confidence in each character (views' mean) join training with the text read."""
+    unlabelled, params = run.data.unlabelled, run.params
+    round_index = progress.step // params.pseudo_every if params.pseudo_every else progress.epoch
+    targets, used = confident_reads(read_views(run, unlabelled.images, round_index), params.pseudo_threshold)
+    changed = 0
+    if progress.pseudo_targets is not None:
+        changed = int((used & (targets != progress.pseudo_targets).any(dim=-1)).sum())
+    progress.pseudo_targets, progress.pseudo_used = targets, used
+    progress.pseudo_round, progress.pseudo_changed = round_index + 1, changed
+    log.self_training(progress, len(unlabelled))
 
 
 def evaluate_and_save(run, progress, log):
@@ -532,7 +617,7 @@ class RunLog:
     """
 
     FIELDS = ["step", "epoch", "seconds", "images_per_s", "lr", "train_loss", "accuracy", "accuracy_ignore_case",
-              "char_accuracy"]
+              "char_accuracy", "pseudo_used", "pseudo_changed"]
 
     def __init__(self, run, progress):
         self.active = run.ranks.main
@@ -614,6 +699,17 @@ class RunLog:
         self.dashboard.show_predictions(test.images[:shown], test.labels[:shown], predictions[:shown])
         tqdm.write(f"step {progress.step}: test accuracy {metrics['accuracy']:.4f}, ignoring case "
                    f"{metrics['accuracy_ignore_case']:.4f}, per character {metrics['char_accuracy']:.4f}")
+
+    def self_training(self, progress, total):
+        """A self-training round: how many unlabelled captchas training now uses, how many reads changed."""
+        if not self.active:
+            return
+        used = int(progress.pseudo_used.sum())
+        self.add(step=progress.step, epoch=progress.epoch, seconds=f"{progress.seconds:.1f}", pseudo_used=used,
+                 pseudo_changed=progress.pseudo_changed)
+        self.dashboard.plot_self_training(progress.step, used, progress.pseudo_changed)
+        tqdm.write(f"step {progress.step}: self-training round {progress.pseudo_round}: {used} of {total} unlabelled "
+                   f"captchas read confidently and used, {progress.pseudo_changed} of their reads changed")
 
     def close(self):
         if self.active:

@@ -1,0 +1,115 @@
+"""Self-training: a model reads captchas of a 'site' whose labels were removed; its confident reads join
+training and are read again every round as it improves."""
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, tiny_params
+from dataset import load_folder, score
+from generate_captcha import generate_split
+from model import load_checkpoint
+from test_train import interrupt, resumed_as_printed
+from train import confident_reads, train
+from userPred import load_model
+
+# A plain look the tiny model learns in seconds; the site draws it rotated and with dots it never saw.
+EASY = {"charset": "0123456789", "rotation": 0.0, "warp_x": (0.0, 0.0), "warp_y": (0.0, 0.0), "noise_curves": 0,
+        "noise_dots": 0, "threads": 1}
+SITE = {**EASY, "rotation": 8.0, "noise_dots": 8}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A model trained on the plain look, and 600 captchas of the site: with labels (site/, for scoring only)
+    and without (unlabelled/, opaque names)."""
+    root = tmp_path_factory.mktemp("self")
+    base = tiny_params(root, **EASY, epochs=30)
+    generate_split(base, base.train_dir, "train", 1200)
+    generate_split(base, base.test_dir, "test", 100)
+    generate_split(tiny_params(root, **SITE), str(root / "site"), "site", 600)
+    (root / "unlabelled").mkdir()
+    for index, name in enumerate(sorted(os.listdir(root / "site"))):
+        shutil.copy(root / "site" / name, root / "unlabelled" / f"img{index:04d}.jpg")
+    train(base)
+    return root
+
+
+def self_training(root, model_dir, **overrides):
+    settings = {**EASY, "epochs": 4, "init_from": f"{root}/model/last.pt", "lr": 0.002, "warmup": 0.1, "augment": "on",
+                "model_dir": str(model_dir), "unlabelled_dir": f"{root}/unlabelled", "pseudo_threshold": 0.8,
+                "unlabelled_fraction": 0.5}
+    return tiny_params(root, **{**settings, **overrides})
+
+
+def site_accuracy(root, model_dir):
+    predictor = load_model(os.path.join(model_dir, "last.pt"))
+    captchas = load_folder(str(root / "site"), tiny_params(root, **EASY), quiet=True)
+    return score(predictor.logits(captchas.images), captchas.labels, predictor.charset)[0]["accuracy"]
+
+
+def self_training_rows(model_dir):
+    with open(os.path.join(model_dir, "log.csv"), newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row["pseudo_used"]]
+
+
+def test_self_training_raises_accuracy_on_the_unlabelled_site(site, capsys):
+    before = site_accuracy(site, site / "model")
+    train(self_training(site, site / "adapted"))
+    after = site_accuracy(site, site / "adapted")
+    assert after > before + 0.2, (before, after)
+    rows = self_training_rows(site / "adapted")
+    assert len(rows) >= 4 and int(rows[-1]["pseudo_used"]) > int(rows[0]["pseudo_used"])  # it reads more as it learns
+    assert "self-training round 4:" in capsys.readouterr().out
+    saved = load_checkpoint(str(site / "adapted" / "last.pt"))["progress"]
+    assert saved["pseudo_targets"].shape == (600, 4) and int(saved["pseudo_used"].sum()) == int(rows[-1]["pseudo_used"])
+
+
+def test_only_reads_above_the_threshold_and_alike_on_every_view_are_used():
+    # (views 2, captchas 3, length 1, classes 2): sure and alike; alike but unsure; sure on average, views differ
+    probabilities = torch.tensor([[[[0.95, 0.05]], [[0.6, 0.4]], [[0.45, 0.55]]],
+                                  [[[0.97, 0.03]], [[0.6, 0.4]], [[1.0, 0.0]]]])
+    targets, used = confident_reads(probabilities, 0.7)
+    assert targets.flatten().tolist() == [0, 0, 0] and used.tolist() == [True, False, False]
+    assert confident_reads(probabilities, 0.5)[1].tolist() == [True, True, False]
+
+
+def test_a_threshold_no_read_reaches_uses_none(site):
+    train(self_training(site, site / "strict", pseudo_threshold=1.0, epochs=1))
+    assert {row["pseudo_used"] for row in self_training_rows(site / "strict")} == {"0"}
+
+
+def self_training_command(root, model_dir):
+    """main.py's command line of a short self-training run, each setting spelt out as a user would."""
+    settings = self_training(root, model_dir, epochs=3, eval_epochs=3, workers=1)
+    keys = ("train_dir", "test_dir", "model_dir", "cache_dir", "unlabelled_dir", "init_from", "epochs", "eval_epochs",
+            "lr", "warmup", "augment", "pseudo_threshold", "unlabelled_fraction", "threads", "workers", "batch_size",
+            "label_smoothing", "dropout", "visdom", "charset", "rotation", "warp_x", "warp_y", "noise_curves",
+            "noise_dots", "stem_channels", "stem_stride", "stage_channels", "stage_blocks", "style", "render_jitter")
+    return [sys.executable, os.path.join(ROOT, "main.py")] + [f"--{key}={shown(getattr(settings, key))}" for key in keys]
+
+
+def shown(value):
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def test_interrupted_self_training_resumes_with_its_reads(site):
+    straight, broken = site / "straight", site / "broken"
+    subprocess.run(self_training_command(site, straight), check=True, capture_output=True, timeout=300)
+    code, output = interrupt(self_training_command(site, broken), broken / "log.csv", signal.SIGINT, rows=4)
+    assert code == 130, output
+    saved = load_checkpoint(str(broken / "last.pt"))["progress"]
+    assert saved["pseudo_round"] >= 1 and saved["pseudo_targets"] is not None
+    resumed = resumed_as_printed(output)
+    assert resumed.returncode == 0, resumed.stderr
+    done, expected = load_checkpoint(str(broken / "last.pt")), load_checkpoint(str(straight / "last.pt"))
+    assert done["progress"]["pseudo_round"] == expected["progress"]["pseudo_round"] == 3
+    assert torch.equal(done["progress"]["pseudo_targets"], expected["progress"]["pseudo_targets"])
+    assert torch.equal(done["progress"]["pseudo_used"], expected["progress"]["pseudo_used"])
+    for key, value in expected["model"].items():
+        assert torch.equal(done["model"][key], value), key
