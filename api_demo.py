@@ -17,7 +17,7 @@ Routes:
                     multipart/form-data with a file field `image`, or the raw image bytes with
                     Content-Type image/* or application/octet-stream. Reply:
                     {"prediction": "aB3x", "predition": "aB3x", "prediction_ignore_case": "ab3x",
-                     "confidences": [...], "confidences_ignore_case": [...], "confidence": 0.97, "ms": 1.8}
+                     "confidences": [...], "confidences_ignore_case": [...], "confidence": 0.97, "unsure": false, "ms": 1.8}
                     ("predition" repeats "prediction" for clients written against the old misspelt key.)
                     Several captchas: JSON {"images": [...]} or several `image` files (at most max_batch):
                     {"results": [{"prediction": ..., ...}, ...], "count": N, "ms": ...}
@@ -58,6 +58,8 @@ PAGE = """<!doctype html>
   #preview:not([src]) { display: none; }
   #prediction { font: bold 2.4rem ui-monospace, monospace; letter-spacing: .3rem; min-height: 2.6rem; }
   #error { color: #b00; }
+  #unsure { color: #b60; font-weight: bold; }
+  #prediction.unsure { color: #b60; }
   #status, #ignore-case { color: #555; }
   table { border-collapse: collapse; margin-top: .5rem; }
   td { padding: .1rem .5rem; font-family: ui-monospace, monospace; }
@@ -73,6 +75,7 @@ PAGE = """<!doctype html>
 <img id="preview" alt="">
 <div id="prediction"></div>
 <div id="ignore-case"></div>
+<div id="unsure"></div>
 <table id="confidences"></table>
 <p id="status"></p>
 <p id="error"></p>
@@ -87,6 +90,7 @@ $("form").addEventListener("submit", async (event) => {
   $("preview").src = URL.createObjectURL(file);
   $("prediction").textContent = "";
   $("ignore-case").textContent = "";
+  $("unsure").textContent = "";
   $("confidences").replaceChildren();
   $("status").textContent = "reading...";
   const body = new FormData();
@@ -97,6 +101,8 @@ $("form").addEventListener("submit", async (event) => {
     if (!response.ok) { throw new Error(reply.error || response.statusText); }
     $("prediction").textContent = reply.prediction;
     $("ignore-case").textContent = "ignoring case: " + reply.prediction_ignore_case;
+    $("unsure").textContent = reply.unsure ? "unsure: a character is below the confidence to trust it; check it" : "";
+    $("prediction").classList.toggle("unsure", reply.unsure);
     [...reply.prediction].forEach((char, index) => {
       const confidence = reply.confidences[index];
       const row = $("confidences").insertRow();
@@ -178,7 +184,7 @@ def reply_item(result):
     return {"prediction": result["text"], "prediction_ignore_case": result["text_ignore_case"],
             "confidences": [round(c, 4) for c in result["confidences"]],
             "confidences_ignore_case": [round(c, 4) for c in result["confidences_ignore_case"]],
-            "confidence": round(result["confidence"], 4)}
+            "confidence": round(result["confidence"], 4), "unsure": result["unsure"]}
 
 
 def create_app(params=None, predictor=None):

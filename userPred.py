@@ -198,7 +198,8 @@ def predict(predictor, images, max_pixels=0):
     """Read PIL images and/or image bytes: a list of results, one per image, in order.
 
     Each result: text, text_ignore_case (both cases of a letter counted as one), confidences and
-    confidences_ignore_case (per character, 0-1), confidence (their mean, case-sensitive).
+    confidences_ignore_case (per character, 0-1), confidence (their mean, case-sensitive), and unsure
+    (a character below the predictor's unsure_below, ignoring case: a read to check, or to label).
     Raises ImageError for bytes that are not a readable image.
     """
     arrays = []
@@ -211,8 +212,10 @@ def predict(predictor, images, max_pixels=0):
     logits = predictor.logits(np.stack(arrays))  # a writable copy: torch warns on read-only arrays
     texts, confidences = decode_logits(logits, predictor.charset)
     folded, folded_confidences = decode_logits(logits, predictor.charset, fold_case=True)
+    unsure = predictor.params.unsure_below
     return [{"text": text, "text_ignore_case": lower, "confidences": [float(c) for c in row],
-             "confidences_ignore_case": [float(c) for c in folded_row], "confidence": float(row.mean())}
+             "confidences_ignore_case": [float(c) for c in folded_row], "confidence": float(row.mean()),
+             "unsure": bool(folded_row.min() < unsure)}
             for text, lower, row, folded_row in zip(texts, folded, confidences, folded_confidences)]
 
 
@@ -273,8 +276,9 @@ def main(argv=None):
         results.append({"file": name, **result})
         if not params.json:
             confidences = " ".join(f"{c:.3f}" for c in result["confidences"])
+            mark = "  UNSURE" if result["unsure"] else ""
             print(f"{name}: {result['text']}  (ignoring case: {result['text_ignore_case']})  "
-                  f"confidences {confidences}  {result['ms']:.1f} ms", flush=True)
+                  f"confidences {confidences}  {result['ms']:.1f} ms{mark}", flush=True)
     if params.json:
         print(json.dumps(results, indent=2))
     if failed:

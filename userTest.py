@@ -17,7 +17,7 @@ Labels come from file names (`LABEL.jpg`, `LABEL_anything.jpg`) or a labels.csv,
 import json
 import os
 
-from dataset import DataError, confusions, decode_logits, format_confusions, list_folder, load_folder, score
+from dataset import confusions, decode_logits, format_confusions, list_folder, load_folder, load_unlabelled, score
 from files import atomic_write
 from grid import image_grid
 from parameters import fail, parse_args, run_main
@@ -48,42 +48,44 @@ def draw_grid(items, path):
     grid.save(path)
 
 
-def main(argv=None):
-    params = parse_args(argv, doc=__doc__, script=__file__)
-    predictor = load_model_or_exit(params)
-    params = predictor.params  # the caller's settings with the checkpoint's charset, length and image size
-    folder = params.golden_dir
-    if not os.path.isdir(folder):
-        fail(f"no golden set: folder {folder!r} does not exist; create it and {HOW_TO_FILL}")
-    try:
-        entries, problems = list_folder(folder, params)
-        golden = load_folder(folder, params)
-    except DataError as error:
-        fail(str(error))
-    if len(golden) == 0:
-        fail(f"the golden set {folder!r} has no usable labelled captchas; {HOW_TO_FILL}")
+def least_sure_list(predictor, folder, params, output):
+    """Write the params.least_sure reads of `folder` (labels not needed) whose least sure character is the
+    least sure of all: the captchas whose labels would teach the model most. Returns the list's path."""
+    captchas = load_unlabelled(folder, params, quiet=True)
+    logits = predictor.logits(captchas.images)
+    _, confidences = decode_logits(logits, predictor.charset, fold_case=True)
+    texts, _ = decode_logits(logits, predictor.charset)
+    order = sorted(range(len(captchas)), key=lambda index: confidences[index].min())[:params.least_sure]
+    lines = ["file\tread\tleast sure character's confidence"]
+    lines += [f"{captchas.names[i]}\t{texts[i]}\t{confidences[i].min():.4f}" for i in order]
+    path = os.path.join(output, f"{os.path.basename(os.path.normpath(folder)) or 'golden'}_least_sure.tsv")
+    atomic_write(path, "\n".join(lines) + "\n")
+    print(f"the {len(order)} least sure of {len(captchas)} reads of {folder} (label these first): {path}")
+    return path
 
-    logits = predictor.logits(golden.images)  # the path userPred and the API read images by
-    metrics, predictions = score(logits, golden.labels, predictor.charset)
-    folded, _ = decode_logits(logits, predictor.charset, fold_case=True)
-    _, confidences = decode_logits(logits, predictor.charset)
-    pairs = confusions(predictions, golden.labels, TOP_CONFUSIONS)
+
+def misreads(golden, predictions, folded, confidences):
+    """The wrong reads, surest first (a misread the model is sure of is often a wrong label)."""
     wrong = [{"file": name, "truth": truth, "prediction": predicted, "prediction_ignore_case": lower,
               "right_ignoring_case": lower == truth.lower(), "confidences": [round(float(c), 4) for c in row],
               "image": image}
              for name, truth, predicted, lower, row, image in zip(golden.names, golden.labels, predictions, folded,
                                                                   confidences, golden.images)
              if predicted != truth]
-    wrong.sort(key=lambda item: -min(item["confidences"]))  # surest misreads first: likely wrong labels
+    return sorted(wrong, key=lambda item: -min(item["confidences"]))
 
-    count = len(golden)
-    right_ignoring_case = sum(lower == truth.lower() for lower, truth in zip(folded, golden.labels))
-    print(f"golden set {folder}: {count} captchas, checkpoint {predictor.checkpoint}")
+
+def print_scores(golden, metrics, wrong, pairs, unsure, params, predictor):
+    count, right = len(golden), round(metrics["accuracy_ignore_case"] * len(golden))
+    print(f"golden set {params.golden_dir}: {count} captchas, checkpoint {predictor.checkpoint}")
     print(f"whole-captcha accuracy: {metrics['accuracy']:.4f} case-sensitive "
-          f"({count - len(wrong)}/{count}), {metrics['accuracy_ignore_case']:.4f} case-insensitive "
-          f"({right_ignoring_case}/{count})")
+          f"({count - len(wrong)}/{count}), {metrics['accuracy_ignore_case']:.4f} case-insensitive ({right}/{count})")
     print(f"per-character accuracy: {metrics['char_accuracy']:.4f}")
     print(f"most frequent confusions (truth->prediction): {format_confusions(pairs)}")
+    sure_right = sum(not flag and lower == truth.lower() for flag, lower, truth in unsure)
+    sure_count = sum(not flag for flag, _, _ in unsure)
+    print(f"{count - sure_count} of {count} reads unsure (a character below {params.unsure_below:g}); the "
+          f"{sure_count} sure ones are right ignoring case {sure_right / max(1, sure_count):.4f}")
     sure = [item for item in wrong if min(item["confidences"]) >= params.sure_confidence]
     if sure:
         listed = ", ".join(f"{item['file']} (labelled {item['truth']}, read {item['prediction']})"
@@ -92,8 +94,9 @@ def main(argv=None):
         print(f"{len(sure)} misreads at >= {params.sure_confidence:g} confidence in every character; check their labels: "
               f"{listed}{more}")
 
-    output = report_folder(params, predictor.checkpoint)
-    base = os.path.basename(os.path.normpath(folder)) or "golden"
+
+def write_report(golden, metrics, wrong, pairs, skipped, params, predictor, output):
+    base = os.path.basename(os.path.normpath(params.golden_dir)) or "golden"
     if wrong:
         grid_path = os.path.join(output, f"{base}_errors.png")
         draw_grid(wrong[:GRID_LIMIT], grid_path)
@@ -102,15 +105,43 @@ def main(argv=None):
     else:
         print("no mispredicted captchas: no error grid written")
     report = {
-        "folder": folder, "checkpoint": predictor.checkpoint, "count": count,
-        "skipped": len(problems) + len(entries) - count, "correct": count - len(wrong),
-        "correct_ignore_case": right_ignoring_case, "metrics": metrics,
+        "folder": params.golden_dir, "checkpoint": predictor.checkpoint, "count": len(golden), "skipped": skipped,
+        "correct": len(golden) - len(wrong), "correct_ignore_case": round(metrics["accuracy_ignore_case"] * len(golden)),
+        "metrics": metrics,
         "confusions": [{"truth": truth, "prediction": predicted, "count": n} for (truth, predicted), n in pairs],
         "wrong": [{key: value for key, value in item.items() if key != "image"} for item in wrong],
     }
     report_path = os.path.join(output, f"{base}_report.json")
     atomic_write(report_path, json.dumps(report, indent=2))
     print(f"report: {report_path}")
+
+
+def main(argv=None):
+    params = parse_args(argv, doc=__doc__, script=__file__)
+    predictor = load_model_or_exit(params)
+    params = predictor.params  # the caller's settings with the checkpoint's charset, length and image size
+    folder, output = params.golden_dir, report_folder(params, predictor.checkpoint)
+    if not os.path.isdir(folder):
+        fail(f"no golden set: folder {folder!r} does not exist; create it and {HOW_TO_FILL}")
+    if params.least_sure:
+        least_sure_list(predictor, folder, params, output)
+    entries, problems = list_folder(folder, params)
+    golden = load_folder(folder, params, quiet=params.least_sure > 0 and not entries)
+    if len(golden) == 0:
+        if params.least_sure:
+            return  # an unlabelled folder: the list was the job
+        fail(f"the golden set {folder!r} has no usable labelled captchas; {HOW_TO_FILL}")
+
+    logits = predictor.logits(golden.images)  # the path userPred and the API read images by
+    metrics, predictions = score(logits, golden.labels, predictor.charset)
+    folded, folded_confidences = decode_logits(logits, predictor.charset, fold_case=True)
+    _, confidences = decode_logits(logits, predictor.charset)
+    unsure = [(row.min() < params.unsure_below, lower, truth)
+              for row, lower, truth in zip(folded_confidences, folded, golden.labels)]
+    wrong = misreads(golden, predictions, folded, confidences)
+    pairs = confusions(predictions, golden.labels, TOP_CONFUSIONS)
+    print_scores(golden, metrics, wrong, pairs, unsure, params, predictor)
+    write_report(golden, metrics, wrong, pairs, len(problems) + len(entries) - len(golden), params, predictor, output)
 
 
 if __name__ == "__main__":

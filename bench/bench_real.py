@@ -28,6 +28,7 @@ import random
 import shutil
 import sys
 import time
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -39,9 +40,11 @@ from train import train  # noqa: E402
 from userPred import load_model  # noqa: E402
 
 MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 12, "swust_pretrained": 4,
-           "captcha_default": 36}
+           "captcha_default": 36, "original_style": 20, "swust_self": 10, "swust_fine_tune_200": 8,
+           "swust_self_200": 8, "v2_sim": 12, "v2_self": 6}
 SMALL_DATA = {"batch_size": 64, "augment": "on", "infer_charset": True}
-GENERATED = {"sim_to_real": (80000, 2000), "captcha_default": (150000, 2000)}  # (train, test) images
+GENERATED = {"sim_to_real": (80000, 2000), "captcha_default": (150000, 2000), "original_style": (200000, 10000),
+             "v2_sim": (60000, 2000)}  # (train, test) images
 FINE_TUNE_IMAGES = 200
 FINE_TUNE_REPEATS = 100  # each real image appears this many times: 200 x 100 real beside the generated ones
 FINE_TUNE_SYNTHETIC = 5000  # generated images mixed in, so 200 real ones tune the model without it forgetting
@@ -147,73 +150,200 @@ def minutes(params, name):
     return params.time_budget if params.time_budget else MINUTES[name]
 
 
+SWUST_STYLE = {"style": "swust", "ignore_case": True}
+ADAPT = {"augment": "on", "lr": 1e-3, "warmup": 0.1}  # training on from a generator-trained model
+
+
+def link_folder(folder, sources, opaque=False):
+    """A fresh folder of links to `sources` (paths); opaque: named u00000.ext..., so no label is in a name."""
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    for index, source in enumerate(sources):
+        name = f"u{index:05d}{os.path.splitext(source)[1]}" if opaque else os.path.basename(source)
+        os.symlink(os.path.realpath(source), os.path.join(folder, name))
+    return folder
+
+
+def real_split(params, ctx, folder, split, style):
+    """(train ImageSet, test ImageSet) of a seeded split of a real folder, read as the style's model reads."""
+    return load_train_test(make_parameters({**style, "data_dir": folder, "test_split": split, "strict": False},
+                                           base=params))
+
+
+def run_on(params, overrides, test, check_labels=False):
+    """Train with `overrides`, then score last.pt on the ImageSet `test`."""
+    run_params = make_parameters(overrides, base=params)
+    train(run_params)
+    return evaluate(run_params.model_dir, test, run_params, check_labels)
+
+
+def exp_swust(params, ctx):
+    return folder_run(params, {**SMALL_DATA, **ctx.budget, "data_dir": ctx.swust, "test_split": 0.2,
+                               "ignore_case": True, "image_width": 96, "image_height": 32},
+                      check_labels=params.seed == 0)
+
+
+def exp_captcha_images_v2(params, ctx):
+    # 200x50 read at 128x32 (160x40 measured no better: 0.9712 after 5 minutes; 128x32 0.9808 after 4).
+    return folder_run(params, {**SMALL_DATA, **ctx.budget, "test_split": 0.1, "image_width": 128, "image_height": 32,
+                               "data_dir": os.path.join(ctx.datasets, "captcha_images_v2")})
+
+
+def exp_sim_to_real(params, ctx):
+    train_dir, test_dir = generated(params, "sim_to_real", SWUST_STYLE)
+    # Augmented although the set is large: shifts, blur and noise are what carry a synthetic
+    # style over to the real one (the synthetic test set alone is read at 0.999 without them).
+    return folder_run(params, {**SWUST_STYLE, **ctx.budget, "train_dir": train_dir, "test_dir": test_dir,
+                               "augment": "on"}, test_folder=ctx.swust)
+
+
+def exp_swust_pretrained(params, ctx):
+    return folder_run(params, {**SMALL_DATA, **ctx.budget, "infer_charset": False, **SWUST_STYLE,
+                               "data_dir": ctx.swust, "test_split": 0.2, "lr": 1e-3,
+                               "init_from": synthetic_model("swust_pretrained")}, check_labels=params.seed == 0)
+
+
+def exp_fine_tune(params, ctx):
+    start_from = synthetic_model("fine_tune")
+    synthetic_train, _ = generated(params, "sim_to_real", SWUST_STYLE)  # already there after sim_to_real
+    train_dir, test_dir = fine_tune_folders(ctx.swust, ctx.work, params.seed)
+    return folder_run(params, {**SWUST_STYLE, **ctx.budget, "train_dir": train_dir, "test_dir": test_dir,
+                               "train_repeat": FINE_TUNE_REPEATS, "mix_dir": synthetic_train,
+                               "mix_count": FINE_TUNE_SYNTHETIC, "init_from": start_from,
+                               "augment": "on", "lr": 1e-3, "warmup": 0.1})
+
+
+def exp_captcha_default(params, ctx):
+    style = {"style": "captcha_default", "charset": DIGITS + UPPER}
+    train_dir, test_dir = generated(params, "captcha_default", style)
+    # Read at the native 160x60 with 1/16 feature columns (the cost of 120x45 at 1/8): at 80x30
+    # the stock font's 0 and O, stretched to one box, became the same blob (on a GPU: 0.948 after 5
+    # epochs, 71 of its 108 wrong characters 0/O); at 160x60 they part (0.9915 after 7).
+    return folder_run(params, {**style, **ctx.budget, "train_dir": train_dir, "test_dir": test_dir,
+                               "feature_stride": 16})
+
+
+def exp_original_style(params, ctx):
+    """The seed style against the original project's own generator (original_style/): trained on generated
+    captchas only, read on both; `transfer` is original_style's case-insensitive accuracy over the own test's."""
+    train_dir, test_dir = generated(params, "original_style", {"style": "seed"})
+    run_params = make_parameters({"style": "seed", **ctx.budget, "train_dir": train_dir, "test_dir": test_dir},
+                                 base=params)
+    train(run_params)
+    own = evaluate(run_params.model_dir, load_folder(test_dir, run_params, quiet=True), run_params)
+    original = evaluate(run_params.model_dir, load_folder(os.path.join(ctx.datasets, "original_style"),
+                                                          make_parameters({"strict": False}, base=run_params),
+                                                          quiet=True), run_params)
+    original["own test"] = own
+    original["transfer"] = original["accuracy_ignore_case"] / max(1e-9, own["accuracy_ignore_case"])
+    return original
+
+
+def swust_self_folders(params, ctx, labelled):
+    """(labelled folder or None, unlabelled folder, test ImageSet) from the seeded 80/20 split of all swust
+    (the `swust` experiment's): `labelled` images of the 80% keep their labels, the rest of it loses them."""
+    train_part, test = real_split(params, ctx, ctx.swust, 0.2, SWUST_STYLE)
+    names = list(train_part.names)
+    random.Random(params.seed).shuffle(names)
+    paths = [os.path.join(ctx.swust, name) for name in names]
+    root = os.path.join(ctx.work, "swust_self")
+    labelled_dir = link_folder(os.path.join(root, "labelled"), paths[:labelled]) if labelled else None
+    return labelled_dir, link_folder(os.path.join(root, "unlabelled"), paths[labelled:], opaque=True), test
+
+
+def exp_swust_self(params, ctx):
+    """Zero labels: the sim_to_real model self-trained on 80% of the real swust captchas without their labels,
+    read on the other 20%."""
+    _, unlabelled, test = swust_self_folders(params, ctx, 0)
+    train_dir, test_dir = generated(params, "sim_to_real", SWUST_STYLE)
+    return run_on(params, {**SWUST_STYLE, **ctx.budget, **ADAPT, "train_dir": train_dir, "test_dir": test_dir,
+                           "unlabelled_dir": unlabelled, "init_from": synthetic_model("swust_self")}, test,
+                  check_labels=params.seed == 0)
+
+
+def exp_swust_fine_tune_200(params, ctx):
+    """200 labelled images of the 80% (the fine_tune recipe), read on the same 20% as swust_self."""
+    labelled, _, test = swust_self_folders(params, ctx, FINE_TUNE_IMAGES)
+    synthetic_train, synthetic_test = generated(params, "sim_to_real", SWUST_STYLE)
+    return run_on(params, {**SWUST_STYLE, **ctx.budget, **ADAPT, "train_dir": labelled, "test_dir": synthetic_test,
+                           "train_repeat": FINE_TUNE_REPEATS, "mix_dir": synthetic_train,
+                           "mix_count": FINE_TUNE_SYNTHETIC, "init_from": synthetic_model("swust_fine_tune_200")},
+                  test, check_labels=params.seed == 0)
+
+
+def exp_swust_self_200(params, ctx):
+    """200 labelled images of the 80% and the rest of it unlabelled, read on the same 20%."""
+    labelled, unlabelled, test = swust_self_folders(params, ctx, FINE_TUNE_IMAGES)
+    synthetic_train, synthetic_test = generated(params, "sim_to_real", SWUST_STYLE)
+    return run_on(params, {**SWUST_STYLE, **ctx.budget, **ADAPT, "train_dir": labelled, "test_dir": synthetic_test,
+                           "train_repeat": FINE_TUNE_REPEATS, "mix_dir": synthetic_train,
+                           "mix_count": FINE_TUNE_SYNTHETIC, "unlabelled_dir": unlabelled,
+                           "init_from": synthetic_model("swust_self_200")}, test, check_labels=params.seed == 0)
+
+
+V2_STYLE = {"style": "captcha_images_v2", "image_width": 128, "image_height": 32}  # drawn at 200x50, read at 128x32
+
+
+def exp_v2_sim(params, ctx):
+    """Trained only on the captcha_images_v2 style, read on every real captcha_images_v2 image."""
+    train_dir, test_dir = generated(params, "v2_sim", {"style": "captcha_images_v2"})
+    real = os.path.join(ctx.datasets, "captcha_images_v2")
+    return folder_run(params, {**V2_STYLE, **ctx.budget, "train_dir": train_dir, "test_dir": test_dir,
+                               "augment": "on"}, test_folder=real)
+
+
+def exp_v2_self(params, ctx):
+    """Zero labels: the v2_sim model self-trained on a seeded 90% of captcha_images_v2 without labels, read on
+    the other 10%."""
+    real = os.path.join(ctx.datasets, "captcha_images_v2")
+    train_part, test = real_split(params, ctx, real, 0.1, V2_STYLE)
+    unlabelled = link_folder(os.path.join(ctx.work, "v2_self", "unlabelled"),
+                             [os.path.join(real, name) for name in train_part.names], opaque=True)
+    train_dir, test_dir = generated(params, "v2_sim", {"style": "captcha_images_v2"})
+    start = os.path.join("runs", "real_v2_sim", "last.pt")
+    if not os.path.isfile(start):
+        fail(f"v2_self starts from {start}: run the v2_sim experiment first")
+    return run_on(params, {**V2_STYLE, **ctx.budget, **ADAPT, "train_dir": train_dir, "test_dir": test_dir,
+                           "unlabelled_dir": unlabelled, "init_from": start}, test)
+
+
+EXPERIMENTS = {name[4:]: function for name, function in list(globals().items()) if name.startswith("exp_")}
+
+
+def print_results(results, started):
+    print(f"\nreal-captcha benchmark, {os.cpu_count()} CPU cores, {(time.perf_counter() - started) / 60:.0f} min in all")
+    print(f"{'experiment':22s} {'test images':>11s} {'accuracy':>9s} {'no case':>8s} {'train min':>9s}")
+    for name, metrics in results.items():
+        print(f"{name:22s} {metrics['count']:11d} {metrics['accuracy']:9.4f} {metrics['accuracy_ignore_case']:8.4f} "
+              f"{metrics['minutes']:9.1f}")
+        for key, value in metrics.items():
+            if key.startswith("batch ") or key == "own test":
+                print(f"  {key:20s} {value.get('count', 0) or '':>11} {value['accuracy']:9.4f} "
+                      f"{value['accuracy_ignore_case']:8.4f}")
+        if "transfer" in metrics:
+            print(f"  {'transfer':20s} {'':11s} {metrics['transfer']:9.4f}  (case-insensitive, original_style / own test)")
+        if "labels right" in metrics:
+            right = metrics["labels right"]
+            print(f"  {'labels right':20s} {right['count']:11d} {right['accuracy']:9.4f} "
+                  f"{right['accuracy_ignore_case']:8.4f}  (without the {metrics['count'] - right['count']} "
+                  f"test images whose labels are wrong: MISLABELLED)")
+
+
 def main(argv=None):
     params, arguments = parse_args(argv, doc=__doc__, script=__file__, positional=True)
     datasets = arguments[0] if arguments else os.path.join("..", "shared", "datasets")
     if not os.path.isdir(os.path.join(datasets, "swust_cas")):
         fail(f"{datasets!r} has no swust_cas folder: pass the datasets folder as the first argument")
-    unknown = set(params.bench_real) - set(MINUTES)
-    if unknown:
-        fail(f"unknown experiments {sorted(unknown)} (choose from {', '.join(MINUTES)})")
     params = make_parameters({"visdom": False, "epochs": 100000}, base=params)
     work = os.path.join("data", "real_bench")
     os.makedirs(work, exist_ok=True)
-    swust = swust_folder(datasets, work)
-    results = {}
-    started = time.perf_counter()
-    swust_style = {"style": "swust", "ignore_case": True}
+    ctx = types.SimpleNamespace(datasets=datasets, work=work, swust=swust_folder(datasets, work), budget=None)
+    results, started = {}, time.perf_counter()
     for name in params.bench_real:
-        budget = {"time_budget": minutes(params, name), "model_dir": f"runs/real_{name}"}
-        print(f"\n=== {name} ({budget['time_budget']:g} min of training) ===", flush=True)
-        if name == "swust":
-            results[name] = folder_run(params, {**SMALL_DATA, **budget, "data_dir": swust, "test_split": 0.2,
-                                                "ignore_case": True, "image_width": 96, "image_height": 32},
-                                       check_labels=params.seed == 0)
-        elif name == "captcha_images_v2":
-            # 200x50 read at 128x32 (160x40 measured no better: 0.9712 after 5 minutes; 128x32 0.9808 after 4).
-            results[name] = folder_run(params, {**SMALL_DATA, **budget, "test_split": 0.1, "image_width": 128,
-                                                "image_height": 32,
-                                                "data_dir": os.path.join(datasets, "captcha_images_v2")})
-        elif name == "sim_to_real":
-            train_dir, test_dir = generated(params, name, swust_style)
-            # Augmented although the set is large: shifts, blur and noise are what carry a synthetic
-            # style over to the real one (the synthetic test set alone is read at 0.999 without them).
-            results[name] = folder_run(params, {**swust_style, **budget, "train_dir": train_dir,
-                                                "test_dir": test_dir, "augment": "on"}, test_folder=swust)
-        elif name == "swust_pretrained":
-            results[name] = folder_run(params, {**SMALL_DATA, **budget, "infer_charset": False, **swust_style,
-                                                "data_dir": swust, "test_split": 0.2, "lr": 1e-3,
-                                                "init_from": synthetic_model(name)},
-                                       check_labels=params.seed == 0)
-        elif name == "fine_tune":
-            start_from = synthetic_model(name)
-            synthetic_train, _ = generated(params, "sim_to_real", swust_style)  # already there after sim_to_real
-            train_dir, test_dir = fine_tune_folders(swust, work, params.seed)
-            results[name] = folder_run(params, {**swust_style, **budget, "train_dir": train_dir, "test_dir": test_dir,
-                                                "train_repeat": FINE_TUNE_REPEATS, "mix_dir": synthetic_train,
-                                                "mix_count": FINE_TUNE_SYNTHETIC, "init_from": start_from,
-                                                "augment": "on", "lr": 1e-3, "warmup": 0.1})
-        elif name == "captcha_default":
-            style = {"style": "captcha_default", "charset": DIGITS + UPPER}
-            train_dir, test_dir = generated(params, name, style)
-            # Read at the native 160x60 with 1/16 feature columns (the cost of 120x45 at 1/8): at 80x30
-            # the stock font's 0 and O, stretched to one box, became the same blob (on a GPU: 0.948 after 5
-            # epochs, 71 of its 108 wrong characters 0/O); at 160x60 they part (0.9915 after 7).
-            results[name] = folder_run(params, {**style, **budget, "train_dir": train_dir, "test_dir": test_dir,
-                                                "feature_stride": 16})
-    print(f"\nreal-captcha benchmark, {os.cpu_count()} CPU cores, {(time.perf_counter() - started) / 60:.0f} min in all")
-    print(f"{'experiment':18s} {'test images':>11s} {'accuracy':>9s} {'no case':>8s} {'train min':>9s}")
-    for name, metrics in results.items():
-        print(f"{name:18s} {metrics['count']:11d} {metrics['accuracy']:9.4f} {metrics['accuracy_ignore_case']:8.4f} "
-              f"{metrics['minutes']:9.1f}")
-        for key, value in metrics.items():
-            if key.startswith("batch "):
-                print(f"  {key:16s} {'':11s} {value['accuracy']:9.4f} {value['accuracy_ignore_case']:8.4f}")
-        if "labels right" in metrics:
-            right = metrics["labels right"]
-            print(f"  {'labels right':16s} {right['count']:11d} {right['accuracy']:9.4f} "
-                  f"{right['accuracy_ignore_case']:8.4f}  (without the {metrics['count'] - right['count']} "
-                  f"test images whose labels are wrong: MISLABELLED)")
+        ctx.budget = {"time_budget": minutes(params, name), "model_dir": f"runs/real_{name}"}
+        print(f"\n=== {name} ({ctx.budget['time_budget']:g} min of training) ===", flush=True)
+        results[name] = EXPERIMENTS[name](params, ctx)
+    print_results(results, started)
 
 
 if __name__ == "__main__":

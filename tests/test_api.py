@@ -122,6 +122,7 @@ def test_original_client_request_and_every_accepted_shape(service):
     assert reply["prediction_ignore_case"] == text.lower()
     assert len(reply["confidences"]) == 4 and all(0 < c <= 1 for c in reply["confidences"])
     assert reply["confidence"] == pytest.approx(sum(reply["confidences"]) / 4, abs=1e-3)
+    assert reply["unsure"] == (min(reply["confidences_ignore_case"]) < 0.8)  # unsure_below's default
 
     assert post_json(port, {"image": encoded})[1]["prediction"] == text  # no data: prefix
     urlsafe = base64.urlsafe_b64encode(image).decode().rstrip("=")  # URL-safe alphabet, no padding
@@ -244,6 +245,9 @@ def test_upload_page_in_headless_chromium(service, tmp_path):
         WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "prediction").text.strip())
         assert driver.find_element(By.ID, "prediction").text.strip() == expected["prediction"]
         assert driver.find_element(By.ID, "error").text == ""
+        unsure = driver.find_element(By.ID, "unsure").text
+        assert unsure.startswith("unsure") if expected["unsure"] else unsure == ""
+        assert ("unsure" in driver.find_element(By.ID, "prediction").get_attribute("class")) == expected["unsure"]
         rows = driver.find_elements(By.CSS_SELECTOR, "#confidences tr")
         assert len(rows) == 4
         shown = [float(row.find_elements(By.TAG_NAME, "td")[2].text.rstrip("%")) for row in rows]

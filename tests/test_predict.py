@@ -135,7 +135,8 @@ def test_user_pred_reads_a_file_and_a_folder(tiny_run, tmp_path):
     lines = result.stdout.decode().splitlines()
     assert len(lines) == 4 and lines[0].startswith(files[0] + ": ")
     for line in lines:
-        match = re.search(r": (\S{4})  \(ignoring case: (\S{4})\)  confidences((?: [\d.]+){4})  [\d.]+ ms$", line)
+        match = re.search(r": (\S{4})  \(ignoring case: (\S{4})\)  confidences((?: [\d.]+){4})  [\d.]+ ms(  UNSURE)?$",
+                          line)
         assert match, line
         assert all(0 < float(c) <= 1 for c in match.group(3).split())
 
@@ -219,3 +220,38 @@ def test_user_pred_into_a_closed_pipe_ends_quietly(tiny_run):
     errors = process.stderr.read().decode()
     process.wait(120)
     assert errors == "" and process.returncode == 1
+
+
+def test_unsure_reads_are_marked_by_the_setting(tiny_run, tmp_path):
+    files = sample_files(tiny_run, 6)
+    marks = {}
+    for below in ("0", "1.01"):
+        result = user_pred(tiny_run, f"--unsure_below={below}", "--json", *files)
+        assert result.returncode == 0, result.stderr.decode()
+        marks[below] = [item["unsure"] for item in json.loads(result.stdout)]
+    assert marks == {"0": [False] * 6, "1.01": [True] * 6}
+    predictor = load_model(tiny_run["checkpoint"], make_parameters({"unsure_below": 0.9}))
+    for result in predict(predictor, [Image.open(path) for path in files]):
+        assert result["unsure"] == (min(result["confidences_ignore_case"]) < 0.9)
+    printed = user_pred(tiny_run, "--unsure_below=1.01", files[0]).stdout.decode()
+    assert printed.rstrip().endswith("ms  UNSURE")
+
+
+def test_user_test_lists_the_least_sure_reads_of_an_unlabelled_folder(tiny_run, tmp_path, script):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    for index, path in enumerate(sample_files(tiny_run, 30)):
+        shutil.copy(path, folder / f"shot{index:03d}.jpg")  # no labels: the names say nothing
+    result = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={folder}",
+                    "--least_sure=8", f"--cache_dir={tmp_path / 'cache'}", f"--report_dir={tmp_path / 'report'}")
+    assert "the 8 least sure of 30 reads" in result.stdout
+    rows = (tmp_path / "report" / "site_least_sure.tsv").read_text().splitlines()[1:]
+    assert len(rows) == 8
+    confidences = [float(row.split("\t")[2]) for row in rows]
+    assert confidences == sorted(confidences)
+    predictor = load_model(tiny_run["checkpoint"])
+    everything = predict(predictor, [(folder / name).read_bytes() for name in sorted(os.listdir(folder))])
+    assert max(confidences) <= sorted(min(r["confidences_ignore_case"]) for r in everything)[8] + 1e-4
+    labelled = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={tiny_run['params'].test_dir}",
+                      f"--cache_dir={tmp_path / 'cache'}", f"--report_dir={tmp_path / 'report'}", "--unsure_below=1.01")
+    assert "200 of 200 reads unsure" in labelled.stdout
