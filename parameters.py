@@ -134,7 +134,7 @@ class Parameters:
     resume: bool = False  # continue the run in model_dir from last.pt, with the settings it was started with
     unlabelled_dir: str = ""  # self-training: folder of the target site's captchas without labels; confident reads join training
     unlabelled_fraction: float = 0.25  # self-training: share of each training batch taken from confidently read unlabelled captchas
-    pseudo_threshold: float = 0.9  # self-training: lowest confidence (mean over the views) of each character of a read that is used
+    pseudo_threshold: float = 0.8  # self-training: lowest confidence (mean over the views) of each character of a read that is used
     pseudo_views: int = 4  # self-training: views each unlabelled captcha is read in (as it is, and augmented copies); all must agree
     pseudo_every: int = 0  # self-training: steps between re-reads of the unlabelled captchas (0 = at every epoch's start)
     extend: float = 0.0  # with --resume: train this many more minutes on a short cosine tail from lr/10, no warm-up (0 = off)

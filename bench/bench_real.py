@@ -41,7 +41,7 @@ from userPred import load_model  # noqa: E402
 
 MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 12, "swust_pretrained": 4,
            "captcha_default": 36, "original_style": 20, "swust_self": 10, "swust_fine_tune_200": 8,
-           "swust_self_200": 8, "v2_sim": 12, "v2_self": 6}
+           "swust_self_200": 8, "v2_sim": 10, "v2_self": 5}
 SMALL_DATA = {"batch_size": 64, "augment": "on", "infer_charset": True}
 GENERATED = {"sim_to_real": (80000, 2000), "captcha_default": (150000, 2000), "original_style": (200000, 10000),
              "v2_sim": (60000, 2000)}  # (train, test) images
