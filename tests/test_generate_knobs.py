@@ -205,3 +205,18 @@ def test_bench_style_prints_statistics_beside_a_folder(tmp_path, script):
     assert abs(float(rows["ink fraction"][2])) < 0.06  # the same style on both sides
     bad = script("bench/bench_style.py", str(tmp_path / "missing"), check=False)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_bench_style_tells_seed_from_captcha_default(tmp_path, script):
+    def statistics(style, folder):
+        result = script("bench/bench_style.py", f"--style={style}", "--bench_style_count=40", str(folder))
+        return {line[:22].strip(): [float(value) for value in line.split()[-3:]]
+                for line in result.stdout.splitlines()[2:] if len(line.split()) >= 3}
+
+    for style in ("seed", "captcha_default"):
+        generate_split(make_parameters({"style": style, "workers": 1}), str(tmp_path / style), "train", 40)
+    same = statistics("seed", tmp_path / "seed")
+    other = statistics("seed", tmp_path / "captcha_default")
+    assert other["width"][1] == 160 and other["PNG fraction"][1] == 0  # the stock size, saved as JPEG
+    for key in ("ink fraction", "sharpness", "ink top row", "digit fraction"):
+        assert abs(other[key][2]) > 2 * abs(same[key][2]) + 1e-3, key  # far apart where seed meets itself
