@@ -4,11 +4,19 @@
     python main.py --time_budget=20                  # fit the schedule to 20 minutes of training
     python main.py --data_dir=my_captchas --test_split=0.2 --infer_charset    # a real labelled folder
     python main.py --data_dir=my_captchas --init_from=model/best.pt --infer_charset   # fine-tune on it
+    python main.py --unlabelled_dir=site_captchas --init_from=model/last.pt --augment=on   # self-training
     python main.py --model_preset=original           # the original project's ResNet-18 on 32x32
     torchrun --standalone --nproc_per_node=4 main.py # several GPUs (batch_size is per GPU)
 
 Writes model_dir/best.pt (best case-insensitive test accuracy), model_dir/last.pt, log.csv and
 curves.png, and plots live to a visdom server when one runs (`make visdom`).
+
+Self-training. With --unlabelled_dir (captchas of the target site, no labels needed), the model reads
+them at the start of every epoch (or every pseudo_every steps), as they are and in pseudo_views - 1
+augmented copies; a read that every view agrees on, each character at least pseudo_threshold sure,
+joins training with the text read (unlabelled_fraction of each batch), beside the labelled or
+generated training folder. The reads are read again every round as the model improves; log.csv, the
+console and the dashboard count those used and those that changed.
 
 Resuming. Ctrl-C (or SIGTERM) finishes the step in flight, saves model_dir/last.pt and prints the
 command that continues the run; a second Ctrl-C stops at once. last.pt holds every setting of the

@@ -8,7 +8,8 @@
     python userPred.py --backend=onnx captcha.jpg          # onnxruntime on best.onnx (python export_onnx.py)
 
 The checkpoint (default model_dir/best.pt) carries the charset, captcha length and image size, so
-no other setting is needed. A file that is missing or not an image gets a one-line error; the others
+no other setting is needed. A read whose least sure character is below --unsure_below (ignoring case)
+ends in UNSURE ("unsure": true in JSON). A file that is missing or not an image gets a one-line error; the others
 are still read, and the exit status is 1 when any failed.
 
 As a library this module is the single path from images to text, shared by userTest.py, the API,

@@ -3,6 +3,7 @@
     python userTest.py                                      # golden_set/ with model_dir/best.pt
     python userTest.py --checkpoint=runs/big/best.pt --golden_dir=my_site_captchas
     python userTest.py --golden_dir=data/captcha/test       # any labelled folder works
+    python userTest.py --golden_dir=site_captchas --least_sure=50   # the 50 reads to label first (no labels needed)
 
 Prints whole-captcha accuracy case-sensitive and case-insensitive (what most sites check), per-
 character accuracy and the most frequent character confusions (truth->prediction), and writes into
@@ -10,6 +11,9 @@ report_dir (default: report/ beside the checkpoint) a PNG grid of the mispredict
 truth and prediction, and a JSON report of the counts, metrics, confusions and every wrong item.
 Wrong items come most confident first: a misread the model is sure of in every character is often
 a wrong label (a real data set's labels are typed by people), so those are the ones to check first.
+It also says how many reads are unsure (a character below unsure_below) and how right the sure ones
+are. With --least_sure=N it writes the N least sure reads of the folder, labelled or not, to
+report_dir/FOLDER_least_sure.tsv: the captchas whose labels would teach the model most.
 
 Labels come from file names (`LABEL.jpg`, `LABEL_anything.jpg`) or a labels.csv, as for training
 (see golden_set/README.md). The folder is read at the checkpoint's image size, charset and length.
