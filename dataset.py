@@ -122,16 +122,34 @@ def format_confusions(pairs):
 
 
 def preprocess(image, width, height):
-    """Any PIL image (any size or mode) -> uint8 array (height, width, 3), the model's input."""
+    """Any PIL image (any size, any mode, animated or not) -> uint8 array (height, width, 3), the model's
+    input: the picture a person sees (an animated file's first frame; transparent parts as white paper;
+    16-bit, 32-bit and float grey scaled to 8 bits, not clipped to white)."""
+    if getattr(image, "is_animated", False):
+        image.seek(0)
+    image = eight_bit(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
-        image = Image.new("RGB", rgba.size, "white")  # transparent parts read as white paper
+        image = Image.new("RGB", rgba.size, "white")
         image.paste(rgba, mask=rgba.getchannel("A"))
     elif image.mode != "RGB":
         image = image.convert("RGB")
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
+
+
+def eight_bit(image):
+    """Grey images of more than 8 bits (I;16*, I, F) as 'L': Pillow's own conversion clips them, so a
+    16-bit captcha would read as a white page. Integers span 16 bits; floats 0-1 (or 0-255 when larger)."""
+    if not (image.mode.startswith("I") or image.mode == "F"):
+        return image
+    grey = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        grey = grey * 255 if grey.size and grey.max() <= 1.0 else grey
+    else:
+        grey = grey / 257  # 65535 -> 255
+    return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
 
 
 def read_image(path, width, height):

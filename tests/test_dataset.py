@@ -7,6 +7,7 @@ from PIL import Image
 
 from conftest import tiny_params
 from dataset import Charset, DataError, decode_logits, load_folder, preprocess
+from parameters import make_parameters
 from generate_captcha import generate_split
 
 
@@ -84,3 +85,48 @@ def test_labels_file_and_cache_invalidation(tmp_path):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_folder(str(tmp_path / "nothing"), tiny_params(tmp_path))
+
+
+def test_every_image_mode_reads_as_the_picture_a_person_sees():
+    """Each Pillow mode of one captcha gives (nearly) the pixels of its 8-bit RGB picture."""
+    from generate_captcha import make_sample
+    from custom_captcha_image import make_generator
+    params = make_parameters({"style": "seed_v1", "render_jitter": ()})
+    _, picture = make_sample(make_generator(params), params, "modes", 0)
+    grey = picture.convert("L")
+    levels = np.asarray(grey, dtype=np.int64)
+    expected_grey = preprocess(grey, 64, 24).astype(int)
+    with_alpha = picture.convert("RGBA")
+    variants = {
+        "I;16": (Image.fromarray((levels * 257).astype(np.uint16)), expected_grey),
+        "I": (Image.fromarray((levels * 257).astype(np.int32)), expected_grey),
+        "F": (Image.fromarray((levels / 255).astype(np.float32)), expected_grey),
+        "L": (grey, expected_grey),
+        "LA": (grey.convert("LA"), expected_grey),
+        "P": (picture.convert("P"), preprocess(picture.convert("P").convert("RGB"), 64, 24).astype(int)),
+        "RGBA": (with_alpha, preprocess(picture, 64, 24).astype(int)),
+        "CMYK": (picture.convert("CMYK"), preprocess(picture, 64, 24).astype(int)),
+        "1": (grey.convert("1"), preprocess(grey.convert("1").convert("L"), 64, 24).astype(int)),
+    }
+    for mode, (image, expected) in variants.items():
+        assert image.mode == mode
+        assert np.abs(preprocess(image, 64, 24).astype(int) - expected).max() <= 1, mode
+    assert preprocess(variants["I;16"][0], 64, 24).mean() < 250  # not the white page Pillow's convert gives
+
+
+def test_transparent_parts_read_as_white_paper_and_animations_as_their_first_frame(tmp_path):
+    clear = Image.new("RGBA", (64, 24), (0, 0, 0, 0))
+    clear.paste((20, 20, 20, 255), (10, 5, 30, 20))
+    read = preprocess(clear, 64, 24)
+    assert (read[0, 0] == 255).all() and (read[10, 15] == 20).all()
+    saved = tmp_path / "transparent.png"
+    clear.convert("P").save(saved, transparency=0)  # a palette image whose index 0 is transparent
+    with Image.open(saved) as palette:
+        assert palette.mode == "P" and "transparency" in palette.info
+        assert (preprocess(palette, 64, 24)[0, 0] == 255).all()
+    frames = [Image.new("RGB", (64, 24), "white"), Image.new("RGB", (64, 24), "black")]
+    path = tmp_path / "animated.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with Image.open(path) as animated:
+        animated.seek(1)
+        assert animated.is_animated and preprocess(animated, 64, 24).min() == 255
