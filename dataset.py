@@ -38,6 +38,9 @@ class Charset:
     """The classes: characters in index order, and the one encode/decode pair of the project."""
 
     def __init__(self, chars, length):
+        repeated = sorted({char for char in chars if chars.count(char) > 1})
+        if repeated:
+            raise DataError(f"charset {chars!r} repeats {''.join(repeated)!r}: each character is one class")
         self.chars = chars
         self.length = length
         self.index = {char: position for position, char in enumerate(chars)}
@@ -168,29 +171,40 @@ def label_from_name(name):
 
 
 def read_labels_file(folder):
-    """{file name: label} from folder/labels.csv, or None when there is none."""
+    """({file name: label}, [(file name, problem)]) from folder/labels.csv, or (None, []) when there is none.
+
+    A UTF-8 byte-order mark is allowed; a row that is not `filename,label` and a file listed twice with
+    two labels are problems (neither label is guessed)."""
     path = os.path.join(folder, LABELS_FILE)
     if not os.path.isfile(path):
-        return None
-    labels = {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        for row_number, row in enumerate(csv.reader(handle), 1):
-            if not row or (row_number == 1 and [cell.strip().lower() for cell in row[:2]] == ["filename", "label"]):
-                continue
-            if len(row) < 2:
-                raise DataError(f"{path} line {row_number}: expected 'filename,label', got {','.join(row)!r}")
-            labels[row[0].strip()] = row[1].strip()
-    return labels
+        return None, []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+    labels, problems = {}, []
+    for row_number, row in enumerate(rows, 1):
+        cells = [cell.strip() for cell in row]
+        if not any(cells) or (row_number == 1 and [cell.lower() for cell in cells[:2]] == ["filename", "label"]):
+            continue
+        if len(cells) < 2 or any(cells[2:]):
+            problems.append((f"{LABELS_FILE} line {row_number}", f"expected 'filename,label', got {','.join(row)!r}"))
+        elif labels.setdefault(cells[0], cells[1]) != cells[1]:
+            problems.append((cells[0], f"listed twice in {LABELS_FILE}, as {labels[cells[0]]!r} and {cells[1]!r}"))
+    conflicting = {name for name, why in problems if why.startswith("listed twice")}
+    return {name: label for name, label in labels.items() if name not in conflicting}, problems
 
 
 def folder_labels(folder):
     """[(file name, label as written)] of a labelled folder, and [(file name, problem)] for unlabelled files."""
-    labels = read_labels_file(folder)
+    labels, problems = read_labels_file(folder)
     names = image_names(folder)
     if labels is None:
         return [(name, label_from_name(name)) for name in names], []
-    problems = [(name, "listed in labels.csv but not in the folder") for name in sorted(set(labels) - set(names))]
-    problems += [(name, "not listed in labels.csv") for name in names if name not in labels]
+    listed_twice = {name for name, _ in problems}
+    problems += [(name, "listed in labels.csv but not in the folder") for name in sorted(set(labels) - set(names))]
+    problems += [(name, "not listed in labels.csv") for name in names if name not in labels and name not in listed_twice]
     return [(name, labels[name]) for name in names if name in labels], problems
 
 
@@ -244,10 +258,19 @@ def report(folder, problems, total, strict):
 
 
 def _folder_signature(folder, entries, params):
-    listing = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns) for entry in os.scandir(folder))
+    listing = sorted((entry.name, *file_stamp(entry)) for entry in os.scandir(folder))
     key = [os.path.abspath(folder), listing, entries, params.image_width, params.image_height,
            Charset.from_params(params).chars, params.captcha_length, params.ignore_case]
     return hashlib.sha1(json.dumps(key).encode()).hexdigest()[:20]
+
+
+def file_stamp(entry):
+    """(size, modification time) of a folder entry; (-1, -1) for a broken link or a link loop."""
+    try:
+        stat = entry.stat()
+    except OSError:
+        return -1, -1
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _read_chunk(task):
@@ -283,8 +306,16 @@ def image_names(folder):
     """The image files of a folder, sorted (labels.csv and other files are not images)."""
     if not os.path.isdir(folder):
         raise DataError(f"folder {folder!r} does not exist")
+    # A broken link or a link loop with an image's name stays listed: reading it fails and is reported.
     return sorted(entry.name for entry in os.scandir(folder)
-                  if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS))
+                  if entry.name.lower().endswith(IMAGE_EXTENSIONS) and not is_folder(entry))
+
+
+def is_folder(entry):
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop
+        return False
 
 
 def load_unlabelled(folder, params, quiet=False):

@@ -222,8 +222,8 @@ def load_data(params, world):
     """The Data of a run with `world` processes."""
     if params.data_mode == "generate":
         if params.mix_dir or params.train_repeat != 1 or params.unlabelled_dir:
-            raise DataError("mix_dir, train_repeat and unlabelled_dir apply to folders of images (data_mode=folder): "
-                            "generate a folder of captchas to mix with them")
+            raise DataError("mix_dir, train_repeat and unlabelled_dir apply to folders of images (data_mode=folder), "
+                            "not to data_mode=generate: generate a folder of captchas to mix with them")
         train_set, order, test_set = None, None, load_folder(params.test_dir, params)
         size = params.train_count
     else:

@@ -130,3 +130,43 @@ def test_transparent_parts_read_as_white_paper_and_animations_as_their_first_fra
     with Image.open(path) as animated:
         animated.seek(1)
         assert animated.is_animated and preprocess(animated, 64, 24).min() == 255
+
+
+def test_broken_links_and_link_loops_are_reported_not_fatal(tmp_path, capsys):
+    params = tiny_params(tmp_path)
+    folder = tmp_path / "links"
+    generate_split(params, str(folder), "train", 5)
+    os.symlink(tmp_path / "nowhere.jpg", folder / "abcd_gone.jpg")
+    os.symlink(folder / "abcd_loop.jpg", folder / "abcd_loop.jpg")  # a link to itself
+    os.symlink(tmp_path / "nowhere.txt", folder / "notes.txt")
+    loaded = load_folder(str(folder), params)
+    assert len(loaded) == 5
+    out = capsys.readouterr().out
+    assert "2 of 7 files" in out and "abcd_gone.jpg: cannot read image" in out and "abcd_loop.jpg" in out
+
+
+def test_labels_file_with_bom_duplicates_and_extra_columns(tmp_path, capsys):
+    params = tiny_params(tmp_path)
+    folder = tmp_path / "listed"
+    generate_split(params, str(folder), "train", 4)
+    names = sorted(os.listdir(folder))
+    rows = ["filename,label", f"{names[0]},{names[0][:4]}", f"{names[1]},{names[1][:4]}", f"{names[1]},ffff",
+            f"{names[2]},{names[2][:4]},extra", f"{names[3]},{names[3][:4]}", f"{names[3]},{names[3][:4]}"]
+    (folder / "labels.csv").write_bytes("\ufeff".encode() + "\n".join(rows).encode())
+    loaded = load_folder(str(folder), params)
+    assert sorted(loaded.names) == [names[0], names[3]]  # a repeated identical row is fine
+    out = capsys.readouterr().out
+    assert f"listed twice in labels.csv, as '{names[1][:4]}' and 'ffff'" in out
+    assert "labels.csv line 5: expected 'filename,label'" in out and "\\ufeff" not in out
+    (folder / "labels.csv").write_bytes("filename,label\nx.jpg,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match="is not UTF-8 text"):
+        load_folder(str(folder), params)
+
+
+def test_a_charset_that_repeats_a_character_is_refused(tmp_path, script):
+    with pytest.raises(DataError, match="repeats 'a'"):
+        Charset("abca", 4)
+    result = script("main.py", "--charset=0123456789aa", f"--train_dir={tmp_path}", f"--test_dir={tmp_path}",
+                    "--visdom=false", check=False)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: charset '0123456789aa' repeats 'a': each character is one class"]
