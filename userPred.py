@@ -195,6 +195,11 @@ def open_image(data, max_pixels=0):
     return image
 
 
+def is_unsure(confidences_ignore_case, below):
+    """A read to check (or to label): its least sure character, ignoring case, is below `below`."""
+    return bool(min(confidences_ignore_case) < below)
+
+
 def predict(predictor, images, max_pixels=0):
     """Read PIL images and/or image bytes: a list of results, one per image, in order.
 
@@ -213,10 +218,10 @@ def predict(predictor, images, max_pixels=0):
     logits = predictor.logits(np.stack(arrays))  # a writable copy: torch warns on read-only arrays
     texts, confidences = decode_logits(logits, predictor.charset)
     folded, folded_confidences = decode_logits(logits, predictor.charset, fold_case=True)
-    unsure = predictor.params.unsure_below
+    below = predictor.params.unsure_below
     return [{"text": text, "text_ignore_case": lower, "confidences": [float(c) for c in row],
              "confidences_ignore_case": [float(c) for c in folded_row], "confidence": float(row.mean()),
-             "unsure": bool(folded_row.min() < unsure)}
+             "unsure": is_unsure(folded_row, below)}
             for text, lower, row, folded_row in zip(texts, folded, confidences, folded_confidences)]
 
 

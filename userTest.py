@@ -25,7 +25,7 @@ from dataset import confusions, decode_logits, format_confusions, list_folder, l
 from files import atomic_write
 from grid import image_grid
 from parameters import fail, parse_args, run_main
-from userPred import load_model_or_exit
+from userPred import is_unsure, load_model_or_exit
 
 TOP_CONFUSIONS = 15
 GRID_LIMIT = 120  # captchas drawn in the error grid; the JSON report lists them all
@@ -140,7 +140,7 @@ def main(argv=None):
     metrics, predictions = score(logits, golden.labels, predictor.charset)
     folded, folded_confidences = decode_logits(logits, predictor.charset, fold_case=True)
     _, confidences = decode_logits(logits, predictor.charset)
-    unsure = [(row.min() < params.unsure_below, lower, truth)
+    unsure = [(is_unsure(row, params.unsure_below), lower, truth)
               for row, lower, truth in zip(folded_confidences, folded, golden.labels)]
     wrong = misreads(golden, predictions, folded, confidences)
     pairs = confusions(predictions, golden.labels, TOP_CONFUSIONS)
