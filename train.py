@@ -141,6 +141,7 @@ def train(params, given=None):
             if ranks.main and progress.evaluated != progress.step:
                 predictions = evaluate_and_save(run, progress, log)
         log.finish(run, progress, predictions)
+        ranks.close(together=True)
         return progress.metrics
     finally:
         ranks.close()
@@ -500,6 +501,7 @@ def stop_interrupted(run, progress, log, number):
         save_checkpoint(last, checkpoint_of(run, progress))
         print(f"\ninterrupted: saved {last} at step {progress.step}; continue with: "
               f"{resume_command(run)}", flush=True)
+    run.ranks.close(together=True)
     raise SystemExit(128 + number)
 
 
@@ -575,8 +577,12 @@ class Ranks:
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
         return tuple(bool(value) for value in values.tolist())
 
-    def close(self):
+    def close(self, together=False):
+        """Leave the process group. `together` (a normal end): first wait until every rank is here, so that
+        no rank tears its connections down while another still uses them (gloo then aborts the process)."""
         if self.world > 1 and dist.is_initialized():
+            if together:
+                dist.barrier()
             dist.destroy_process_group()
 
 
