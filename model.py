@@ -20,6 +20,7 @@ Presets (`model_preset`):
 """
 import io
 import os
+import re
 import time
 
 import torch
@@ -180,7 +181,34 @@ def load_checkpoint(path):
         raise ProjectError(f"{path!r} is not a readable checkpoint ({type(error).__name__}: {first_line})") from None
     if not isinstance(checkpoint, dict) or not {"model", "params", "charset"} <= set(checkpoint):
         raise ProjectError(f"{path!r} is not a captcha-ocr checkpoint (no model, params and charset)")
+    problem = heads_problem(checkpoint)
+    if problem:
+        raise ProjectError(f"{path!r} is not a consistent checkpoint: {problem}")
     return checkpoint
+
+
+def heads_problem(checkpoint):
+    """Why the heads of a checkpoint do not fit the charset and captcha length saved with it (None when
+    they do). A charset longer or shorter than the heads would load and read the wrong characters."""
+    state, chars = checkpoint["model"], checkpoint["charset"]
+    if not isinstance(state, dict) or not isinstance(checkpoint["params"], dict) or not isinstance(chars, str):
+        return "its model, params or charset is not of the kind training saves"
+    try:
+        params = saved_parameters(checkpoint["params"])
+        expected = Charset.from_params(params).chars
+        Charset(chars, params.captcha_length)  # a charset that repeats a character
+    except (TypeError, ValueError) as error:
+        return str(error).splitlines()[0]
+    heads = sorted(key for key in state if re.fullmatch(r"heads\.\d+\.(weight|bias)", key))
+    count = len({key.split(".")[1] for key in heads})
+    if count != params.captcha_length:
+        return f"it has {count} character heads but its captcha_length is {params.captcha_length}"
+    sizes = sorted({state[key].shape[0] for key in heads})
+    if sizes != [len(chars)]:
+        return f"its heads read {'/'.join(map(str, sizes))} classes but its charset {chars!r} has {len(chars)}"
+    if chars != expected:
+        return f"its charset {chars!r} disagrees with the charset of its settings {expected!r}"
+    return None
 
 
 def model_from_checkpoint(checkpoint):

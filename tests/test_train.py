@@ -52,6 +52,38 @@ def test_missing_and_broken_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(str(broken))
 
 
+@pytest.mark.parametrize("edit, words", [
+    (lambda c: c.update(charset="0123456789abcde"), "heads read 16 classes but its charset '0123456789abcde' has 15"),
+    (lambda c: c.update(charset="0123456789abcdefg"), "heads read 16 classes but its charset"),
+    (lambda c: c["params"].update(captcha_length=5), "4 character heads but its captcha_length is 5"),
+    (lambda c: c.update(charset="fedcba9876543210"), "disagrees with the charset of its settings '0123456789abcdef'"),
+    (lambda c: c.update(charset="00123456789abcde"), "repeats '0'"),
+])
+def test_a_checkpoint_whose_heads_disagree_with_its_charset_is_refused(tiny_run, tmp_path, edit, words):
+    checkpoint = load_checkpoint(tiny_run["checkpoint"])
+    edit(checkpoint)
+    edited = str(tmp_path / "edited.pt")
+    save_checkpoint(edited, checkpoint)
+    with pytest.raises(ProjectError, match="is not a consistent checkpoint") as error:
+        load_checkpoint(edited)
+    assert words in str(error.value)
+
+
+def test_scripts_refuse_an_inconsistent_checkpoint_in_one_line(tiny_run, tmp_path, script):
+    checkpoint = load_checkpoint(tiny_run["checkpoint"])
+    checkpoint["charset"] = "0123456789abcde"  # one class fewer than the heads: it would read shifted characters
+    edited = str(tmp_path / "edited.pt")
+    save_checkpoint(edited, checkpoint)
+    image = os.path.join(tiny_run["params"].test_dir, sorted(os.listdir(tiny_run["params"].test_dir))[0])
+    words = "heads read 16 classes but its charset '0123456789abcde' has 15"
+    for command in (("userPred.py", f"--checkpoint={edited}", image),
+                    ("export_onnx.py", f"--checkpoint={edited}", f"--onnx_file={tmp_path / 'x.onnx'}")):
+        result = script(*command, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert words in line
+
+
 def test_model_defaults_are_the_settings_defaults():
     defaults = make_parameters({})
     assert parameter_count(CaptchaResNet(4, 62)) == parameter_count(build_model(defaults))
