@@ -6,7 +6,8 @@ Numpy only, no torch: serving with onnxruntime imports this module.
     python dataset.py --train_dir=my_captchas --strict
 
 A folder's labels come from `labels.csv` (`filename,label` rows) when present, else from each file
-name: the text before the first `_` (`aB3x_000012.jpg`), or the whole stem (`aB3x.png`). Files whose
+name: the text before the first `_` (`aB3x_000012.jpg`), or the whole stem (`aB3x.png`). Only the
+folder's own files are read: its subfolders are not (they are named in one line). Files whose
 label does not fit the charset and length, and images that cannot be read, are listed in one report
 and skipped (`--strict` makes them an error). A folder is decoded once and cached under `cache_dir`
 as a uint8 array; the cache is rebuilt when the folder's files (a file's size, times or inode), labels or
@@ -314,16 +315,29 @@ def load_folder(folder, params, quiet=False):
     image_set, unreadable = _cached_set(folder, entries, params, labelled=True)
     if not quiet:
         report(folder, problems + unreadable, len(entries) + len(problems), params.strict)
+        say_subfolders(folder)
     return image_set
 
 
 def image_names(folder):
-    """The image files of a folder, sorted (labels.csv and other files are not images)."""
+    """The image files of a folder, sorted (labels.csv and other files are not images; images in its
+    subfolders are not read, see say_subfolders)."""
     if not os.path.isdir(folder):
         raise DataError(f"folder {folder!r} does not exist")
     # A broken link or a link loop with an image's name stays listed: reading it fails and is reported.
     return sorted(entry.name for entry in os.scandir(folder)
                   if entry.name.lower().endswith(IMAGE_EXTENSIONS) and not is_folder(entry))
+
+
+def say_subfolders(folder):
+    """Name the subfolders of `folder` in one line: their images are not read (a folder is one set; to
+    read a subfolder, name it as the folder)."""
+    names = sorted(entry.name for entry in os.scandir(folder) if is_folder(entry))
+    if names:
+        more = f" and {len(names) - REPORT_LINES} more" if len(names) > REPORT_LINES else ""
+        shown = ", ".join(names[:REPORT_LINES]) + more
+        print(f"{folder}: {len(names)} subfolder{'s' if len(names) > 1 else ''} not read ({shown}): only the "
+              f"folder's own images are; name a subfolder as the folder to read it")
 
 
 def is_folder(entry):
@@ -340,6 +354,7 @@ def load_unlabelled(folder, params, quiet=False):
     image_set, unreadable = _cached_set(folder, entries, params, labelled=False)
     if not quiet:
         report(folder, unreadable, len(entries), params.strict)
+        say_subfolders(folder)
     if len(image_set) == 0:
         raise DataError(f"the unlabelled folder {folder!r} has no readable images")
     return image_set

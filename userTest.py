@@ -85,7 +85,8 @@ def misreads(golden, predictions, folded, confidences):
 def print_scores(golden, total, metrics, wrong, pairs, unsure, params, predictor):
     count, right = len(golden), round(metrics["accuracy_ignore_case"] * len(golden))
     skipped = f" ({total - count} could not be, listed above)" if total > count else ""
-    print(f"golden set {params.golden_dir}: scored {count} of {total} images{skipped}, checkpoint {predictor.checkpoint}")
+    print(f"golden set {params.golden_dir}: scored {count} of {total} images{skipped}, "
+          f"checkpoint {predictor.checkpoint}")
     print(f"whole-captcha accuracy: {metrics['accuracy']:.4f} case-sensitive "
           f"({count - len(wrong)}/{count}), {metrics['accuracy_ignore_case']:.4f} case-insensitive ({right}/{count})")
     print(f"per-character accuracy: {metrics['char_accuracy']:.4f}")
@@ -113,7 +114,8 @@ def write_report(golden, total, metrics, wrong, pairs, params, predictor, output
     else:
         print("no mispredicted captchas: no error grid written")
     report = {
-        "folder": params.golden_dir, "checkpoint": predictor.checkpoint, "images": total, "count": len(golden), "skipped": total - len(golden),
+        "folder": params.golden_dir, "checkpoint": predictor.checkpoint, "images": total, "count": len(golden),
+        "skipped": total - len(golden),
         "correct": len(golden) - len(wrong), "correct_ignore_case": round(metrics["accuracy_ignore_case"] * len(golden)),
         "metrics": metrics,
         "confusions": [{"truth": truth, "prediction": predicted, "count": n} for (truth, predicted), n in pairs],

@@ -1,13 +1,14 @@
 """Labelled folders: labels from names or labels.csv, bad files reported and skipped, one decode cache."""
 import dataclasses
 import os
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import tiny_params
-from dataset import Charset, DataError, decode_logits, load_folder, preprocess
+from dataset import Charset, DataError, decode_logits, load_folder, load_unlabelled, preprocess
 from parameters import make_parameters
 from generate_captcha import generate_split
 
@@ -236,3 +237,17 @@ def test_a_charset_that_repeats_a_character_is_refused(tmp_path, script):
                     "--visdom=false", check=False)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: charset '0123456789aa' repeats 'a': each character is one class"]
+
+
+def test_subfolders_are_named_in_one_line_and_not_read(folder, capsys):
+    names = sorted(os.listdir(folder.train_dir))
+    before = len(load_folder(folder.train_dir, folder))
+    for sub in ("more", "older"):
+        os.makedirs(os.path.join(folder.train_dir, sub))
+        shutil.copy(os.path.join(folder.train_dir, names[0]), os.path.join(folder.train_dir, sub, names[0]))
+    capsys.readouterr()
+    assert len(load_folder(folder.train_dir, folder)) == before
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "subfolder" in line]
+    assert line.startswith(f"{folder.train_dir}: 2 subfolders not read (more, older)")
+    assert len(load_unlabelled(folder.train_dir, folder)) == before
+    assert "2 subfolders not read" in capsys.readouterr().out
