@@ -199,8 +199,6 @@ ONNX_SERVING = """
 import http.client, json, sys, threading
 import waitress
 from api_demo import create_app
-from conftest import tiny_params
-from generate_captcha import generate_split
 from parameters import make_parameters
 from userPred import load_model, predict
 params = make_parameters({"backend": "onnx", "checkpoint": sys.argv[1]})
