@@ -19,7 +19,7 @@ from PIL import Image
 from api_demo import create_app
 from conftest import tiny_params
 from generate_captcha import generate_split
-from parameters import make_parameters
+from parameters import ProjectError, make_parameters
 from test_api import post_json, running_server
 from userPred import load_model, predict
 
@@ -228,6 +228,21 @@ def test_onnx_prediction_and_serving_import_no_torch(tiny_run, tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["onnxruntime"] and report["torch"] == []
     assert report["texts"] == expected and report["served"] == expected[0]
+
+
+def test_an_onnx_model_whose_metadata_charset_disagrees_with_its_output_is_refused(tiny_run, tmp_path):
+    import onnx
+    from export_onnx import METADATA_KEY, export
+    checkpoint = tmp_path / "best.pt"
+    shutil.copy(tiny_run["checkpoint"], checkpoint)
+    exported = export(str(checkpoint), ddddocr=False)["onnx"]
+    graph = onnx.load(exported)
+    [entry] = [entry for entry in graph.metadata_props if entry.key == METADATA_KEY]
+    metadata = json.loads(entry.value)
+    entry.value = json.dumps({**metadata, "charset": metadata["charset"][:-1]})  # one class fewer than the output
+    onnx.save(graph, str(tmp_path / "edited.onnx"))
+    with pytest.raises(ProjectError, match="reads 4 characters of 16 classes, its metadata says 4 of 15"):
+        load_model(params=make_parameters({"backend": "onnx", "checkpoint": str(tmp_path / "edited.onnx")}))
 
 
 def test_user_pred_into_a_closed_pipe_ends_quietly(tiny_run):
