@@ -202,6 +202,8 @@ def heads_problem(checkpoint):
     except (TypeError, ValueError) as error:
         return str(error).splitlines()[0]
     heads = sorted(key for key in state if re.fullmatch(r"heads\.\d+\.(weight|bias)", key))
+    if not all(isinstance(state[key], torch.Tensor) and state[key].dim() >= 1 for key in heads):
+        return "its heads are not weight tensors"
     count = len({key.split(".")[1] for key in heads})
     if count != params.captcha_length:
         return f"it has {count} character heads but its captcha_length is {params.captcha_length}"
