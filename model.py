@@ -8,7 +8,8 @@ and normalises them itself, so training, prediction, the API and an ONNX export 
 Output: logits (N, captcha_length, len(charset)).
 
 This module is also the one home of checkpoints (save_checkpoint writes atomically, load_checkpoint
-loads with weights_only, model_from_checkpoint), of the device (select_device) and of mixed precision
+loads with weights_only and checks that the heads fit the charset and length saved with them,
+model_from_checkpoint), of the device (select_device) and of mixed precision
 (autocast); batch_logits is the PyTorch side of userPred's Predictor.
 
 Presets (`model_preset`):
