@@ -146,11 +146,11 @@ def main(argv=None):
         least_sure_list(predictor, folder, params, output)
     entries, _ = list_folder(folder, params)
     golden = load_folder(folder, params, quiet=params.least_sure > 0 and not entries)
-    if len(golden) == 0:
+    total = len(image_names(folder))
+    if len(golden) == 0 and (params.least_sure or total == 0):
         if params.least_sure:
             return  # an unlabelled folder: the list was the job
         fail(f"the golden set {folder!r} has no usable labelled captchas; {HOW_TO_FILL}")
-    total = len(image_names(folder))
     refuse_partial_score(folder, len(golden), total, predictor.charset)
 
     logits = predictor.logits(golden.images)  # the path userPred and the API read images by

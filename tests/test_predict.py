@@ -128,6 +128,11 @@ def test_user_test_gives_no_folder_accuracy_when_most_images_cannot_be_scored(ti
     assert line.startswith(f"error: only 3 of the 40 images in {golden} could be scored") and "0123456789abcdef" in line
     assert "37 of 40 files" in result.stdout and "accuracy" not in result.stdout
     assert not (tmp_path / "report").exists()
+    for path in sample_files(tiny_run, 3):
+        os.remove(golden / os.path.basename(path))
+    result = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={golden}",
+                    f"--cache_dir={tmp_path / 'cache'}", check=False)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: only 0 of the 37 images in {golden}")
 
 
 def test_empty_or_missing_golden_set_says_what_to_do(tiny_run, tmp_path, script):
