@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 from captcha.image import DEFAULT_FONTS, ImageCaptcha
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from parameters import DIGITS, LOWER, UPPER, ProjectError, fail, parse_args, run_main
 
@@ -268,6 +268,10 @@ def check_style(params):
         raise StyleError(f"font_sizes must be at least 4 pixels, got {params.font_sizes}")
     if params.image_height < 8:
         raise StyleError(f"image_height {params.image_height} is too small (at least 8 pixels)")
+    if max(params.image_width, params.image_height) > params.max_image_side:
+        raise StyleError(f"image size {params.image_width}x{params.image_height} is over max_image_side "
+                         f"{params.max_image_side} pixels ({params.image_width * params.image_height * 3 / 1e9:.1f} "
+                         f"GB an image in RGB); raise --max_image_side if you mean it")
     for low, high, name in ((params.text_color_min, params.text_color_max, "text_color"),
                             (params.background_min, params.background_max, "background")):
         if not 0 <= low <= high <= 255:
@@ -293,6 +297,11 @@ def check_style(params):
     fonts = resolve_fonts(params.fonts)
     if not fonts:
         raise StyleError("no font files found")
+    for path in fonts:  # opened here, so a file that is not a font fails before any captcha is drawn
+        try:
+            ImageFont.truetype(path, min(params.font_sizes))
+        except OSError as error:
+            raise StyleError(f"font file {path!r} cannot be opened as a font ({error})") from None
     # Each character is squeezed to at most a third of the smallest font size; below that text is unreadable.
     needed = params.captcha_length * max(4, min(params.font_sizes) // 3)
     if params.image_width < needed:

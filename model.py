@@ -8,7 +8,8 @@ and normalises them itself, so training, prediction, the API and an ONNX export 
 Output: logits (N, captcha_length, len(charset)).
 
 This module is also the one home of checkpoints (save_checkpoint writes atomically, load_checkpoint
-loads with weights_only, model_from_checkpoint), of the device (select_device) and of mixed precision
+loads with weights_only and checks that the heads fit the charset and length saved with them,
+model_from_checkpoint), of the device (select_device) and of mixed precision
 (autocast); batch_logits is the PyTorch side of userPred's Predictor.
 
 Presets (`model_preset`):
@@ -20,6 +21,7 @@ Presets (`model_preset`):
 """
 import io
 import os
+import re
 import time
 
 import torch
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dataset import Charset
-from files import atomic_write
+from files import atomic_write, remove_stale_temporaries
 from parameters import Parameters, ProjectError, parse_args, run_main, saved_parameters, worker_count
 
 DEFAULTS = Parameters()  # CaptchaResNet's defaults are the settings' defaults
@@ -165,8 +167,10 @@ def batch_logits(model, device, amp, images):
 
 
 def save_checkpoint(path, checkpoint):
-    """torch.save of a checkpoint dict, atomically: a crash never leaves a half-written checkpoint."""
+    """torch.save of a checkpoint dict, atomically: a crash never leaves a half-written checkpoint, and the
+    temporary files of a killed earlier save of `path` are removed."""
     atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+    remove_stale_temporaries(path)
 
 
 def load_checkpoint(path):
@@ -180,7 +184,36 @@ def load_checkpoint(path):
         raise ProjectError(f"{path!r} is not a readable checkpoint ({type(error).__name__}: {first_line})") from None
     if not isinstance(checkpoint, dict) or not {"model", "params", "charset"} <= set(checkpoint):
         raise ProjectError(f"{path!r} is not a captcha-ocr checkpoint (no model, params and charset)")
+    problem = heads_problem(checkpoint)
+    if problem:
+        raise ProjectError(f"{path!r} is not a consistent checkpoint: {problem}")
     return checkpoint
+
+
+def heads_problem(checkpoint):
+    """Why the heads of a checkpoint do not fit the charset and captcha length saved with it (None when
+    they do). A charset longer or shorter than the heads would load and read the wrong characters."""
+    state, chars = checkpoint["model"], checkpoint["charset"]
+    if not isinstance(state, dict) or not isinstance(checkpoint["params"], dict) or not isinstance(chars, str):
+        return "its model, params or charset is not of the kind training saves"
+    try:
+        params = saved_parameters(checkpoint["params"])
+        expected = Charset.from_params(params).chars
+        Charset(chars, params.captcha_length)  # a charset that repeats a character
+    except (TypeError, ValueError) as error:
+        return str(error).splitlines()[0]
+    heads = sorted(key for key in state if re.fullmatch(r"heads\.\d+\.(weight|bias)", key))
+    if not all(isinstance(state[key], torch.Tensor) and state[key].dim() >= 1 for key in heads):
+        return "its heads are not weight tensors"
+    count = len({key.split(".")[1] for key in heads})
+    if count != params.captcha_length:
+        return f"it has {count} character heads but its captcha_length is {params.captcha_length}"
+    sizes = sorted({state[key].shape[0] for key in heads})
+    if sizes != [len(chars)]:
+        return f"its heads read {'/'.join(map(str, sizes))} classes but its charset {chars!r} has {len(chars)}"
+    if chars != expected:
+        return f"its charset {chars!r} disagrees with the charset of its settings {expected!r}"
+    return None
 
 
 def model_from_checkpoint(checkpoint):

@@ -49,6 +49,7 @@ class Parameters:
     infer_charset: bool = False  # main.py: take charset and captcha_length from the training folders' labels
     image_width: int = 64  # image width, pixels (also the model's input width)
     image_height: int = 24  # image height, pixels (also the model's input height)
+    max_image_side: int = 2000  # largest image_width or image_height the generator accepts, pixels (a typo must not need gigabytes)
     seed: int = 0  # seed of labels, images, splits and weight init
     # --- style: how generated captchas look ---
     style: str = "seed"  # named style preset applied before other overrides (see STYLES below)

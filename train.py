@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from dataset import (Charset, DataError, confusions, fold_label, format_confusions, infer_charset, load_folder,
                      load_training_data, load_unlabelled, preprocess, score)
-from files import atomic_write
+from files import atomic_write, remove_stale_temporaries
 from model import (autocast, batch_logits, build_model, load_checkpoint, parameter_count, save_checkpoint,
                    select_device)
 from parameters import (ARCHITECTURE_KEYS, Parameters, ParameterError, ProjectError, saved_parameters,
@@ -636,6 +636,7 @@ class RunLog:
         # A resumed run drops the rows a killed process wrote after its last.pt: one row per step and kind.
         self.rows = [row for row in self.read() if int(row["step"]) <= progress.step] if params.resume else []
         atomic_write(self.path, self.csv_text(self.rows))
+        remove_stale_temporaries(self.path)  # a killed run's half-written log.csv
         self.dashboard = Dashboard(params)
         self.window = [0.0, 0, 0, progress.seconds]  # loss sum, steps, images, training seconds at its start
         self.describe(run, progress)

@@ -127,6 +127,11 @@ def load_onnx(path, params, device=None):
     except Exception as error:  # a foreign or truncated file: one line, not a traceback
         raise ProjectError(f"{onnx_path!r} is not a captcha-ocr ONNX model ({type(error).__name__}: "
                            f"{first_line(error)})") from None
+    shape = session.get_outputs()[0].shape  # (batch, length, classes)
+    if list(shape[1:]) != [trained.captcha_length, len(metadata["charset"])]:
+        raise ProjectError(f"{onnx_path!r} is not a consistent ONNX model: it reads {shape[1]} characters of "
+                           f"{shape[2]} classes, its metadata says {trained.captcha_length} of "
+                           f"{len(metadata['charset'])} ({metadata['charset']!r})")
     params = with_saved_settings(params, metadata["params"])
 
     def run(images):

@@ -9,6 +9,8 @@ Prints whole-captcha accuracy case-sensitive and case-insensitive (what most sit
 character accuracy and the most frequent character confusions (truth->prediction), and writes into
 report_dir (default: report/ beside the checkpoint) a PNG grid of the mispredicted captchas with
 truth and prediction, and a JSON report of the counts, metrics, confusions and every wrong item.
+It says how many of the folder's images it scored; when more than half could not be (labels outside the
+checkpoint's charset or length, unreadable files) it gives no accuracy and ends with an error.
 Wrong items come most confident first: a misread the model is sure of in every character is often
 a wrong label (a real data set's labels are typed by people), so those are the ones to check first.
 It also says how many reads are unsure (a character below unsure_below) and how right the sure ones
@@ -21,7 +23,8 @@ Labels come from file names (`LABEL.jpg`, `LABEL_anything.jpg`) or a labels.csv,
 import json
 import os
 
-from dataset import confusions, decode_logits, format_confusions, list_folder, load_folder, load_unlabelled, score
+from dataset import (confusions, decode_logits, format_confusions, image_names, list_folder, load_folder,
+                     load_unlabelled, score)
 from files import atomic_write
 from grid import image_grid
 from parameters import fail, parse_args, run_main
@@ -79,9 +82,11 @@ def misreads(golden, predictions, folded, confidences):
     return sorted(wrong, key=lambda item: -min(item["confidences"]))
 
 
-def print_scores(golden, metrics, wrong, pairs, unsure, params, predictor):
+def print_scores(golden, total, metrics, wrong, pairs, unsure, params, predictor):
     count, right = len(golden), round(metrics["accuracy_ignore_case"] * len(golden))
-    print(f"golden set {params.golden_dir}: {count} captchas, checkpoint {predictor.checkpoint}")
+    skipped = f" ({total - count} could not be, listed above)" if total > count else ""
+    print(f"golden set {params.golden_dir}: scored {count} of {total} images{skipped}, "
+          f"checkpoint {predictor.checkpoint}")
     print(f"whole-captcha accuracy: {metrics['accuracy']:.4f} case-sensitive "
           f"({count - len(wrong)}/{count}), {metrics['accuracy_ignore_case']:.4f} case-insensitive ({right}/{count})")
     print(f"per-character accuracy: {metrics['char_accuracy']:.4f}")
@@ -99,7 +104,7 @@ def print_scores(golden, metrics, wrong, pairs, unsure, params, predictor):
               f"{listed}{more}")
 
 
-def write_report(golden, metrics, wrong, pairs, skipped, params, predictor, output):
+def write_report(golden, total, metrics, wrong, pairs, params, predictor, output):
     base = os.path.basename(os.path.normpath(params.golden_dir)) or "golden"
     if wrong:
         grid_path = os.path.join(output, f"{base}_errors.png")
@@ -109,7 +114,8 @@ def write_report(golden, metrics, wrong, pairs, skipped, params, predictor, outp
     else:
         print("no mispredicted captchas: no error grid written")
     report = {
-        "folder": params.golden_dir, "checkpoint": predictor.checkpoint, "count": len(golden), "skipped": skipped,
+        "folder": params.golden_dir, "checkpoint": predictor.checkpoint, "images": total, "count": len(golden),
+        "skipped": total - len(golden),
         "correct": len(golden) - len(wrong), "correct_ignore_case": round(metrics["accuracy_ignore_case"] * len(golden)),
         "metrics": metrics,
         "confusions": [{"truth": truth, "prediction": predicted, "count": n} for (truth, predicted), n in pairs],
@@ -118,6 +124,15 @@ def write_report(golden, metrics, wrong, pairs, skipped, params, predictor, outp
     report_path = os.path.join(output, f"{base}_report.json")
     atomic_write(report_path, json.dumps(report, indent=2))
     print(f"report: {report_path}")
+
+
+def refuse_partial_score(folder, scored, total, charset):
+    """End with one line when most of the folder's images could not be scored (labels outside the
+    checkpoint's charset or length, unreadable files): a score over the rest is not the folder's."""
+    if 2 * scored < total:
+        fail(f"only {scored} of the {total} images in {folder} could be scored (the others are listed above), "
+             f"so no accuracy is given for the folder; the checkpoint reads {charset.length} characters of "
+             f"{charset.chars!r}: is it the model for these captchas?")
 
 
 def main(argv=None):
@@ -129,12 +144,14 @@ def main(argv=None):
         fail(f"no golden set: folder {folder!r} does not exist; create it and {HOW_TO_FILL}")
     if params.least_sure:
         least_sure_list(predictor, folder, params, output)
-    entries, problems = list_folder(folder, params)
+    entries, _ = list_folder(folder, params)
     golden = load_folder(folder, params, quiet=params.least_sure > 0 and not entries)
-    if len(golden) == 0:
+    total = len(image_names(folder))
+    if len(golden) == 0 and (params.least_sure or total == 0):
         if params.least_sure:
             return  # an unlabelled folder: the list was the job
         fail(f"the golden set {folder!r} has no usable labelled captchas; {HOW_TO_FILL}")
+    refuse_partial_score(folder, len(golden), total, predictor.charset)
 
     logits = predictor.logits(golden.images)  # the path userPred and the API read images by
     metrics, predictions = score(logits, golden.labels, predictor.charset)
@@ -144,8 +161,8 @@ def main(argv=None):
               for row, lower, truth in zip(folded_confidences, folded, golden.labels)]
     wrong = misreads(golden, predictions, folded, confidences)
     pairs = confusions(predictions, golden.labels, TOP_CONFUSIONS)
-    print_scores(golden, metrics, wrong, pairs, unsure, params, predictor)
-    write_report(golden, metrics, wrong, pairs, len(problems) + len(entries) - len(golden), params, predictor, output)
+    print_scores(golden, total, metrics, wrong, pairs, unsure, params, predictor)
+    write_report(golden, total, metrics, wrong, pairs, params, predictor, output)
 
 
 if __name__ == "__main__":

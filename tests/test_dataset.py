@@ -1,12 +1,14 @@
 """Labelled folders: labels from names or labels.csv, bad files reported and skipped, one decode cache."""
+import dataclasses
 import os
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import tiny_params
-from dataset import Charset, DataError, decode_logits, load_folder, preprocess
+from dataset import Charset, DataError, decode_logits, load_folder, load_unlabelled, preprocess
 from parameters import make_parameters
 from generate_captcha import generate_split
 
@@ -79,7 +81,72 @@ def test_labels_file_and_cache_invalidation(tmp_path):
     Image.new("L", (90, 30), 0).save(os.path.join(params.train_dir, "img3.png"))
     open(os.path.join(params.train_dir, "labels.csv"), "a").write("img3.png,ffff\n")
     second = load_folder(params.train_dir, params)
-    assert second.labels[-1] == "ffff" and len(second) == 4 and len(os.listdir(params.cache_dir)) == 2
+    assert second.labels[-1] == "ffff" and len(second) == 4 and len(os.listdir(params.cache_dir)) == 1
+
+
+def cache_files(params):
+    return sorted(os.listdir(params.cache_dir))
+
+
+def test_a_folder_cache_replaces_its_older_copies_only(folder, tmp_path):
+    load_folder(folder.train_dir, folder)
+    [mine] = cache_files(folder)
+    other = tiny_params(tmp_path / "other", workers=1, cache_dir=folder.cache_dir)
+    generate_split(other, other.train_dir, "train", 20)
+    load_folder(other.train_dir, other)
+    [theirs] = [name for name in cache_files(folder) if name != mine]
+    legacy = os.path.join(folder.cache_dir, "0123456789abcdef0123.npz")  # the naming before names told the folder
+    open(legacy, "wb").write(b"an old cache")
+    os.remove(os.path.join(folder.train_dir, sorted(os.listdir(folder.train_dir))[0]))
+    load_folder(folder.train_dir, folder)
+    [newer] = [name for name in cache_files(folder) if name != theirs]
+    assert newer != mine and newer.split("-")[0] == mine.split("-")[0] and not os.path.exists(legacy)
+    load_folder(folder.train_dir, dataclasses.replace(folder, image_width=80))  # another reading keeps its own
+    assert len(cache_files(folder)) == 3 and {newer, theirs} < set(cache_files(folder))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "bit flipped", "contents changed"])
+def test_a_damaged_cache_is_said_in_one_line_and_rebuilt(folder, capsys, damage):
+    first = load_folder(folder.train_dir, folder)
+    [name] = cache_files(folder)
+    path = os.path.join(folder.cache_dir, name)
+    data = open(path, "rb").read()
+    if damage == "truncated":
+        data = data[:len(data) // 2]
+    elif damage == "empty":
+        data = b""
+    elif damage == "bit flipped":  # a bit in the middle of the images
+        data = data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 4]) + data[len(data) // 2 + 1:]
+    if damage == "contents changed":  # a well-formed file whose images no longer match its checksum
+        with np.load(path) as cached:
+            arrays = dict(cached)
+        arrays["images"][0, 0, 0, 0] ^= 1
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+    else:
+        open(path, "wb").write(data)
+    capsys.readouterr()
+    again = load_folder(folder.train_dir, folder)
+    said = [line for line in capsys.readouterr().out.splitlines() if "cache" in line]
+    assert len(said) == 1 and said[0].startswith(f"the cache of {folder.train_dir} is damaged"), said
+    assert damage != "contents changed" or "checksum does not match" in said[0]
+    assert np.array_equal(again.images, first.images) and again.labels == first.labels
+    load_folder(folder.train_dir, folder)
+    assert "cache" not in capsys.readouterr().out and cache_files(folder) == [name]  # rebuilt whole
+
+
+def test_an_image_rewritten_with_its_size_and_mtime_kept_is_read_again(tmp_path):
+    params = tiny_params(tmp_path, workers=1)
+    os.makedirs(params.train_dir)
+    path = os.path.join(params.train_dir, "ab01.bmp")  # BMP: the same size whatever the pixels
+    Image.new("RGB", (64, 24), "white").save(path)
+    assert load_folder(params.train_dir, params).images.min() == 255
+    before = os.stat(path)
+    Image.new("RGB", (64, 24), "black").save(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert load_folder(params.train_dir, params).images.max() == 0
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
@@ -170,3 +237,17 @@ def test_a_charset_that_repeats_a_character_is_refused(tmp_path, script):
                     "--visdom=false", check=False)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: charset '0123456789aa' repeats 'a': each character is one class"]
+
+
+def test_subfolders_are_named_in_one_line_and_not_read(folder, capsys):
+    names = sorted(os.listdir(folder.train_dir))
+    before = len(load_folder(folder.train_dir, folder))
+    for sub in ("more", "older"):
+        os.makedirs(os.path.join(folder.train_dir, sub))
+        shutil.copy(os.path.join(folder.train_dir, names[0]), os.path.join(folder.train_dir, sub, names[0]))
+    capsys.readouterr()
+    assert len(load_folder(folder.train_dir, folder)) == before
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "subfolder" in line]
+    assert line.startswith(f"{folder.train_dir}: 2 subfolders not read (more, older)")
+    assert len(load_unlabelled(folder.train_dir, folder)) == before
+    assert "2 subfolders not read" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 import hashlib
 import os
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -160,6 +161,8 @@ def test_bad_style_mix_fails_before_work(tmp_path, overrides, words):
     ({"charset": ""}, "charset is empty"),
     ({"captcha_length": 0}, "captcha_length must be at least 1"),
     ({"image_width": 12}, "image_width 12 is too small"),
+    ({"image_width": 2001}, "image size 2001x24 is over max_image_side 2000 pixels"),
+    ({"image_height": 3000, "max_image_side": 2500}, "image size 64x3000 is over max_image_side 2500 pixels"),
     ({"charset": "ab_c"}, "cannot appear in file names"),
     ({"noise_lines": (5, 2)}, "noise_lines must be two values low,high"),
     ({"noise_line_length": (0.0, 3.0)}, "noise_line_length must be two values"),
@@ -192,7 +195,13 @@ def test_bad_settings_are_one_line_errors_from_the_script(tmp_path, script):
     os.chmod(locked, 0o500)
     cases = [("--fonts=/missing.ttf", "does not exist"), ("--charset=", "charset is empty"),
              ("--captcha_length=0", "captcha_length"), ("--image_width=10", "too small"),
+             ("--image_height=2001", "over max_image_side 2000"),
+             (f"--fonts={tmp_path / 'notes.ttf'}", "cannot be opened as a font"),
+             (f"--fonts={tmp_path / 'font_folder'}", "cannot be opened as a font"),
              (f"--train_dir={locked}/sub", "cannot create folder")]
+    (tmp_path / "notes.ttf").write_text("not a font: notes named like one")
+    (tmp_path / "font_folder").mkdir()
+    shutil.copy(tmp_path / "notes.ttf", tmp_path / "font_folder" / "regular.otf")
     if os.geteuid() == 0:  # root ignores permissions: a path under a regular file cannot be created either
         blocker = tmp_path / "file"
         blocker.write_text("x")
@@ -203,6 +212,14 @@ def test_bad_settings_are_one_line_errors_from_the_script(tmp_path, script):
         assert result.returncode == 2, arg
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], (arg, result.stderr)
+
+
+def test_image_size_is_bounded_by_a_setting_and_fonts_are_opened(tmp_path):
+    check_settings(small(tmp_path, image_width=2400, max_image_side=2400))  # the bound is a setting
+    assert max(STYLES[style].get("image_width", 64) for style in STYLES) <= Parameters().max_image_side
+    (tmp_path / "notes.txt").write_text("a text file named as a font")
+    with pytest.raises(StyleError, match="notes.txt' cannot be opened as a font"):
+        check_settings(small(tmp_path, fonts=(str(tmp_path / "notes.txt"),)))
 
 
 def test_preview_only_writes_the_grid(tmp_path, script):

@@ -17,7 +17,9 @@ import pytest
 from PIL import Image
 
 from api_demo import create_app
-from parameters import make_parameters
+from conftest import tiny_params
+from generate_captcha import generate_split
+from parameters import ProjectError, make_parameters
 from test_api import post_json, running_server
 from userPred import load_model, predict
 
@@ -106,10 +108,31 @@ def test_user_test_reads_a_labels_csv_golden_set(tiny_run, tmp_path, script):
         csv.writer(handle).writerows(rows)
     result = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={golden}",
                     f"--cache_dir={tmp_path / 'cache'}", f"--report_dir={tmp_path / 'report'}")
-    assert "golden: 20 captchas" in result.stdout and "shot_99.jpg" in result.stdout
+    assert "golden: scored 20 of 21 images (1 could not be, listed above)" in result.stdout
+    assert "shot_99.jpg" in result.stdout
     with open(tmp_path / "report" / "golden_report.json") as handle:
         report = json.load(handle)
-    assert report["count"] == 20 and report["skipped"] == 1
+    assert report["images"] == 21 and report["count"] == 20 and report["skipped"] == 1
+
+
+def test_user_test_gives_no_folder_accuracy_when_most_images_cannot_be_scored(tiny_run, tmp_path, script):
+    golden = tmp_path / "golden"
+    other_site = tiny_params(tmp_path, charset="GHJKMNPQRSTUVWXY")  # another charset than the checkpoint's
+    generate_split(other_site, str(golden), "other", 37)
+    for path in sample_files(tiny_run, 3):  # and 3 captchas the checkpoint reads
+        shutil.copy(path, golden)
+    result = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={golden}",
+                    f"--cache_dir={tmp_path / 'cache'}", f"--report_dir={tmp_path / 'report'}", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: only 3 of the 40 images in {golden} could be scored") and "0123456789abcdef" in line
+    assert "37 of 40 files" in result.stdout and "accuracy" not in result.stdout
+    assert not (tmp_path / "report").exists()
+    for path in sample_files(tiny_run, 3):
+        os.remove(golden / os.path.basename(path))
+    result = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={golden}",
+                    f"--cache_dir={tmp_path / 'cache'}", check=False)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: only 0 of the 37 images in {golden}")
 
 
 def test_empty_or_missing_golden_set_says_what_to_do(tiny_run, tmp_path, script):
@@ -210,6 +233,21 @@ def test_onnx_prediction_and_serving_import_no_torch(tiny_run, tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["onnxruntime"] and report["torch"] == []
     assert report["texts"] == expected and report["served"] == expected[0]
+
+
+def test_an_onnx_model_whose_metadata_charset_disagrees_with_its_output_is_refused(tiny_run, tmp_path):
+    import onnx
+    from export_onnx import METADATA_KEY, export
+    checkpoint = tmp_path / "best.pt"
+    shutil.copy(tiny_run["checkpoint"], checkpoint)
+    exported = export(str(checkpoint), ddddocr=False)["onnx"]
+    graph = onnx.load(exported)
+    [entry] = [entry for entry in graph.metadata_props if entry.key == METADATA_KEY]
+    metadata = json.loads(entry.value)
+    entry.value = json.dumps({**metadata, "charset": metadata["charset"][:-1]})  # one class fewer than the output
+    onnx.save(graph, str(tmp_path / "edited.onnx"))
+    with pytest.raises(ProjectError, match="reads 4 characters of 16 classes, its metadata says 4 of 15"):
+        load_model(params=make_parameters({"backend": "onnx", "checkpoint": str(tmp_path / "edited.onnx")}))
 
 
 def test_user_pred_into_a_closed_pipe_ends_quietly(tiny_run):

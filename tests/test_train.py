@@ -52,6 +52,86 @@ def test_missing_and_broken_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(str(broken))
 
 
+@pytest.mark.parametrize("edit, words", [
+    (lambda c: c.update(charset="0123456789abcde"), "heads read 16 classes but its charset '0123456789abcde' has 15"),
+    (lambda c: c.update(charset="0123456789abcdefg"), "heads read 16 classes but its charset"),
+    (lambda c: c["params"].update(captcha_length=5), "4 character heads but its captcha_length is 5"),
+    (lambda c: c.update(charset="fedcba9876543210"), "disagrees with the charset of its settings '0123456789abcdef'"),
+    (lambda c: c.update(charset="00123456789abcde"), "repeats '0'"),
+])
+def test_a_checkpoint_whose_heads_disagree_with_its_charset_is_refused(tiny_run, tmp_path, edit, words):
+    checkpoint = load_checkpoint(tiny_run["checkpoint"])
+    edit(checkpoint)
+    edited = str(tmp_path / "edited.pt")
+    save_checkpoint(edited, checkpoint)
+    with pytest.raises(ProjectError, match="is not a consistent checkpoint") as error:
+        load_checkpoint(edited)
+    assert words in str(error.value)
+
+
+def test_scripts_refuse_an_inconsistent_checkpoint_in_one_line(tiny_run, tmp_path, script):
+    checkpoint = load_checkpoint(tiny_run["checkpoint"])
+    checkpoint["charset"] = "0123456789abcde"  # one class fewer than the heads: it would read shifted characters
+    edited = str(tmp_path / "edited.pt")
+    save_checkpoint(edited, checkpoint)
+    image = os.path.join(tiny_run["params"].test_dir, sorted(os.listdir(tiny_run["params"].test_dir))[0])
+    words = "heads read 16 classes but its charset '0123456789abcde' has 15"
+    for command in (("userPred.py", f"--checkpoint={edited}", image),
+                    ("export_onnx.py", f"--checkpoint={edited}", f"--onnx_file={tmp_path / 'x.onnx'}")):
+        result = script(*command, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert words in line
+
+
+STALLED_WRITER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from files import atomic_write
+def write(handle):  # half a file written, then the writer stalls until it is killed
+    handle.write(b"half a checkpoint")
+    handle.flush()
+    time.sleep(120)
+atomic_write(sys.argv[2], write)
+"""
+
+
+def stalled_writer(path):
+    """A process stalled in the middle of atomic_write(path): (process, its temporary file)."""
+    process = subprocess.Popen([sys.executable, "-c", STALLED_WRITER, ROOT, str(path)])
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        temporary = [name for name in os.listdir(path.parent) if name.startswith(f"{path.name}.{process.pid}.")]
+        if temporary:
+            return process, path.parent / temporary[0]
+        time.sleep(0.02)
+    process.kill()
+    raise AssertionError("the writer never started its temporary file")
+
+
+def test_a_save_removes_the_temporary_files_of_killed_saves_only(tmp_path):
+    last = tmp_path / "last.pt"
+    killed, stale = stalled_writer(last)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    assert stale.exists()  # what a killed save leaves behind
+    live, writing = stalled_writer(last)
+    other, other_temporary = stalled_writer(tmp_path / "best.pt")
+    other.send_signal(signal.SIGKILL)
+    other.wait(timeout=30)
+    try:
+        save_checkpoint(str(last), {"step": 1})
+        assert not stale.exists()  # its writer is dead
+        assert writing.exists()  # a live writer's file is kept
+        assert other_temporary.exists()  # another file's leftovers wait for that file's next save
+        assert torch.load(str(last), weights_only=True) == {"step": 1}
+    finally:
+        live.kill()
+        live.wait(timeout=30)
+    save_checkpoint(str(tmp_path / "best.pt"), {"step": 2})
+    assert sorted(os.listdir(tmp_path)) == ["best.pt", "last.pt", writing.name]
+
+
 def test_model_defaults_are_the_settings_defaults():
     defaults = make_parameters({})
     assert parameter_count(CaptchaResNet(4, 62)) == parameter_count(build_model(defaults))
