@@ -168,8 +168,9 @@ def load_model_or_exit(params):
         fail(str(error))
 
 
-def open_image(data, max_pixels=0):
-    """Image bytes -> decoded PIL image; the size is checked from the header before decoding.
+def read_header(data, max_pixels=0):
+    """Image bytes -> a PIL image opened lazily: its format and size are read from the header, its
+    pixels are not decoded yet (decode_image does that).
 
     max_pixels > 0 rejects larger images (a small compressed file can decode to gigabytes).
     """
@@ -188,11 +189,21 @@ def open_image(data, max_pixels=0):
     width, height = image.size
     if max_pixels and width * height > max_pixels:
         raise ImageError(f"image of {width}x{height} pixels is over the limit of {max_pixels} pixels", 413)
+    return image
+
+
+def decode_image(image):
+    """Decode the pixels of an image read_header opened; ImageError when they cannot be."""
     try:
         image.load()
     except Exception as error:
         raise ImageError(f"cannot decode the image ({type(error).__name__}: {error})") from None
     return image
+
+
+def open_image(data, max_pixels=0):
+    """Image bytes -> decoded PIL image; the size is checked from the header before decoding."""
+    return decode_image(read_header(data, max_pixels))
 
 
 def is_unsure(confidences_ignore_case, below):
