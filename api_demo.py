@@ -2,15 +2,14 @@
 
     python api_demo.py                                   # Flask's development server on host:port
     python api_demo.py --checkpoint=runs/big/best.pt --port=8000
-    python api_demo.py --server=waitress                 # the production server, server_threads threads
+    python api_demo.py --server=waitress                 # production: waitress, server_threads threads
+    CAPTCHA_API_KEY=... python api_demo.py --server=waitress --rate_limit=120
 
-Production, with waitress's own runner (create_app() with no arguments reads the defaults of
-parameters.py, so the checkpoint is model_dir/best.pt relative to the working directory):
-
-    waitress-serve --threads=4 --port=5000 --call api_demo:create_app
-
-It listens on every interface (--listen=127.0.0.1:5000 for this machine only); add
---max-request-body-size=4194304 so that waitress refuses huge bodies before buffering them.
+--server=waitress is the production server, started with its limits: it listens on --host (127.0.0.1,
+this machine only, unless told otherwise), refuses bodies over max_upload_bytes before reading them,
+answers its own refusals as JSON too, and prints "serving on http://HOST:PORT ...". (create_app()
+with no arguments still makes the app of parameters.py's defaults for other WSGI servers, which must
+then set those limits themselves.)
 
 Routes:
     POST /predict   one captcha: JSON {"image": "<base64>"} (a data:image/...;base64, prefix is fine),
@@ -21,13 +20,23 @@ Routes:
                     ("predition" repeats "prediction" for clients written against the old misspelt key.)
                     Several captchas: JSON {"images": [...]} or several `image` files (at most max_batch):
                     {"results": [{"prediction": ..., ...}, ...], "count": N, "ms": ...}
-    GET /health     status, checkpoint, parameter count, charset, length, image size, backend
+    GET /health     status, checkpoint file name, parameter count, charset, length, image size, backend,
+                    limits, whether a key is required (no key needed: it shows nothing secret)
     GET /           an upload page: pick a captcha file, see what the model reads
 
-Every error is JSON {"error": "..."} with its status: 400 malformed request, 404, 405, 413 body over
-max_upload_bytes or image over max_image_pixels, 415 unsupported Content-Type, 500 unexpected
-(logged here, never shown to the client). The model is loaded once, at start-up; a missing or
-unfit checkpoint stops start-up with a one-line error.
+Work per request is bounded: the body by max_upload_bytes, each image by max_image_pixels and all the
+images of a request by max_request_pixels, read from their headers before any is decoded; at most
+max_concurrent requests decode and run the model at once. With api_key (or the environment's
+CAPTCHA_API_KEY) set, POST /predict needs it as X-API-Key or Authorization: Bearer; with rate_limit
+set, each client address gets that many reads a minute. Every response carries a Content-Security-
+Policy (the page's own style and script, by hash), nosniff, X-Frame-Options DENY, no-store.
+
+Every error is JSON {"error": "..."} with its status: 400 malformed request (JSON nested too deeply
+too), 401 missing or wrong API key, 404, 405, 413 body over max_upload_bytes or images over
+max_image_pixels or max_request_pixels, 415 unsupported Content-Type, 429 over rate_limit and 503
+over max_concurrent (both with Retry-After), 500 unexpected (logged here, never shown to the
+client). The model is loaded once, at start-up; a missing or unfit checkpoint stops start-up with a
+one-line error.
 """
 import base64
 import binascii
