@@ -59,7 +59,7 @@ from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException
 
 from parameters import ProjectError, fail, make_parameters, parse_args, run_main
-from userPred import ImageError, decode_image, load_model_or_exit, predict, read_header, use_predict_threads
+from userPred import ImageError, image_size, load_model_or_exit, open_image, predict, use_predict_threads
 
 DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
 SERVERS = ("flask", "waitress")
@@ -245,27 +245,29 @@ def reply_item(result):
             "confidence": round(result["confidence"], 4), "unsure": result["unsure"]}
 
 
-def read_headers(datas, batch, params):
-    """The images of a request opened lazily, nothing decoded: each within max_image_pixels, all
-    together within max_request_pixels (a few hundred bytes of WebP can claim millions of pixels)."""
-    images, total = [], 0
+def check_pixels(datas, batch, params):
+    """Each image of a request within max_image_pixels and all together within max_request_pixels, read
+    from their headers with nothing decoded (a few hundred bytes of WebP can claim millions of pixels).
+    Refused as soon as the running total is over: a hostile batch costs a few header reads."""
+    total = 0
     for index, data in enumerate(datas):
         try:
-            images.append(read_header(data, params.max_image_pixels))
+            width, height = image_size(data, params.max_image_pixels)
         except ImageError as error:
             raise refusal(error, index, batch) from None
-        total += images[-1].width * images[-1].height
-    if total > params.max_request_pixels:
-        raise ProjectError(f"the request's images hold {total} pixels, over the limit of "
-                           f"max_request_pixels={params.max_request_pixels}", 413)
-    return images
+        total += width * height
+        if total > params.max_request_pixels:
+            what = f"images[0..{index}] of the request hold" if batch else "the image holds"
+            raise ProjectError(f"{what} {total} pixels, over the limit of "
+                               f"max_request_pixels={params.max_request_pixels}", 413)
 
 
-def decode_all(images, batch):
-    """Decode the pixels of every image read_headers opened."""
-    for index, image in enumerate(images):
+def open_all(datas, batch, params):
+    """The decoded images of a request."""
+    images = []
+    for index, data in enumerate(datas):
         try:
-            decode_image(image)
+            images.append(open_image(data, params.max_image_pixels))
         except ImageError as error:
             raise refusal(error, index, batch) from None
     return images
@@ -392,10 +394,10 @@ def create_app(params=None, predictor=None):
     @app.post("/predict")
     def predict_route():
         datas, batch = read_images(params)
-        images = read_headers(datas, batch, params)
+        check_pixels(datas, batch, params)
         with slots.held():
             start = time.perf_counter()
-            results = predict(predictor, decode_all(images, batch))
+            results = predict(predictor, open_all(datas, batch, params))
             elapsed = round((time.perf_counter() - start) * 1000, 3)
         if batch:
             return jsonify(results=[reply_item(result) for result in results], count=len(results), ms=elapsed)

@@ -187,6 +187,7 @@ class Parameters:
     clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with --abuse)
     abuse: bool = False  # bench/bench_api.py: the abuse run instead (clients sending huge-pixel batches while one client reads captchas)
     abuse_seconds: float = 30.0  # bench/bench_api.py --abuse: how long the abusive clients send, seconds
+    abuse_images: int = 64  # bench/bench_api.py --abuse: blank 2000x2000 lossless WebP images in each abusive request (64: 256 M pixels; 2: within max_request_pixels)
     bench_rounds: int = 2000  # bench scripts: timed single-image calls per latency measurement
 
 

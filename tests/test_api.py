@@ -7,6 +7,7 @@ rate limit and the security headers, the upload page in headless Chromium under 
 Policy, and the production server as api_demo.py starts it.
 """
 import base64
+import collections
 import contextlib
 import http.client
 import io
@@ -475,9 +476,34 @@ def listening_addresses(port):
     return found
 
 
+def abuse(port, pid):
+    """4 clients post 10 batches each of 64 lossless WebP images of 2000x2000 (256 M pixels in 18 KB): the
+    statuses they got, and how far the server's resident memory rose meanwhile, MB (sampled every 10 ms)."""
+    body = json.dumps({"images": [base64.b64encode(webp_bytes(2000, 2000)).decode()] * 64}).encode()
+    statuses = collections.Counter()
+
+    def post():
+        for _ in range(10):
+            statuses[call(port, "POST", "/predict", body, {"Content-Type": "application/json"})[0]] += 1
+
+    def resident():
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS:"))
+
+    before = highest = resident()
+    clients = [threading.Thread(target=post) for _ in range(4)]
+    for client in clients:
+        client.start()
+    while any(client.is_alive() for client in clients):
+        highest = max(highest, resident())
+        time.sleep(0.01)
+    return dict(statuses), max(highest, resident()) - before
+
+
 def test_production_server_as_api_demo_starts_it(tiny_run, tmp_path):
     """`python api_demo.py --server=waitress` as the README says: the default checkpoint model/best.pt of
-    the working directory, loopback only, one start-up line, waitress's own refusals as JSON too."""
+    the working directory, loopback only, one start-up line, waitress's own refusals as JSON too, and
+    batches of huge-pixel WebP images refused without the memory to decode them."""
     (tmp_path / "model").mkdir()
     shutil.copy(tiny_run["checkpoint"], tmp_path / "model" / "best.pt")
     port = free_port()
@@ -512,6 +538,8 @@ def test_production_server_as_api_demo_starts_it(tiny_run, tmp_path):
         assert head.startswith(b"HTTP/1.1 400") and b"Content-Type: application/json" in head
         assert "bad request" in json.loads(body)["error"]
         assert post_json(port, {"image": base64.b64encode(image).decode()})[0] == 200  # still serving
+        statuses, growth = abuse(port, process.pid)
+        assert statuses == {413: 40} and growth < 64, (statuses, growth)  # MB: no image opened, none decoded
     finally:
         process.terminate()
         process.wait(30)
