@@ -184,10 +184,10 @@ class Parameters:
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
     bench_real: tuple[str, ...] = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200", "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default")  # bench/bench_real.py experiments, in order
     requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
-    clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with --abuse)
-    abuse: bool = False  # bench/bench_api.py: the abuse run instead (clients sending huge-pixel batches while one client reads captchas)
-    abuse_seconds: float = 30.0  # bench/bench_api.py --abuse: how long the abusive clients send, seconds
-    abuse_images: int = 64  # bench/bench_api.py --abuse: blank 2000x2000 lossless WebP images in each abusive request (64: 256 M pixels; 2: within max_request_pixels)
+    clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with --abuse_run)
+    abuse_run: bool = False  # bench/bench_api.py: the abuse run instead (clients sending huge-pixel batches while one client reads captchas)
+    abuse_seconds: float = 30.0  # bench/bench_api.py --abuse_run: how long the abusive clients send, seconds
+    abuse_images: int = 64  # bench/bench_api.py --abuse_run: blank 2000x2000 lossless WebP images in each abusive request (64: 256 M pixels; 2: within max_request_pixels)
     bench_rounds: int = 2000  # bench scripts: timed single-image calls per latency measurement
 
 

@@ -11,8 +11,8 @@ p50/p95), then `requests` requests from `clients` concurrent clients, each its o
 (throughput). Prints the error count and the server's resident memory (VmRSS) before and after.
 The clients run on the same machine as the server and take part of its CPU.
 
-    python bench/bench_api.py --abuse                           # the abuse run, 30 s
-    python bench/bench_api.py --abuse --abuse_images=2          # abusive batches within max_request_pixels
+    python bench/bench_api.py --abuse_run                       # the abuse run, 30 s
+    python bench/bench_api.py --abuse_run --abuse_images=2      # abusive batches within max_request_pixels
 
 The abuse run: `clients` clients post, for abuse_seconds, JSON batches of abuse_images blank lossless
 WebP images of 2000x2000 pixels (64 of them: 18 KB claiming 256 M pixels), while one client reads
@@ -248,7 +248,7 @@ def main(argv=None):
     with tempfile.TemporaryFile() as log:
         server = start_server(params, checkpoint, port, log)
         try:
-            report = (abuse_run if params.abuse else load_run)(params, server, port, body)
+            report = (abuse_run if params.abuse_run else load_run)(params, server, port, body)
         finally:
             server.terminate()
             try:
