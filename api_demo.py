@@ -262,15 +262,14 @@ def check_pixels(datas, batch, params):
                                f"max_request_pixels={params.max_request_pixels}", 413)
 
 
-def open_all(datas, batch, params):
-    """The decoded images of a request."""
-    images = []
+def decoded(datas, batch, params):
+    """The decoded images of a request, one at a time: predict() turns each into the model's small input
+    before the next is decoded, so a batch never holds all its decoded images at once."""
     for index, data in enumerate(datas):
         try:
-            images.append(open_image(data, params.max_image_pixels))
+            yield open_image(data, params.max_image_pixels)
         except ImageError as error:
             raise refusal(error, index, batch) from None
-    return images
 
 
 def refusal(error, index, batch):
@@ -397,7 +396,7 @@ def create_app(params=None, predictor=None):
         check_pixels(datas, batch, params)
         with slots.held():
             start = time.perf_counter()
-            results = predict(predictor, open_all(datas, batch, params))
+            results = predict(predictor, decoded(datas, batch, params))
             elapsed = round((time.perf_counter() - start) * 1000, 3)
         if batch:
             return jsonify(results=[reply_item(result) for result in results], count=len(results), ms=elapsed)

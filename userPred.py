@@ -239,7 +239,8 @@ def is_unsure(confidences_ignore_case, below):
 
 
 def predict(predictor, images, max_pixels=0):
-    """Read PIL images and/or image bytes: a list of results, one per image, in order.
+    """Read PIL images and/or image bytes (any iterable: each is reduced to the model's input before the
+    next is taken, so a generator holds one decoded image at a time): a list of results, one per image.
 
     Each result: text, text_ignore_case (both cases of a letter counted as one), confidences and
     confidences_ignore_case (per character, 0-1), confidence (their mean, case-sensitive), and unsure
