@@ -264,12 +264,16 @@ def check_pixels(datas, batch, params):
 
 def decoded(datas, batch, params):
     """The decoded images of a request, one at a time: predict() turns each into the model's small input
-    before the next is decoded, so a batch never holds all its decoded images at once."""
+    before the next is decoded, and each is closed (its pixels freed) then, so a request holds one decoded
+    image at a time."""
     for index, data in enumerate(datas):
         try:
-            yield open_image(data, params.max_image_pixels)
+            image = open_image(data, params.max_image_pixels)
         except ImageError as error:
             raise refusal(error, index, batch) from None
+        with image:
+            yield image
+        del image  # with WebP, the decoder and its canvases go with the image object
 
 
 def refusal(error, index, batch):

@@ -252,6 +252,7 @@ def predict(predictor, images, max_pixels=0):
         if isinstance(image, (bytes, bytearray, memoryview)):
             image = open_image(bytes(image), max_pixels)
         arrays.append(preprocess(image, predictor.width, predictor.height))
+        del image  # not held while a generator decodes the next one
     if not arrays:
         return []
     logits = predictor.logits(np.stack(arrays))  # a writable copy: torch warns on read-only arrays
