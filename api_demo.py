@@ -406,14 +406,15 @@ def create_app(params=None, predictor=None):
             return jsonify(results=[reply_item(result) for result in results], count=len(results), ms=elapsed)
         item = reply_item(results[0])
         return jsonify(prediction=item["prediction"], predition=item["prediction"],
-                       **{key: value for key, value in item.items() if key != "prediction"}, ms=elapsed)
+                       **{name: value for name, value in item.items() if name != "prediction"}, ms=elapsed)
 
     return app
 
 
 def add_guards(app, key, limiter):
-    """Before POST /predict: the rate limit (when set), then the API key (when set). /health and the page
-    stay open: they show nothing secret, and health checks can probe without the key."""
+    """Before POST /predict: the rate limit (when set), then the API key (when set); after every request,
+    SECURITY_HEADERS. /health and the page stay open: they show nothing secret, and health checks can
+    probe without the key."""
 
     @app.before_request
     def guard():
