@@ -38,7 +38,7 @@ demo: venv
 	@echo "Dashboard: make visdom, then train again: training prints the page of its live plots"
 	@echo "  (http://localhost:8097/env/captcha_model for --model_dir=model)"
 	@echo "Train it 5 minutes longer: $(PY) main.py --resume --model_dir=model --extend=5"
-	@echo "Serve: $(PY) api_demo.py   (production: $(VENV)/bin/waitress-serve --port=5000 --call api_demo:create_app)"
+	@echo "Serve: $(PY) api_demo.py   (production: $(PY) api_demo.py --server=waitress)"
 
 # visdom server that works offline: installs visdom's page assets from the npm registry, then serves.
 visdom: venv

@@ -2,15 +2,14 @@
 
     python api_demo.py                                   # Flask's development server on host:port
     python api_demo.py --checkpoint=runs/big/best.pt --port=8000
-    python api_demo.py --server=waitress                 # the production server, server_threads threads
+    python api_demo.py --server=waitress                 # production: waitress, server_threads threads
+    CAPTCHA_API_KEY=... python api_demo.py --server=waitress --rate_limit=120
 
-Production, with waitress's own runner (create_app() with no arguments reads the defaults of
-parameters.py, so the checkpoint is model_dir/best.pt relative to the working directory):
-
-    waitress-serve --threads=4 --port=5000 --call api_demo:create_app
-
-It listens on every interface (--listen=127.0.0.1:5000 for this machine only); add
---max-request-body-size=4194304 so that waitress refuses huge bodies before buffering them.
+--server=waitress is the production server, started with its limits: it listens on --host (127.0.0.1,
+this machine only, unless told otherwise), refuses bodies over max_upload_bytes before reading them,
+answers its own refusals as JSON too, and prints "serving on http://HOST:PORT ...". (create_app()
+with no arguments still makes the app of parameters.py's defaults for other WSGI servers, which must
+then set those limits themselves.)
 
 Routes:
     POST /predict   one captcha: JSON {"image": "<base64>"} (a data:image/...;base64, prefix is fine),
@@ -21,36 +20,52 @@ Routes:
                     ("predition" repeats "prediction" for clients written against the old misspelt key.)
                     Several captchas: JSON {"images": [...]} or several `image` files (at most max_batch):
                     {"results": [{"prediction": ..., ...}, ...], "count": N, "ms": ...}
-    GET /health     status, checkpoint, parameter count, charset, length, image size, backend
+    GET /health     status, checkpoint file name, parameter count, charset, length, image size, backend,
+                    limits, whether a key is required (no key needed: it shows nothing secret)
     GET /           an upload page: pick a captcha file, see what the model reads
 
-Every error is JSON {"error": "..."} with its status: 400 malformed request, 404, 405, 413 body over
-max_upload_bytes or image over max_image_pixels, 415 unsupported Content-Type, 500 unexpected
-(logged here, never shown to the client). The model is loaded once, at start-up; a missing or
-unfit checkpoint stops start-up with a one-line error.
+Work per request is bounded: the body by max_upload_bytes, each image by max_image_pixels and all the
+images of a request by max_request_pixels, read from their headers before any is decoded; at most
+max_concurrent requests decode and run the model at once. With api_key (or the environment's
+CAPTCHA_API_KEY) set, POST /predict needs it as X-API-Key or Authorization: Bearer; with rate_limit
+set, each client address gets that many reads a minute. Every response carries a Content-Security-
+Policy (the page's own style and script, by hash), nosniff, X-Frame-Options DENY, no-store.
+
+Every error is JSON {"error": "..."} with its status: 400 malformed request (JSON nested too deeply
+too), 401 missing or wrong API key, 404, 405, 413 body over max_upload_bytes or images over
+max_image_pixels or max_request_pixels, 415 unsupported Content-Type, 429 over rate_limit and 503
+over max_concurrent (both with Retry-After), 500 unexpected (logged here, never shown to the
+client). The model is loaded once, at start-up; a missing or unfit checkpoint stops start-up with a
+one-line error.
 """
 import base64
 import binascii
+import collections
+import contextlib
+import hashlib
+import hmac
 import json
+import math
+import os
 import re
+import threading
 import time
 
 from flask import Flask, jsonify, request
+from waitress import create_server
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
+from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException
 
 from parameters import ProjectError, fail, make_parameters, parse_args, run_main
-from userPred import ImageError, load_model_or_exit, open_image, predict, use_predict_threads
+from userPred import ImageError, image_size, load_model_or_exit, open_image, predict, use_predict_threads
 
 DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
 SERVERS = ("flask", "waitress")
+API_KEY_VARIABLE = "CAPTCHA_API_KEY"
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>captcha-ocr</title>
-<style>
+PAGE_STYLE = """
   body { font-family: system-ui, sans-serif; max-width: 34rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
   h1 { font-size: 1.4rem; }
   form { display: flex; gap: .5rem; align-items: center; flex-wrap: wrap; }
@@ -64,22 +79,9 @@ PAGE = """<!doctype html>
   table { border-collapse: collapse; margin-top: .5rem; }
   td { padding: .1rem .5rem; font-family: ui-monospace, monospace; }
   .bar { background: #3a7; height: .8rem; }
-</style>
-</head>
-<body>
-<h1>Read a captcha</h1>
-<form id="form">
-  <input type="file" id="file" name="image" accept="image/*">
-  <button type="submit" id="read">Read it</button>
-</form>
-<img id="preview" alt="">
-<div id="prediction"></div>
-<div id="ignore-case"></div>
-<div id="unsure"></div>
-<table id="confidences"></table>
-<p id="status"></p>
-<p id="error"></p>
-<script>
+"""
+
+PAGE_SCRIPT = """
 "use strict";
 const $ = (id) => document.getElementById(id);
 $("form").addEventListener("submit", async (event) => {
@@ -95,8 +97,9 @@ $("form").addEventListener("submit", async (event) => {
   $("status").textContent = "reading...";
   const body = new FormData();
   body.append("image", file);
+  const headers = $("key").value ? { "X-API-Key": $("key").value } : {};
   try {
-    const response = await fetch("predict", { method: "POST", body });
+    const response = await fetch("predict", { method: "POST", body, headers });
     const reply = await response.json();
     if (!response.ok) { throw new Error(reply.error || response.statusText); }
     $("prediction").textContent = reply.prediction;
@@ -119,10 +122,58 @@ $("form").addEventListener("submit", async (event) => {
     $("error").textContent = error.message;
   }
 });
-</script>
+"""
+
+# The page's style and script are inline; the Content-Security-Policy allows exactly these two by hash.
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>captcha-ocr</title>
+<style>@STYLE@</style>
+</head>
+<body>
+<h1>Read a captcha</h1>
+<form id="form">
+  <input type="file" id="file" name="image" accept="image/*">
+  <input type="password" id="key" placeholder="API key" autocomplete="off"@KEY_HIDDEN@>
+  <button type="submit" id="read">Read it</button>
+</form>
+<img id="preview" alt="">
+<div id="prediction"></div>
+<div id="ignore-case"></div>
+<div id="unsure"></div>
+<table id="confidences"></table>
+<p id="status"></p>
+<p id="error"></p>
+<script>@SCRIPT@</script>
 </body>
 </html>
 """
+
+
+def csp_hash(text):
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+# Sent with every response. JSON answers need nothing (default-src 'none'); the page needs its own style
+# and script, the preview of the chosen file (a blob: URL) and its fetch of /predict.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": f"default-src 'none'; style-src {csp_hash(PAGE_STYLE)}; "
+                               f"script-src {csp_hash(PAGE_SCRIPT)}; img-src blob:; connect-src 'self'; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",  # predictions, and the errors that name a client's input, are never cached
+}
+
+
+def page_html(needs_key):
+    """The upload page; its API key field shows only when the server needs a key."""
+    return (PAGE.replace("@STYLE@", PAGE_STYLE).replace("@SCRIPT@", PAGE_SCRIPT)
+            .replace("@KEY_HIDDEN@", "" if needs_key else " hidden"))
 
 
 def decode_base64(value, field):
@@ -138,26 +189,33 @@ def decode_base64(value, field):
         raise ProjectError(f"'{field}' is not valid base64") from None
 
 
+def read_json_images(params):
+    """The image bytes of a JSON request ({"image": ...} or {"images": [...]}), and whether it is a batch."""
+    body = request.get_data(cache=False)
+    if not body:
+        raise ProjectError("empty request body: send {\"image\": \"<base64>\"}")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ProjectError(f"malformed JSON ({error})") from None
+    except RecursionError:  # its size is bounded by max_upload_bytes, its depth by Python's recursion limit
+        raise ProjectError("malformed JSON (nested too deeply): send {\"image\": \"<base64>\"}") from None
+    if isinstance(payload, dict) and "images" in payload:
+        items = payload["images"]
+        if not isinstance(items, list) or not items:
+            raise ProjectError("'images' must be a non-empty list of base64 strings")
+        check_batch(len(items), params)
+        return [decode_base64(item, f"images[{index}]") for index, item in enumerate(items)], True
+    if isinstance(payload, dict) and "image" in payload:
+        return [decode_base64(payload["image"], "image")], False
+    raise ProjectError("the JSON body needs an 'image' field (a base64 image) or an 'images' list")
+
+
 def read_images(params):
     """The image bytes of the current request, and whether the client sent a batch."""
     kind = request.mimetype
     if kind == "application/json" or kind.endswith("+json"):
-        body = request.get_data(cache=False)
-        if not body:
-            raise ProjectError("empty request body: send {\"image\": \"<base64>\"}")
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise ProjectError(f"malformed JSON ({error})") from None
-        if isinstance(payload, dict) and "images" in payload:
-            items = payload["images"]
-            if not isinstance(items, list) or not items:
-                raise ProjectError("'images' must be a non-empty list of base64 strings")
-            check_batch(len(items), params)
-            return [decode_base64(item, f"images[{index}]") for index, item in enumerate(items)], True
-        if isinstance(payload, dict) and "image" in payload:
-            return [decode_base64(payload["image"], "image")], False
-        raise ProjectError("the JSON body needs an 'image' field (a base64 image) or an 'images' list")
+        return read_json_images(params)
     if kind == "multipart/form-data":
         files = request.files.getlist("image")
         if not files:
@@ -187,30 +245,150 @@ def reply_item(result):
             "confidence": round(result["confidence"], 4), "unsure": result["unsure"]}
 
 
+def check_pixels(datas, batch, params):
+    """Each image of a request within max_image_pixels and all together within max_request_pixels, read
+    from their headers with nothing decoded (a few hundred bytes of WebP can claim millions of pixels).
+    Refused as soon as the running total is over: a hostile batch costs a few header reads."""
+    total = 0
+    for index, data in enumerate(datas):
+        try:
+            width, height = image_size(data, params.max_image_pixels)
+        except ImageError as error:
+            raise refusal(error, index, batch) from None
+        total += width * height
+        if total > params.max_request_pixels:
+            what = f"images[0..{index}] of the request hold" if batch else "the image holds"
+            raise ProjectError(f"{what} {total} pixels, over the limit of "
+                               f"max_request_pixels={params.max_request_pixels}", 413)
+
+
+def decoded(datas, batch, params):
+    """The decoded images of a request, one at a time: predict() turns each into the model's small input
+    before the next is decoded, and each is closed (its pixels freed) then, so a request holds one decoded
+    image at a time."""
+    for index, data in enumerate(datas):
+        try:
+            image = open_image(data, params.max_image_pixels)
+        except ImageError as error:
+            raise refusal(error, index, batch) from None
+        with image:
+            yield image
+        del image  # with WebP, the decoder and its canvases go with the image object
+
+
+def refusal(error, index, batch):
+    """An image's error as the request's: which image of a batch it is."""
+    return ProjectError(f"images[{index}]: {error}" if batch else str(error), error.status)
+
+
+class Refused(ProjectError):
+    """A request refused with headers that tell the client what to do (Retry-After, WWW-Authenticate)."""
+
+    def __init__(self, message, status, headers):
+        super().__init__(message, status)
+        self.headers = headers
+
+
+class Slots:
+    """At most `count` holders at once; one more is refused at once (503), never queued."""
+
+    def __init__(self, count):
+        self.count, self.semaphore = count, threading.BoundedSemaphore(count)
+
+    @contextlib.contextmanager
+    def held(self):
+        if not self.semaphore.acquire(blocking=False):
+            raise Refused(f"busy: {self.count} requests are being read already (max_concurrent={self.count}); "
+                          f"retry in a moment", 503, {"Retry-After": "1"})
+        try:
+            yield
+        finally:
+            self.semaphore.release()
+
+
+class RateLimiter:
+    """At most `per_minute` requests a minute per client: a token bucket per client address (`per_minute`
+    tokens, refilled evenly). It remembers the MAX_CLIENTS addresses seen last; one forgotten starts full."""
+
+    MAX_CLIENTS = 10000
+
+    def __init__(self, per_minute):
+        self.capacity, self.rate = per_minute, per_minute / 60
+        self.buckets, self.lock = collections.OrderedDict(), threading.Lock()
+
+    def wait(self, client):
+        """0 when `client` may go on (a token is taken), else the seconds until it may."""
+        now = time.monotonic()
+        with self.lock:
+            tokens, last = self.buckets.pop(client, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+            self.buckets[client] = (tokens - 1 if tokens >= 1 else tokens, now)
+            if len(self.buckets) > self.MAX_CLIENTS:
+                self.buckets.popitem(last=False)  # the least recently seen client
+        return wait
+
+
+def api_key(params):
+    """The key POST /predict requires: the setting, else the environment's CAPTCHA_API_KEY ('' = none)."""
+    return params.api_key or os.environ.get(API_KEY_VARIABLE, "")
+
+
+def sent_key():
+    """The key the request carries, as X-API-Key or Authorization: Bearer ('' when none)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return request.headers.get("X-API-Key") or (token.strip() if scheme.lower() == "bearer" else "")
+
+
+def key_matches(sent, key):
+    # Compared as digests in constant time: neither the key's characters nor its length leak through timing.
+    return hmac.compare_digest(hashlib.sha256(sent.encode()).digest(), hashlib.sha256(key.encode()).digest())
+
+
+def check_limits(params):
+    for name in ("max_upload_bytes", "max_batch", "max_request_pixels", "max_concurrent"):
+        if getattr(params, name) < 1:
+            raise ProjectError(f"--{name} must be at least 1, got {getattr(params, name)}")
+    if params.rate_limit < 0 or params.max_image_pixels < 0:
+        raise ProjectError("--rate_limit and --max_image_pixels must be 0 (no limit) or more")
+
+
+def health_of(predictor, params, key):
+    trained = predictor.trained
+    return {
+        "status": "ok", "backend": params.backend, "device": str(predictor.device),
+        # the file name only: the server's folders are none of a client's business
+        "model": {"checkpoint": os.path.basename(predictor.checkpoint), "parameters": predictor.parameters,
+                  "preset": trained.model_preset},
+        "charset": predictor.charset.chars, "length": predictor.charset.length,
+        "image_size": {"width": predictor.width, "height": predictor.height}, "ignore_case": trained.ignore_case,
+        "limits": {"max_upload_bytes": params.max_upload_bytes, "max_image_pixels": params.max_image_pixels,
+                   "max_batch": params.max_batch, "max_request_pixels": params.max_request_pixels,
+                   "max_concurrent": params.max_concurrent, "rate_limit": params.rate_limit},
+        "api_key_required": bool(key),
+    }
+
+
 def create_app(params=None, predictor=None):
     """The Flask app. Without `predictor`, loads the checkpoint `params` name (a missing or unfit one
     stops the program with a one-line error); without `params`, the defaults of parameters.py."""
     params = params if params is not None else make_parameters()
+    check_limits(params)
     if predictor is None:
         predictor = load_model_or_exit(params)
         use_predict_threads(params)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = params.max_upload_bytes
     app.json.sort_keys = False  # keep "prediction" first, as clients print it
-    trained = predictor.trained
-    health = {
-        "status": "ok", "backend": params.backend, "device": str(predictor.device),
-        "model": {"checkpoint": predictor.checkpoint, "parameters": predictor.parameters,
-                  "preset": trained.model_preset},
-        "charset": predictor.charset.chars, "length": predictor.charset.length,
-        "image_size": {"width": predictor.width, "height": predictor.height}, "ignore_case": trained.ignore_case,
-        "limits": {"max_upload_bytes": params.max_upload_bytes, "max_image_pixels": params.max_image_pixels,
-                   "max_batch": params.max_batch},
-    }
+    key = api_key(params)
+    health, page = health_of(predictor, params, key), page_html(bool(key))
+    slots = Slots(params.max_concurrent)
+    add_guards(app, key, RateLimiter(params.rate_limit) if params.rate_limit else None)
+    add_error_handlers(app, params)
 
     @app.get("/")
-    def page():
-        return PAGE, 200, {"Content-Type": "text/html; charset=utf-8"}
+    def page_route():
+        return page, 200, {"Content-Type": "text/html; charset=utf-8"}
 
     @app.get("/health")
     def health_route():
@@ -219,29 +397,55 @@ def create_app(params=None, predictor=None):
     @app.post("/predict")
     def predict_route():
         datas, batch = read_images(params)
-        start = time.perf_counter()
-        images = []
-        for index, data in enumerate(datas):
-            try:
-                images.append(open_image(data, params.max_image_pixels))
-            except ImageError as error:
-                raise ProjectError(f"images[{index}]: {error}" if batch else str(error), error.status) from None
-        results = predict(predictor, images)
-        elapsed = round((time.perf_counter() - start) * 1000, 3)
+        check_pixels(datas, batch, params)
+        with slots.held():
+            start = time.perf_counter()
+            results = predict(predictor, decoded(datas, batch, params))
+            elapsed = round((time.perf_counter() - start) * 1000, 3)
         if batch:
             return jsonify(results=[reply_item(result) for result in results], count=len(results), ms=elapsed)
         item = reply_item(results[0])
         return jsonify(prediction=item["prediction"], predition=item["prediction"],
-                       **{key: value for key, value in item.items() if key != "prediction"}, ms=elapsed)
+                       **{name: value for name, value in item.items() if name != "prediction"}, ms=elapsed)
+
+    return app
+
+
+def add_guards(app, key, limiter):
+    """Before POST /predict: the rate limit (when set), then the API key (when set); after every request,
+    SECURITY_HEADERS. /health and the page stay open: they show nothing secret, and health checks can
+    probe without the key."""
+
+    @app.before_request
+    def guard():
+        if request.endpoint != "predict_route":
+            return
+        wait = limiter.wait(request.remote_addr) if limiter is not None else 0
+        if wait:
+            raise Refused(f"too many requests: the limit is rate_limit={limiter.capacity} a minute per client",
+                          429, {"Retry-After": str(math.ceil(wait))})
+        if key and not key_matches(sent_key(), key):
+            raise Refused("missing or wrong API key: send it as X-API-Key or Authorization: Bearer", 401,
+                          {"WWW-Authenticate": 'Bearer realm="captcha-ocr"'})
+
+    @app.after_request
+    def secure(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers[name] = value
+        return response
+
+
+def add_error_handlers(app, params):
+    """Every error as JSON {"error": ...} with its status; an unexpected one logged here, never shown."""
 
     @app.errorhandler(ProjectError)
     def refused(error):  # a request the API refuses (or a bad image): its message, its status
-        return jsonify(error=str(error)), error.status
+        return jsonify(error=str(error)), error.status, getattr(error, "headers", {})
 
     @app.errorhandler(HTTPException)
     def http_error(error):
         if error.code == 413:
-            message = f"request body over the limit of max_upload_bytes={params.max_upload_bytes} bytes"
+            message = body_too_large(params.max_upload_bytes)
         elif error.code == 404:
             message = f"no route {request.path}: the routes are GET /, GET /health and POST /predict"
         elif error.code == 405:
@@ -259,7 +463,51 @@ def create_app(params=None, predictor=None):
         app.logger.exception("unexpected error on %s %s", request.method, request.path)
         return jsonify(error="internal error: the server could not handle this request"), 500
 
-    return app
+
+def body_too_large(limit):
+    return f"request body over the limit of max_upload_bytes={limit} bytes"
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's answer to a request it refuses itself (a body over its limit, a malformed request),
+    as JSON with the app's headers, like every other error."""
+
+    def execute(self):
+        error = self.request.error
+        # waitress refuses bodies of max_request_body_size bytes and more (waitress_server sets it one over)
+        limit = self.channel.server.adj.max_request_body_size - 1
+        message = body_too_large(limit) if error.code == 413 else f"{error.reason.lower()}: {error.body}"
+        body = json.dumps({"error": message}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend([("Content-Type", "application/json"), *SECURITY_HEADERS.items()])
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
+
+
+def waitress_server(app, params):
+    """waitress serving `app` on params.host:port, params.server_threads threads, with the app's body
+    limit (larger bodies are refused before they are read) and its own errors as JSON."""
+    listeners = {}
+    try:
+        server = create_server(app, map=listeners, host=params.host, port=params.port, threads=params.server_threads,
+                               max_request_body_size=params.max_upload_bytes + 1)  # it refuses from this size on
+    except (OSError, ValueError) as error:
+        raise ProjectError(f"cannot listen on {params.host}:{params.port} ({error})") from None
+    for listener in listeners.values():
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = JsonErrorChannel
+    return server
+
+
+def addresses(server):
+    """The URLs a waitress server listens on."""
+    listening = getattr(server, "effective_listen", None) or [(server.effective_host, server.effective_port)]
+    return [f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}" for host, port in listening]
 
 
 def main(argv=None):
@@ -268,11 +516,10 @@ def main(argv=None):
         fail(f"--server must be one of {', '.join(SERVERS)}, got {params.server!r}")
     app = create_app(params)
     if params.server == "waitress":
-        from waitress import serve  # only the production server needs it
-        # waitress refuses far larger bodies itself, before buffering them; moderately large ones
-        # reach the app, which answers with its JSON 413.
-        serve(app, host=params.host, port=params.port, threads=params.server_threads,
-              max_request_body_size=4 * params.max_upload_bytes)
+        server = waitress_server(app, params)
+        print(f"serving on {', '.join(addresses(server))} (waitress, {params.server_threads} threads; "
+              f"Ctrl-C stops)", flush=True)
+        server.run()  # returns on Ctrl-C
     else:
         app.run(host=params.host, port=params.port, debug=False)
 

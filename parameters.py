@@ -176,12 +176,19 @@ class Parameters:
     max_upload_bytes: int = 1048576  # largest request body the API accepts, bytes
     max_image_pixels: int = 4000000  # largest decoded image the API accepts, pixels (decompression-bomb guard)
     max_batch: int = 64  # most images in one API request
+    max_request_pixels: int = 8000000  # most decoded pixels in one API request, summed over its images (checked from their headers, before decoding)
+    max_concurrent: int = 4  # most API requests decoding images and running the model at once; more are answered 503 at once
+    api_key: str = ""  # key POST /predict requires, as X-API-Key or Authorization: Bearer ('' = none; the environment's CAPTCHA_API_KEY when unset here)
+    rate_limit: int = 0  # most POST /predict requests a minute from one client address, more answered 429 (0 = no limit)
     # --- benchmarks: the bench/ scripts ---
     bench_style_count: int = 1000  # bench/bench_style.py: captchas generated, and real images read (at most), for the statistics
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
     bench_real: tuple[str, ...] = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200", "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default")  # bench/bench_real.py experiments, in order
     requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
-    clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run
+    clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with --abuse_run)
+    abuse_run: bool = False  # bench/bench_api.py: the abuse run instead (clients sending huge-pixel batches while one client reads captchas)
+    abuse_seconds: float = 30.0  # bench/bench_api.py --abuse_run: how long the abusive clients send, seconds
+    abuse_images: int = 64  # bench/bench_api.py --abuse_run: blank 2000x2000 lossless WebP images in each abusive request (64: 256 M pixels; 2: within max_request_pixels)
     bench_rounds: int = 2000  # bench scripts: timed single-image calls per latency measurement
 
 

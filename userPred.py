@@ -173,13 +173,51 @@ def load_model_or_exit(params):
         fail(str(error))
 
 
-def open_image(data, max_pixels=0):
-    """Image bytes -> decoded PIL image; the size is checked from the header before decoding.
+def webp_size(data):
+    """(width, height) of WebP bytes from their first chunk; None for bytes that are not a WebP.
+
+    Pillow's WebP reader sets up libwebp's decoder, with a zeroed RGBA canvas of the full size (16 MB
+    for 2000x2000), when it opens a file: a WebP's size must be checked before Image.open sees it.
+    """
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    chunk, body = data[12:16], data[20:30]
+    if chunk == b"VP8X" and len(body) >= 10:  # extended: the canvas size, 24 bits each, less one
+        return 1 + int.from_bytes(body[4:7], "little"), 1 + int.from_bytes(body[7:10], "little")
+    if chunk == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:  # lossless: 14 bits each, less one
+        bits = int.from_bytes(body[1:5], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":  # lossy: 14 bits each
+        return int.from_bytes(body[6:8], "little") & 0x3FFF, int.from_bytes(body[8:10], "little") & 0x3FFF
+    raise ImageError("cannot read the image (a WebP whose size cannot be read)")
+
+
+def check_pixels(size, max_pixels):
+    width, height = size
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(f"image of {width}x{height} pixels is over the limit of {max_pixels} pixels", 413)
+
+
+def image_size(data, max_pixels=0):
+    """(width, height) of image bytes from their header: no pixel decoded, no pixel memory taken.
+    ImageError for bytes that are not an image, or of more than max_pixels > 0 pixels."""
+    size = webp_size(data)
+    if size is None:
+        return open_image(data, max_pixels, decode=False).size
+    check_pixels(size, max_pixels or 2 * Image.MAX_IMAGE_PIXELS)  # Pillow's own limit otherwise
+    return size
+
+
+def open_image(data, max_pixels=0, decode=True):
+    """Image bytes -> decoded PIL image (decode=False: opened, not decoded); the size is checked from the
+    header before decoding.
 
     max_pixels > 0 rejects larger images (a small compressed file can decode to gigabytes).
     """
     if not data:
         raise ImageError("the image is empty")
+    if webp_size(data) is not None:
+        image_size(data, max_pixels)  # checked before Pillow's WebP reader takes memory for the pixels
     # Decoders meet untrusted bytes here and fail in many ways (OSError, SyntaxError, struct.error,
     # EOFError...): any failure to decode is the sender's problem, answered as a bad image.
     try:
@@ -190,9 +228,9 @@ def open_image(data, max_pixels=0):
         raise ImageError(f"image is over the limit of {max_pixels or Image.MAX_IMAGE_PIXELS} pixels", 413) from None
     except Exception as error:
         raise ImageError(f"cannot read the image ({type(error).__name__}: {error})") from None
-    width, height = image.size
-    if max_pixels and width * height > max_pixels:
-        raise ImageError(f"image of {width}x{height} pixels is over the limit of {max_pixels} pixels", 413)
+    check_pixels(image.size, max_pixels)
+    if not decode:
+        return image
     try:
         image.load()
     except Exception as error:
@@ -206,7 +244,8 @@ def is_unsure(confidences_ignore_case, below):
 
 
 def predict(predictor, images, max_pixels=0):
-    """Read PIL images and/or image bytes: a list of results, one per image, in order.
+    """Read PIL images and/or image bytes (any iterable: each is reduced to the model's input before the
+    next is taken, so a generator holds one decoded image at a time): a list of results, one per image.
 
     Each result: text, text_ignore_case (both cases of a letter counted as one), confidences and
     confidences_ignore_case (per character, 0-1), confidence (their mean, case-sensitive), and unsure
@@ -218,6 +257,7 @@ def predict(predictor, images, max_pixels=0):
         if isinstance(image, (bytes, bytearray, memoryview)):
             image = open_image(bytes(image), max_pixels)
         arrays.append(preprocess(image, predictor.width, predictor.height))
+        del image  # not held while a generator decodes the next one
     if not arrays:
         return []
     logits = predictor.logits(np.stack(arrays))  # a writable copy: torch warns on read-only arrays

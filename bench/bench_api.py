@@ -10,9 +10,20 @@ checkpoint's style) over keep-alive connections: bench_rounds requests one after
 p50/p95), then `requests` requests from `clients` concurrent clients, each its own connection
 (throughput). Prints the error count and the server's resident memory (VmRSS) before and after.
 The clients run on the same machine as the server and take part of its CPU.
+
+    python bench/bench_api.py --abuse_run                       # the abuse run, 30 s
+    python bench/bench_api.py --abuse_run --abuse_images=2      # abusive batches within max_request_pixels
+
+The abuse run: `clients` clients post, for abuse_seconds, JSON batches of abuse_images blank lossless
+WebP images of 2000x2000 pixels (64 of them: 18 KB claiming 256 M pixels), while one client reads
+ordinary captchas one after another. Prints the server's peak memory (VmHWM, over its whole life, and
+the highest VmRSS sampled during the run), the ordinary client's latency (alone first, then under the
+abuse) and errors, and the statuses the abusive requests got.
 """
 import base64
+import collections
 import http.client
+import io
 import json
 import os
 import socket
@@ -25,6 +36,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from PIL import Image  # noqa: E402
+
 from bench_predict import percentiles, sample_captcha  # noqa: E402
 from model import load_checkpoint, model_from_checkpoint  # noqa: E402
 from parameters import fail, parse_args  # noqa: E402
@@ -32,6 +45,11 @@ from userPred import checkpoint_path  # noqa: E402
 
 START_TIMEOUT = 120  # seconds for the server to load the model and answer /health
 WARM_UP = 200  # untimed requests before the measurements
+# The settings the bench passes on to the server (not api_key or rate_limit: its clients send no key and
+# share one address).
+SERVER_KEYS = ("server_threads", "predict_threads", "backend", "max_upload_bytes", "max_image_pixels", "max_batch",
+               "max_request_pixels", "max_concurrent")
+ABUSE_SIZE = 2000  # width and height of each abusive image, pixels
 
 
 def free_port():
@@ -40,11 +58,11 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def rss_mb(pid):
-    """Resident memory of a process, MB, from /proc/PID/status."""
+def rss_mb(pid, field="VmRSS"):
+    """Resident memory of a process, MB, from /proc/PID/status (VmHWM: its peak so far)."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -59,16 +77,26 @@ class Client:
 
     def post(self):
         """True when the server answered 200 with a prediction."""
+        status, answer = self.send()
+        try:
+            return status == 200 and "prediction" in json.loads(answer)
+        except ValueError:
+            return False
+
+    def send(self):
+        """(HTTP status, body) of one request; ('no answer', b'') when the connection failed."""
         if self.connection is None:
             self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
             self.connection.request("POST", "/predict", self.body, self.headers)
             response = self.connection.getresponse()
             answer = response.read()
-            return response.status == 200 and "prediction" in json.loads(answer)
-        except (OSError, http.client.HTTPException, ValueError):
+            if response.will_close:
+                self.close()
+            return response.status, answer
+        except (OSError, http.client.HTTPException):
             self.close()  # a fresh connection for the next request
-            return False
+            return "no answer", b""
 
     def close(self):
         if self.connection is not None:
@@ -78,9 +106,7 @@ class Client:
 
 def start_server(params, checkpoint, port, log):
     command = [sys.executable, os.path.join(ROOT, "api_demo.py"), "--server=waitress", f"--checkpoint={checkpoint}",
-               "--host=127.0.0.1", f"--port={port}", f"--server_threads={params.server_threads}",
-               f"--predict_threads={params.predict_threads}", f"--max_upload_bytes={params.max_upload_bytes}",
-               f"--backend={params.backend}"]
+               "--host=127.0.0.1", f"--port={port}", *(f"--{key}={getattr(params, key)}" for key in SERVER_KEYS)]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -127,6 +153,88 @@ def throughput(port, body, total, clients):
     return total / elapsed, [s for each in spent for s in each], sum(errors)
 
 
+def timed_posts(client, rounds=0, until=0.0):
+    """Posts one after another, `rounds` of them or until time.monotonic() passes `until`:
+    (seconds of each, errors)."""
+    spent, errors = [], 0
+    while len(spent) < rounds or time.monotonic() < until:
+        start = time.perf_counter()
+        errors += not client.post()
+        spent.append(time.perf_counter() - start)
+    return spent, errors
+
+
+def load_run(params, server, port, body):
+    """Latency of one client, then throughput of `clients`: the report's lines."""
+    client = Client(port, body)
+    for _ in range(WARM_UP):
+        client.post()
+    rss_before = rss_mb(server.pid)
+    spent, errors = timed_posts(client, max(1, params.bench_rounds))
+    client.close()
+    p50, p95 = percentiles(spent)
+    rate, loaded, load_errors = throughput(port, body, max(1, params.requests), max(1, params.clients))
+    loaded_p50, loaded_p95 = percentiles(loaded)
+    rss_after = rss_mb(server.pid)
+    return [f"single client, keep-alive   : p50 {p50:7.2f} ms   p95 {p95:7.2f} ms   ({len(spent)} requests)",
+            f"{f'{params.clients} concurrent clients':28s}: {rate:7.0f} requests/s   p50 {loaded_p50:7.2f} ms   "
+            f"p95 {loaded_p95:7.2f} ms   ({params.requests} requests)",
+            f"errors                      : {errors + load_errors}",
+            f"server memory (VmRSS)       : {rss_before:.0f} MB after warm-up, {rss_after:.0f} MB after "
+            f"{WARM_UP + len(spent) + params.requests} requests ({rss_after - rss_before:+.1f} MB)"]
+
+
+def abusive_body(count):
+    """JSON of `count` blank lossless WebP images of ABUSE_SIZE x ABUSE_SIZE pixels (a few hundred bytes each)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (ABUSE_SIZE, ABUSE_SIZE), "white").save(buffer, format="WEBP", lossless=True)
+    return json.dumps({"images": [base64.b64encode(buffer.getvalue()).decode()] * count}).encode()
+
+
+def abuse_run(params, server, port, body):
+    """One client reading captchas, alone and then while `clients` clients post abusive batches: the lines."""
+    client = Client(port, body)
+    for _ in range(WARM_UP):
+        client.post()
+    alone, alone_errors = timed_posts(client, max(1, params.bench_rounds))
+    rss_before = rss_mb(server.pid)
+    abusive, stop, lock = abusive_body(params.abuse_images), threading.Event(), threading.Lock()
+    statuses, peak = collections.Counter(), [rss_before]
+
+    def abuse():
+        abuser = Client(port, abusive)
+        while not stop.is_set():
+            status, _ = abuser.send()
+            with lock:
+                statuses[status] += 1
+        abuser.close()
+
+    def sample():  # VmHWM catches what falls between samples
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], rss_mb(server.pid))
+
+    threads = [threading.Thread(target=abuse) for _ in range(max(1, params.clients))] + [threading.Thread(target=sample)]
+    for thread in threads:
+        thread.start()
+    spent, errors = timed_posts(client, until=time.monotonic() + params.abuse_seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    client.close()
+    (p50, p95), (alone_p50, alone_p95) = percentiles(spent), percentiles(alone)
+    shown = ", ".join(f"{status}: {count}" for status, count in sorted(statuses.items(), key=str))
+    return [f"abuse: {params.clients} clients for {params.abuse_seconds:.0f} s, each posting {params.abuse_images} "
+            f"lossless WebP images of {ABUSE_SIZE}x{ABUSE_SIZE} ({len(abusive)} bytes, "
+            f"{params.abuse_images * ABUSE_SIZE ** 2 / 1e6:.0f} M pixels) a request",
+            f"ordinary client alone       : p50 {alone_p50:7.2f} ms   p95 {alone_p95:7.2f} ms   "
+            f"({len(alone)} requests, {alone_errors} errors)",
+            f"ordinary client under abuse : p50 {p50:7.2f} ms   p95 {p95:7.2f} ms   ({len(spent)} requests, "
+            f"{errors} errors)",
+            f"abusive requests            : {sum(statuses.values())} ({shown})",
+            f"server memory               : peak {rss_mb(server.pid, 'VmHWM'):.0f} MB (VmHWM, whole life); "
+            f"VmRSS {rss_before:.0f} MB before the abuse, at most {peak[0]:.0f} MB sampled during it"]
+
+
 def main(argv=None):
     params = parse_args(argv, doc=__doc__, script=__file__)
     checkpoint = os.path.abspath(checkpoint_path(params))
@@ -140,20 +248,7 @@ def main(argv=None):
     with tempfile.TemporaryFile() as log:
         server = start_server(params, checkpoint, port, log)
         try:
-            client = Client(port, body)
-            for _ in range(WARM_UP):
-                client.post()
-            rss_before = rss_mb(server.pid)
-            spent, errors = [], 0
-            for _ in range(max(1, params.bench_rounds)):
-                start = time.perf_counter()
-                errors += not client.post()
-                spent.append(time.perf_counter() - start)
-            client.close()
-            p50, p95 = percentiles(spent)
-            rate, loaded, load_errors = throughput(port, body, max(1, params.requests), max(1, params.clients))
-            loaded_p50, loaded_p95 = percentiles(loaded)
-            rss_after = rss_mb(server.pid)
+            report = (abuse_run if params.abuse_run else load_run)(params, server, port, body)
         finally:
             server.terminate()
             try:
@@ -163,12 +258,9 @@ def main(argv=None):
     print(f"\nwaitress, {params.server_threads} threads, backend {params.backend} with {params.predict_threads} "
           f"thread(s) per request; checkpoint "
           f"{checkpoint}; {os.cpu_count()} CPU cores shared by server and clients; body {len(body)} bytes")
-    print(f"single client, keep-alive   : p50 {p50:7.2f} ms   p95 {p95:7.2f} ms   ({len(spent)} requests)")
-    print(f"{f'{params.clients} concurrent clients':28s}: {rate:7.0f} requests/s   p50 {loaded_p50:7.2f} ms   "
-          f"p95 {loaded_p95:7.2f} ms   ({params.requests} requests)")
-    print(f"errors                      : {errors + load_errors}")
-    print(f"server memory (VmRSS)       : {rss_before:.0f} MB after warm-up, {rss_after:.0f} MB after "
-          f"{WARM_UP + len(spent) + params.requests} requests ({rss_after - rss_before:+.1f} MB)")
+    print(f"limits: max_request_pixels={params.max_request_pixels}, max_concurrent={params.max_concurrent}, "
+          f"max_image_pixels={params.max_image_pixels}, max_batch={params.max_batch}")
+    print("\n".join(report))
 
 
 if __name__ == "__main__":

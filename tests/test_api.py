@@ -2,9 +2,12 @@
 
 Good requests in every accepted shape (including the original client's data-URL JSON and its
 misspelt reply key), every kind of bad request answered with its JSON error while the server keeps
-working, the upload page in headless Chromium, and the production start-up commands.
+working, the limits on the work of one request (pixels, concurrency, JSON depth), the API key, the
+rate limit and the security headers, the upload page in headless Chromium under its Content-Security-
+Policy, and the production server as api_demo.py starts it.
 """
 import base64
+import collections
 import contextlib
 import http.client
 import io
@@ -28,7 +31,8 @@ from parameters import make_parameters
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-LIMITS = {"max_upload_bytes": 200_000, "max_image_pixels": 1_000_000, "max_batch": 4}
+LIMITS = {"max_upload_bytes": 200_000, "max_image_pixels": 1_000_000, "max_batch": 4,
+          "max_request_pixels": 2_000_000}
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -42,13 +46,15 @@ def running_server(app, threads=4):
     try:
         yield server.effective_port
     finally:
-        server.task_dispatcher.shutdown()
-        wasyncore.close_all(socket_map)  # the listener and any keep-alive connections: run() returns
+        # Closed from the server's own loop (a thunk it runs when woken): closed from here, the sockets could
+        # vanish under its select(). With the listener and keep-alive connections gone, run() returns.
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(socket_map))
         thread.join(10)
+        server.task_dispatcher.shutdown()
 
 
 def call(port, method, path, body=None, headers=None, chunked=False):
-    """(status, headers, body bytes) of one request on a fresh connection."""
+    """(status, headers (case-insensitive names), body bytes) of one request on a fresh connection."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         if chunked:
@@ -56,7 +62,7 @@ def call(port, method, path, body=None, headers=None, chunked=False):
         else:
             connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        return response.status, response.headers, response.read()  # headers: case-insensitive
     finally:
         connection.close()
 
@@ -80,6 +86,35 @@ def png_bytes(image):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def webp_bytes(width, height):
+    """A blank lossless WebP: a few hundred bytes that decode to width x height pixels."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), "white").save(buffer, format="WEBP", lossless=True)
+    return buffer.getvalue()
+
+
+def check_security_headers(headers):
+    """The headers every response carries, or what is missing."""
+    policy = headers.get("Content-Security-Policy", "")
+    wanted = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+    missing = [f"{name}: {value}" for name, value in wanted.items() if headers.get(name) != value]
+    return missing + [part for part in ("default-src 'none'", "frame-ancestors 'none'") if part not in policy]
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_run):
+    from userPred import load_model
+    return load_model(tiny_run["checkpoint"])
+
+
+@contextlib.contextmanager
+def serving(predictor, **settings):
+    """A server of the tiny model with `settings` over LIMITS, on loopback: yields its port."""
+    from api_demo import create_app
+    with running_server(create_app(make_parameters({**LIMITS, **settings}), predictor)) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +141,12 @@ def test_health(service, tiny_run):
     health = json.loads(body)
     assert status == 200 and headers["Content-Type"] == "application/json"
     assert health["status"] == "ok" and health["backend"] == "torch"
-    assert health["model"]["checkpoint"] == tiny_run["checkpoint"] and health["model"]["parameters"] > 1000
+    assert health["model"]["checkpoint"] == "best.pt" and health["model"]["parameters"] > 1000
+    assert "/" not in body.decode() and str(tiny_run["root"]) not in body.decode()  # no path of the server
     assert health["charset"] == tiny_run["params"].charset and health["length"] == 4
     assert health["image_size"] == {"width": 64, "height": 24}
     assert health["limits"]["max_batch"] == LIMITS["max_batch"]
+    assert health["limits"]["max_request_pixels"] == LIMITS["max_request_pixels"] and not health["api_key_required"]
 
 
 def test_original_client_request_and_every_accepted_shape(service):
@@ -173,6 +210,8 @@ def bad_requests(image):
         ("empty raw body", "POST", "/predict", b"", {"Content-Type": "image/png"}, 400, "empty"),
         ("empty JSON body", "POST", "/predict", b"", as_json, 400, "empty"),
         ("empty body, no type", "POST", "/predict", b"", {}, 400, "empty"),
+        ("JSON nested 100,000 deep", "POST", "/predict", b"[" * 100_000, as_json, 400, "nested too deeply"),
+        ("JSON object nested deep", "POST", "/predict", b'{"image": ' * 15_000, as_json, 400, "nested too deeply"),
         ("empty batch", "POST", "/predict", b'{"images": []}', as_json, 400, "non-empty list"),
         ("batch too large", "POST", "/predict", json.dumps({"images": [encoded] * 5}).encode(), as_json, 400,
          "max_batch=4"),
@@ -205,6 +244,8 @@ def test_every_bad_request_gets_its_json_error_and_the_server_keeps_answering(se
         if (got != status or response_headers.get("Content-Type") != "application/json" or error is None
                 or words not in error or "Traceback" in text or "secret" in text):
             failures.append(f"{what}: expected {status} with {words!r}, got {got}: {text[:200]}")
+        if check_security_headers(response_headers):
+            failures.append(f"{what}: headers missing {check_security_headers(response_headers)}")
     assert not failures, "\n".join(failures)
     status, _, answer = call(port, "GET", "/predict")
     assert "POST" in json.loads(answer)["error"]
@@ -221,30 +262,169 @@ def test_chunked_body_over_the_limit_is_refused(service):
     assert status == 200 and len(json.loads(answer)["prediction"]) == 4
 
 
-@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)), reason="chromium is absent")
-def test_upload_page_in_headless_chromium(service, tmp_path):
+def test_pixels_of_a_batch_are_budgeted_from_the_headers_before_decoding(service):
+    """Each image within max_image_pixels (1 M), together over max_request_pixels (2 M): 413 at once.
+    The last image's pixel data is cut off, so decoding it would fail (400): the 413 shows nothing was decoded."""
+    port, big = service["port"], base64.b64encode(webp_bytes(1000, 1000)).decode()
+    cut = base64.b64encode(png_bytes(Image.new("RGB", (1000, 1000), "white"))[:60]).decode()
+    status, reply = post_json(port, {"images": [big, big, cut]})
+    assert status == 413 and "3000000 pixels" in reply["error"] and "max_request_pixels=2000000" in reply["error"]
+    status, reply = post_json(port, {"images": [big, cut]})  # within the budget: decoded, and the cut one fails
+    assert status == 400 and "images[1]" in reply["error"] and "cannot decode" in reply["error"]
+    status, reply = post_json(port, {"images": [big, big]})  # exactly the budget
+    assert status == 200 and reply["count"] == 2
+
+
+def refusals_while_held(port, slow_body, small_body):
+    """Send small reads while one slow batch is sent and read: the 503 answers (headers, JSON) of either kind
+    (whichever holds the only slot first, the other is refused)."""
+    answers = []
+
+    def post(body):
+        status, headers, answer = call(port, "POST", "/predict", json.dumps(body).encode(),
+                                       {"Content-Type": "application/json"})
+        assert status in (200, 503), answer
+        answers.append((status, headers, answer))
+
+    holder = threading.Thread(target=post, args=(slow_body,))
+    holder.start()
+    while holder.is_alive() and not any(status == 503 for status, _, _ in answers):
+        post(small_body)
+    holder.join()
+    return [(headers, json.loads(answer)) for status, headers, answer in answers if status == 503]
+
+
+def test_requests_over_max_concurrent_are_refused_at_once(predictor, service):
+    """max_concurrent=1: while a batch of large images is decoded and read, a small read is refused with 503
+    (or, when the small read holds the slot first, the batch is). PNG: its decoder lets other threads run
+    meanwhile. Clients and server share this process, so a try can end before two requests meet: three tries."""
+    large = base64.b64encode(png_bytes(Image.new("RGB", (2000, 2000), "white"))).decode()
+    small = {"image": base64.b64encode(service["images"][0]).decode()}
+    settings = {"max_concurrent": 1, "max_image_pixels": 4_000_000, "max_request_pixels": 32_000_000,
+                "max_batch": 8, "max_upload_bytes": 1_000_000}
+    with serving(predictor, **settings) as port:
+        for _ in range(3):
+            refusals = refusals_while_held(port, {"images": [large] * 8}, small)
+            if refusals:
+                break
+        assert refusals, "no request was refused while another held the only slot"
+        headers, reply = refusals[0]
+        assert headers["Retry-After"] == "1" and "max_concurrent=1" in reply["error"]
+        assert not check_security_headers(headers)
+        status, reply = post_json(port, {"images": [large] * 8})  # alone, the batch is read
+        assert status == 200 and reply["count"] == 8 and post_json(port, small)[0] == 200
+
+
+def test_api_key_from_the_setting_or_the_environment(predictor, service, monkeypatch):
+    image = json.dumps({"image": base64.b64encode(service["images"][0]).decode()}).encode()
+    as_json = {"Content-Type": "application/json"}
+    with serving(predictor, api_key="s3cret key") as port:
+        for headers in ({}, {"X-API-Key": "s3cret"}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret key"}):
+            status, answer_headers, body = call(port, "POST", "/predict", image, {**as_json, **headers})
+            assert status == 401 and "API key" in json.loads(body)["error"], headers
+            assert answer_headers["WWW-Authenticate"].startswith("Bearer") and not check_security_headers(answer_headers)
+        for headers in ({"X-API-Key": "s3cret key"}, {"Authorization": "Bearer s3cret key"}):
+            status, _, body = call(port, "POST", "/predict", image, {**as_json, **headers})
+            assert status == 200 and len(json.loads(body)["prediction"]) == 4
+        status, _, body = call(port, "GET", "/health")  # open to health checks; it says a key is needed
+        assert status == 200 and json.loads(body)["api_key_required"] is True
+        page = call(port, "GET", "/")[2].decode()
+        assert 'id="key"' in page and 'autocomplete="off" hidden' not in page  # the page shows its key field
+    monkeypatch.setenv("CAPTCHA_API_KEY", "from-the-environment")
+    with serving(predictor) as port:
+        assert call(port, "POST", "/predict", image, as_json)[0] == 401
+        assert call(port, "POST", "/predict", image, {**as_json, "X-API-Key": "from-the-environment"})[0] == 200
+    monkeypatch.delenv("CAPTCHA_API_KEY")
+    with serving(predictor) as port:
+        assert call(port, "POST", "/predict", image, as_json)[0] == 200
+        assert 'autocomplete="off" hidden' in call(port, "GET", "/")[2].decode()  # no key field without a key
+
+
+def test_rate_limit_per_client(predictor, service):
+    image = json.dumps({"image": base64.b64encode(service["images"][0]).decode()}).encode()
+    as_json = {"Content-Type": "application/json"}
+    with serving(predictor, rate_limit=3) as port:  # 3 a minute: one more token every 20 s
+        assert [call(port, "POST", "/predict", image, as_json)[0] for _ in range(3)] == [200] * 3
+        status, headers, body = call(port, "POST", "/predict", image, as_json)
+        assert status == 429 and "rate_limit=3" in json.loads(body)["error"]
+        assert 1 <= int(headers["Retry-After"]) <= 20 and not check_security_headers(headers)
+        assert call(port, "GET", "/health")[0] == 200  # only reads are limited
+
+
+def test_rate_limiter_remembers_a_bounded_number_of_clients():
+    from api_demo import RateLimiter
+    limiter = RateLimiter(2)
+    limiter.MAX_CLIENTS = 50
+    assert [limiter.wait("a") for _ in range(2)] == [0, 0] and 29 < limiter.wait("a") <= 30
+    for index in range(1000):
+        assert limiter.wait(f"10.0.{index // 256}.{index % 256}") == 0
+    assert len(limiter.buckets) == 50 and "a" not in limiter.buckets  # the oldest forgotten, not the memory grown
+
+
+def test_security_headers_on_every_route(service):
+    port = service["port"]
+    image = json.dumps({"image": base64.b64encode(service["images"][0]).decode()}).encode()
+    for method, path, body, headers in (("GET", "/", None, {}), ("GET", "/health", None, {}),
+                                        ("POST", "/predict", image, {"Content-Type": "application/json"})):
+        status, answer_headers, _ = call(port, method, path, body, headers)
+        assert status == 200 and not check_security_headers(answer_headers), (path, answer_headers)
+    policy = call(port, "GET", "/")[1]["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in policy and "script-src 'sha256-" in policy
+
+
+needs_chromium = pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+                                    reason="chromium is absent")
+
+
+@contextlib.contextmanager
+def chromium(tmp_path):
+    """A headless Chromium driven by selenium, keeping its console log (where CSP violations appear)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    port, path = service["port"], service["files"][1]
-    expected = post_json(port, {"image": base64.b64encode(service["images"][1]).decode()})[1]
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=800,600"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def read_on_page(driver, path, key=None):
+    """Choose `path` on the upload page (and type `key`), press the button: the prediction or error shown."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element(By.ID, "file").send_keys(path)
+    if key is not None:
+        driver.find_element(By.ID, "key").clear()
+        driver.find_element(By.ID, "key").send_keys(key)
+    driver.find_element(By.ID, "read").click()
+    shown = (lambda d: d.find_element(By.ID, "prediction").text.strip() or d.find_element(By.ID, "error").text)
+    WebDriverWait(driver, 30).until(shown)
+    return driver.find_element(By.ID, "prediction").text.strip(), driver.find_element(By.ID, "error").text
+
+
+def policy_violations(driver):
+    return [entry["message"] for entry in driver.get_log("browser") if "Content Security Policy" in entry["message"]]
+
+
+@needs_chromium
+def test_upload_page_in_headless_chromium(service, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    port, path = service["port"], service["files"][1]
+    expected = post_json(port, {"image": base64.b64encode(service["images"][1]).decode()})[1]
+    with chromium(tmp_path) as driver:
         driver.get(f"http://127.0.0.1:{port}/")
-        assert driver.title == "captcha-ocr"
-        driver.find_element(By.ID, "file").send_keys(path)
-        driver.find_element(By.ID, "read").click()
-        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "prediction").text.strip())
-        assert driver.find_element(By.ID, "prediction").text.strip() == expected["prediction"]
-        assert driver.find_element(By.ID, "error").text == ""
+        assert driver.title == "captcha-ocr" and not driver.find_element(By.ID, "key").is_displayed()
+        assert read_on_page(driver, path) == (expected["prediction"], "")
         unsure = driver.find_element(By.ID, "unsure").text
         assert unsure.startswith("unsure") if expected["unsure"] else unsure == ""
         assert ("unsure" in driver.find_element(By.ID, "prediction").get_attribute("class")) == expected["unsure"]
@@ -252,14 +432,30 @@ def test_upload_page_in_headless_chromium(service, tmp_path):
         assert len(rows) == 4
         shown = [float(row.find_elements(By.TAG_NAME, "td")[2].text.rstrip("%")) for row in rows]
         assert shown == pytest.approx([100 * c for c in expected["confidences"]], abs=0.051)
+        bar = rows[0].find_element(By.CLASS_NAME, "bar")
+        assert bar.size["width"] > 0 and bar.value_of_css_property("background-color") == "rgba(51, 170, 119, 1)"
+        assert not policy_violations(driver)  # the page's style, script and preview all within its policy
         screenshot = tmp_path / "upload_page.png"
         driver.save_screenshot(str(screenshot))
-    finally:
-        driver.quit()
     with Image.open(screenshot) as image:
         gray = image.convert("L")
         assert gray.size[0] >= 400 and len(gray.getcolors(256)) > 20  # text, bars and the captcha drawn
         assert gray.getextrema()[0] < 80  # dark text is on the page
+
+
+@needs_chromium
+def test_upload_page_sends_the_api_key(predictor, service, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    path = service["files"][1]
+    expected = post_json(service["port"], {"image": base64.b64encode(service["images"][1]).decode()})[1]
+    with serving(predictor, api_key="page-key") as port, chromium(tmp_path) as driver:
+        driver.get(f"http://127.0.0.1:{port}/")
+        assert driver.find_element(By.ID, "key").is_displayed()
+        prediction, error = read_on_page(driver, path)
+        assert prediction == "" and "API key" in error
+        assert read_on_page(driver, path, key="page-key") == (expected["prediction"], "")
+        assert not policy_violations(driver)
 
 
 def free_port():
@@ -268,30 +464,89 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def test_production_command_serves_the_default_checkpoint(tiny_run, tmp_path):
-    """`waitress-serve --call api_demo:create_app` as documented: defaults read model/best.pt of the cwd."""
+def listening_addresses(port):
+    """The local addresses (hex, as /proc/net/tcp* write them) of the sockets listening on `port`."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                local, state = row.split()[1], row.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    found.append(local.rsplit(":", 1)[0])
+    return found
+
+
+def abuse(port, pid):
+    """4 clients post 10 batches each of 64 lossless WebP images of 2000x2000 (256 M pixels in 18 KB): the
+    statuses they got, and how far the server's resident memory rose meanwhile, MB (sampled every 10 ms)."""
+    body = json.dumps({"images": [base64.b64encode(webp_bytes(2000, 2000)).decode()] * 64}).encode()
+    statuses = collections.Counter()
+
+    def post():
+        for _ in range(10):
+            statuses[call(port, "POST", "/predict", body, {"Content-Type": "application/json"})[0]] += 1
+
+    def resident():
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS:"))
+
+    before = highest = resident()
+    clients = [threading.Thread(target=post) for _ in range(4)]
+    for client in clients:
+        client.start()
+    while any(client.is_alive() for client in clients):
+        highest = max(highest, resident())
+        time.sleep(0.01)
+    return dict(statuses), max(highest, resident()) - before
+
+
+def raw_request(port, headers):
+    """POST /predict with these header lines and no body, on a raw socket: (head, body) of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+        raw.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers + b"\r\n\r\n")
+        head, _, body = b"".join(iter(lambda: raw.recv(65536), b"")).partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_production_server_as_api_demo_starts_it(tiny_run, tmp_path):
+    """`python api_demo.py --server=waitress` as the README says: the default checkpoint model/best.pt of
+    the working directory, loopback only, one start-up line, waitress's own refusals as JSON too, and
+    batches of huge-pixel WebP images refused without the memory to decode them."""
     (tmp_path / "model").mkdir()
     shutil.copy(tiny_run["checkpoint"], tmp_path / "model" / "best.pt")
     port = free_port()
-    runner = os.path.join(os.path.dirname(sys.executable), "waitress-serve")
-    process = subprocess.Popen([runner, "--threads=4", f"--listen=127.0.0.1:{port}", "--call", "api_demo:create_app"],
-                               cwd=tmp_path, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "api_demo.py"), "--server=waitress",
+                                f"--port={port}", "--max_upload_bytes=100000"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert process.poll() is None, f"waitress-serve exited:\n{process.stdout.read()}"
+            assert process.poll() is None, f"api_demo.py exited:\n{process.stdout.read()}"
             try:
                 status, _, body = call(port, "GET", "/health")
                 break
             except OSError:
                 assert time.monotonic() < deadline, "the server did not start in 120 s"
                 time.sleep(0.3)
-        assert status == 200 and json.loads(body)["model"]["checkpoint"] == os.path.join("model", "best.pt")
+        assert process.stdout.readline().startswith(f"serving on http://127.0.0.1:{port} (waitress, 4 threads")
+        assert listening_addresses(port) == ["0100007F"]  # 127.0.0.1 only, no other interface
+        assert status == 200 and json.loads(body)["model"]["checkpoint"] == "best.pt"
         image = open(os.path.join(tiny_run["params"].test_dir, sorted(os.listdir(tiny_run["params"].test_dir))[0]),
                      "rb").read()
         status, reply = post_json(port, {"image": "data:image/jpeg;base64," + base64.b64encode(image).decode()})
         assert status == 200 and reply["predition"] == reply["prediction"]
+        # Refused by waitress from the headers, before it reads the body. (The headers alone are sent: a
+        # client still sending a body it will not read may find the connection reset under it.)
+        head, body = raw_request(port, b"Content-Type: image/jpeg\r\nContent-Length: 100001")
+        assert head.startswith(b"HTTP/1.1 413") and b"Content-Type: application/json" in head
+        assert b"X-Content-Type-Options: nosniff" in head and b"frame-ancestors 'none'" in head
+        assert json.loads(body) == {"error": "request body over the limit of max_upload_bytes=100000 bytes"}
+        head, body = raw_request(port, b"Content-Length: lots")  # a request waitress cannot parse
+        assert head.startswith(b"HTTP/1.1 400") and b"Content-Type: application/json" in head
+        assert "bad request" in json.loads(body)["error"]
+        assert post_json(port, {"image": base64.b64encode(image).decode()})[0] == 200  # still serving
+        statuses, growth = abuse(port, process.pid)
+        assert statuses == {413: 40} and growth < 64, (statuses, growth)  # MB: no image opened, none decoded
     finally:
         process.terminate()
         process.wait(30)

@@ -293,3 +293,31 @@ def test_user_test_lists_the_least_sure_reads_of_an_unlabelled_folder(tiny_run, 
     labelled = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={tiny_run['params'].test_dir}",
                       f"--cache_dir={tmp_path / 'cache'}", f"--report_dir={tmp_path / 'report'}", "--unsure_below=1.01")
     assert "200 of 200 reads unsure" in labelled.stdout
+
+
+def test_webp_size_is_read_before_pillow_opens_it():
+    """Pillow's WebP reader takes a full-size canvas when it opens a file: userPred reads the size from the
+    WebP's first chunk (lossy, lossless, extended) and refuses one over max_pixels before that."""
+    import io
+
+    from userPred import ImageError, image_size, open_image, webp_size
+
+    def webp(size, mode="RGB", **options):
+        buffer = io.BytesIO()
+        frames = [Image.new(mode, size, color) for color in ("white", "black")]
+        frames[0].save(buffer, format="WEBP", append_images=frames[1:], **options)
+        return buffer.getvalue()
+
+    for size in ((1, 1), (64, 24), (777, 13), (16383, 2)):
+        for data in (webp(size, lossless=True), webp(size, quality=80), webp(size, "RGBA", quality=80),
+                     webp(size, save_all=True)):
+            assert webp_size(data) == image_size(data) == Image.open(io.BytesIO(data)).size == size
+    assert webp_size(b"\x89PNG\r\n\x1a\n") is None and webp_size(b"") is None
+    big = webp((2000, 2000), lossless=True)
+    for read in (image_size, open_image):
+        with pytest.raises(ImageError) as refused:
+            read(big, 3_999_999)
+        assert refused.value.status == 413 and "2000x2000" in str(refused.value)
+    with pytest.raises(ImageError, match="WebP whose size"):
+        image_size(big[:24])
+    assert open_image(big, 4_000_000).size == (2000, 2000)
