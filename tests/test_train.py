@@ -350,10 +350,16 @@ def test_generated_batches_are_the_same_with_any_workers_and_from_any_position(t
     assert not torch.equal(one[0][0], one[1][0])
 
 
+def ctrl_c_as_in_a_terminal():
+    """In the child before exec: SIGINT's default action, which Python turns into KeyboardInterrupt (a suite
+    started in the background, e.g. `make test &`, passes SIGINT on ignored, and Python then leaves it so)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), f"--model_dir={tmp_path}",
                                 f"--train_dir={tmp_path}/none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=ctrl_c_as_in_a_terminal)
     deadline = time.time() + 60
     while time.time() < deadline:  # torch is loading: the start-up has begun inside main()
         with open(f"/proc/{process.pid}/maps") as maps:
@@ -368,6 +374,7 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
 
 
 def test_a_second_signal_stops_at_once():
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN in a suite started in the background
     with StopSignals() as signals:
         os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGINT)  # at once: torchrun passing the same Ctrl-C on, not a second one
@@ -376,7 +383,7 @@ def test_a_second_signal_stops_at_once():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)  # the handler runs here, between bytecodes
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_torchrun_two_processes_train_and_resume(labelled_folder, tmp_path):
