@@ -228,14 +228,12 @@ STYLES = {
     "captcha_images_v2": {  # the Kaggle captcha_images_v2 set (shared/datasets/captcha_images_v2): 200x50 grey
         # PNG, one fixed grey gradient (192 at the left to 252 at the right), 5 black bold sans characters of
         # 2345678bcdefgmnpwxy on one baseline from x = 19, spaced by their widths and touching, some frayed;
-        # one thick black polyline from left of the text to near the right edge. Its m is narrow (about n's
-        # width): a model trained on full-width glyphs read m as n or n as m 169 times in the set's 1,040 captchas, so
-        # glyphs are squeezed to 0.7-1 of their width (made up by weight and spacing: ink fraction and centre as the set's)
+        # one thick black polyline from left of the text to near the right edge
         "image_width": 200, "image_height": 50, "charset": "2345678bcdefgmnpwxy", "captcha_length": 5,
         "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",), "font_sizes": (38, 39, 40),
-        "stroke_weight": (0.5, 1.0), "glyph_width": (0.7, 1.0),
+        "stroke_weight": (0.3, 0.8),
         "stretch_glyphs": False, "baseline": True, "rotation": 2.0, "warp_x": (0.0, 0.03), "warp_y": (0.0, 0.03),
-        "space_probability": 0.0, "char_spacing": (3.0, 7.0), "left_margin": (19.0, 20.0), "row_shift_y": (2.0, 4.0),
+        "space_probability": 0.0, "char_spacing": (1.0, 5.0), "left_margin": (19.0, 20.0), "row_shift_y": (2.0, 4.0),
         "solid_text": True, "text_color_min": 0, "text_color_max": 0, "background_min": 252, "background_max": 254,
         "background_gradient": (59.0, 60.0), "grey": True, "ragged": (0.0, 3.0), "noise_curves": 0, "noise_dots": 0,
         "noise_polylines": 1, "noise_polyline_width": (3, 4), "noise_polyline_bends": (1, 3), "smooth": False,
