@@ -25,7 +25,7 @@ from collections import Counter
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from files import atomic_write, remove_stale_temporaries
+from files import atomic_write
 from parameters import DIGITS, LOWER, UPPER, ProjectError, make_parameters, parse_args, run_main, worker_count
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -400,7 +400,6 @@ def _write_cache(cache_file, arrays):
     contents) and what killed writes of this cache left."""
     arrays = {**arrays, "checksum": np.array(_checksum(arrays))}
     atomic_write(cache_file, lambda handle: np.savez(handle, **arrays))
-    remove_stale_temporaries(cache_file)
     folder, name = os.path.split(cache_file)
     reading = name.split("-")[0] + "-"
     for other in os.listdir(folder):

@@ -4,11 +4,13 @@ import re
 import threading
 
 
-def atomic_write(path, data_or_writer):
+def atomic_write(path, data_or_writer, tidy=True):
     """Write `data_or_writer` (bytes, str as UTF-8, or a function given the open binary file) to `path`.
 
     It goes to a temporary file beside `path` (named `<path>.<pid>.<thread>.tmp`, so concurrent writers
     never share one) and is renamed over `path` once complete: readers see the old file or the new one.
+    `tidy`: then remove what killed earlier writes of `path` left (remove_stale_temporaries); False for
+    a writer of thousands of files in one folder, which tidies the folder itself.
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -23,6 +25,8 @@ def atomic_write(path, data_or_writer):
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+    if tidy:
+        remove_stale_temporaries(path)
 
 
 def remove_stale_temporaries(path):

@@ -63,7 +63,8 @@ def _write_chunk(task):
     params, folder, split, indices = task
     for index in indices:
         label, image = make_sample(_worker_generator, params, split, index)
-        atomic_write(os.path.join(folder, file_name(label, index, params)), encode(image, params))
+        # tidy=False: existing_indices clears the folder's temporary files once, at the start
+        atomic_write(os.path.join(folder, file_name(label, index, params)), encode(image, params), tidy=False)
     return len(indices)
 
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dataset import Charset
-from files import atomic_write, remove_stale_temporaries
+from files import atomic_write
 from parameters import Parameters, ProjectError, parse_args, run_main, saved_parameters, worker_count
 
 DEFAULTS = Parameters()  # CaptchaResNet's defaults are the settings' defaults
@@ -170,7 +170,6 @@ def save_checkpoint(path, checkpoint):
     """torch.save of a checkpoint dict, atomically: a crash never leaves a half-written checkpoint, and the
     temporary files of a killed earlier save of `path` are removed."""
     atomic_write(path, lambda handle: torch.save(checkpoint, handle))
-    remove_stale_temporaries(path)
 
 
 def load_checkpoint(path):

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from dataset import (Charset, DataError, confusions, fold_label, format_confusions, infer_charset, load_folder,
                      load_training_data, load_unlabelled, preprocess, score)
-from files import atomic_write, remove_stale_temporaries
+from files import atomic_write
 from model import (autocast, batch_logits, build_model, load_checkpoint, parameter_count, save_checkpoint,
                    select_device)
 from parameters import (ARCHITECTURE_KEYS, Parameters, ParameterError, ProjectError, saved_parameters,
@@ -418,10 +418,12 @@ def evaluation_due(progress, params):
 def self_training_due(progress, run):
     """A self-training round is due: at the start of every epoch (pseudo_every 0), else every pseudo_every
     steps, and once at the very start."""
-    if run.data.unlabelled is None:
-        return False
-    every = run.params.pseudo_every
-    return progress.pseudo_round <= (progress.step // every if every else progress.epoch)
+    return run.data.unlabelled is not None and progress.pseudo_round <= self_training_round_index(progress, run.params)
+
+
+def self_training_round_index(progress, params):
+    """The round the run is in: its epoch (pseudo_every 0), else its step // pseudo_every."""
+    return progress.step // params.pseudo_every if params.pseudo_every else progress.epoch
 
 
 def read_views(run, images, round_index):
@@ -456,7 +458,7 @@ def self_training_round(run, progress, log):
     """Read every unlabelled captcha with the current model; those read alike on every view with at least
     pseudo_threshold confidence in each character (views' mean) join training with the text read."""
     unlabelled, params = run.data.unlabelled, run.params
-    round_index = progress.step // params.pseudo_every if params.pseudo_every else progress.epoch
+    round_index = self_training_round_index(progress, params)
     targets, used = confident_reads(read_views(run, unlabelled.images, round_index), params.pseudo_threshold)
     changed = 0
     if progress.pseudo_targets is not None:
@@ -635,8 +637,7 @@ class RunLog:
         self.curves = os.path.join(params.model_dir, "curves.png")
         # A resumed run drops the rows a killed process wrote after its last.pt: one row per step and kind.
         self.rows = [row for row in self.read() if int(row["step"]) <= progress.step] if params.resume else []
-        atomic_write(self.path, self.csv_text(self.rows))
-        remove_stale_temporaries(self.path)  # a killed run's half-written log.csv
+        atomic_write(self.path, self.csv_text(self.rows))  # and removes a killed run's half-written log.csv
         self.dashboard = Dashboard(params)
         self.window = [0.0, 0, 0, progress.seconds]  # loss sum, steps, images, training seconds at its start
         self.describe(run, progress)

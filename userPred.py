@@ -198,14 +198,19 @@ def check_pixels(size, max_pixels):
         raise ImageError(f"image of {width}x{height} pixels is over the limit of {max_pixels} pixels", 413)
 
 
+def checked_webp_size(data, max_pixels):
+    """webp_size, checked against max_pixels (Pillow's own limit when 0) before Pillow's WebP reader takes
+    memory for the pixels; None for bytes that are not a WebP."""
+    size = webp_size(data)
+    if size is not None:
+        check_pixels(size, max_pixels or 2 * Image.MAX_IMAGE_PIXELS)
+    return size
+
+
 def image_size(data, max_pixels=0):
     """(width, height) of image bytes from their header: no pixel decoded, no pixel memory taken.
     ImageError for bytes that are not an image, or of more than max_pixels > 0 pixels."""
-    size = webp_size(data)
-    if size is None:
-        return open_image(data, max_pixels, decode=False).size
-    check_pixels(size, max_pixels or 2 * Image.MAX_IMAGE_PIXELS)  # Pillow's own limit otherwise
-    return size
+    return checked_webp_size(data, max_pixels) or open_image(data, max_pixels, decode=False).size
 
 
 def open_image(data, max_pixels=0, decode=True):
@@ -216,8 +221,7 @@ def open_image(data, max_pixels=0, decode=True):
     """
     if not data:
         raise ImageError("the image is empty")
-    if webp_size(data) is not None:
-        image_size(data, max_pixels)  # checked before Pillow's WebP reader takes memory for the pixels
+    checked_webp_size(data, max_pixels)
     # Decoders meet untrusted bytes here and fail in many ways (OSError, SyntaxError, struct.error,
     # EOFError...): any failure to decode is the sender's problem, answered as a bad image.
     try:
