@@ -131,7 +131,7 @@ def train(params, given=None):
                 loss = train_step(run, images, targets, lr)
                 now = time.perf_counter()
                 progress.advance(now - clock, run.data.steps_per_epoch)
-                log.step(progress, lr, loss, len(images) * ranks.world)
+                log.step(run, progress, lr, loss, len(images) * ranks.world)
                 if ranks.main and evaluation_due(progress, params):
                     predictions = evaluate_and_save(run, progress, log)
                     now = time.perf_counter()  # evaluating is not training time
@@ -641,8 +641,14 @@ class RunLog:
         self.dashboard = Dashboard(params)
         self.window = [0.0, 0, 0, progress.seconds]  # loss sum, steps, images, training seconds at its start
         self.describe(run, progress)
-        self.bar = tqdm(total=None if progress.tail_start >= 0 else run.total_steps, initial=progress.step,
-                        unit="step", dynamic_ncols=True, mininterval=2.0)
+        # The bar follows the schedule, in per cent: steps or minutes, whichever ends the run (a time-budgeted
+        # run's step count is only an upper bound).
+        self.bar = tqdm(total=100.0, initial=self.percent(run, progress), dynamic_ncols=True, mininterval=2.0,
+                        bar_format="{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+
+    @staticmethod
+    def percent(run, progress):
+        return round(min(1.0, schedule_fraction(progress, run)) * 100, 2)
 
     def read(self):
         if not os.path.isfile(self.path):
@@ -676,11 +682,11 @@ class RunLog:
               f"{data.steps_per_epoch} steps an epoch" + (", augmented" if data.augment else "")
               + (f", {params.time_budget:g} min budget" if params.time_budget else ""), flush=True)
 
-    def step(self, progress, lr, loss, images):
+    def step(self, run, progress, lr, loss, images):
         """One training step: the loss (a 0-d tensor) and images it saw (all ranks)."""
         if not self.active:
             return
-        self.bar.update(1)
+        self.bar.update(self.percent(run, progress) - self.bar.n)
         self.window[0] += loss.item()
         self.window[1] += 1
         self.window[2] += images
@@ -688,7 +694,7 @@ class RunLog:
         if self.window[1] < LOSS_EVERY_STEPS and elapsed < LOSS_EVERY_SECONDS:
             return
         mean, speed = self.window[0] / self.window[1], self.window[2] / max(1e-9, elapsed)
-        self.bar.set_postfix(loss=f"{mean:.3f}", lr=f"{lr:.2e}", img_s=f"{speed:.0f}")
+        self.bar.set_postfix(step=progress.step, loss=f"{mean:.3f}", lr=f"{lr:.2e}", img_s=f"{speed:.0f}")
         self.add(step=progress.step, epoch=progress.epoch, seconds=f"{progress.seconds:.1f}", lr=f"{lr:.6f}",
                  train_loss=f"{mean:.4f}", images_per_s=f"{speed:.0f}")
         self.dashboard.plot_loss(progress.step, mean)
