@@ -10,8 +10,12 @@ lost when labels repeat and no two names collide on case-insensitive file system
 random.Random seeded by (seed, split, INDEX): the same seed gives the same labels and bytes with any
 number of workers, and re-running skips the images already on disk (an interrupted run resumes).
 Files are written to a temporary name and renamed, so a killed run leaves no half-written image.
+Each folder keeps the settings its images were drawn with (.generator.json): writing into it with other
+settings (a restyled generator, another seed) is refused, since skipping the images already there would
+mix two looks in one data set.
 """
 import io
+import json
 import multiprocessing
 import os
 import random
@@ -22,11 +26,14 @@ from tqdm import tqdm
 from custom_captcha_image import StyleError, make_generator
 from files import atomic_write
 from grid import image_grid
-from parameters import fail, parse_args, run_main, worker_count
+from parameters import fail, layout, parse_args, run_main, worker_count
 
 FORBIDDEN_IN_NAMES = set('_/\\:*?"<>|.') | {"\0"}
 NAME_PATTERN = re.compile(r"^(?P<label>.+)_(?P<index>\d+)\.(?P<ext>jpg|png)$")
 CHUNK = 256  # images per task handed to a worker
+SETTINGS_FILE = ".generator.json"  # in each folder written: the settings its images were drawn with
+# Besides the style group, the settings that change a generated file's bytes.
+DRAWING_KEYS = ("charset", "captcha_length", "image_width", "image_height", "seed", "image_format", "jpeg_quality")
 
 _worker_generator = None  # one generator per worker process, fonts loaded once
 
@@ -81,6 +88,41 @@ def existing_indices(folder, params):
     return done
 
 
+def drawing_settings(params):
+    """{setting: value as JSON reads it back} of every setting a generated image depends on."""
+    keys = DRAWING_KEYS + tuple(layout()[0]["style"][1])
+    return json.loads(json.dumps({key: getattr(params, key) for key in keys}))
+
+
+def settings_conflict(folder, params):
+    """A one-line reason when `folder` holds images drawn with other settings than `params` (else None)."""
+    path = os.path.join(folder, SETTINGS_FILE)
+    try:
+        with open(path) as handle:
+            theirs = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        return f"{path} cannot be read ({error}): empty the folder or write to another"
+    ours = drawing_settings(params)
+    changed = sorted(key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key))
+    if not changed:
+        return None
+    shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+    return (f"{folder} holds captchas drawn with other settings ({shown} differ): write to another folder, "
+            f"or empty this one")
+
+
+def claim_folder(folder, params):
+    """Refuse a folder of images drawn with other settings; record ours in a folder that has none yet."""
+    conflict = settings_conflict(folder, params)
+    if conflict:
+        raise StyleError(conflict)
+    path = os.path.join(folder, SETTINGS_FILE)
+    if not os.path.exists(path):
+        atomic_write(path, json.dumps(drawing_settings(params), indent=1, sort_keys=True).encode())
+
+
 def check_settings(params):
     """Every setting generation depends on, checked before any work: a clear one-line error."""
     bad = sorted(set(params.charset) & FORBIDDEN_IN_NAMES)
@@ -98,6 +140,9 @@ def check_settings(params):
         folders += [params.train_dir, params.test_dir]
     for folder in folders:
         ensure_writable(folder)
+    conflicts = [settings_conflict(folder, params) for folder in folders[1:]]
+    if any(conflicts):
+        raise StyleError(next(conflict for conflict in conflicts if conflict))
 
 
 def ensure_writable(folder):
@@ -112,6 +157,7 @@ def ensure_writable(folder):
 def generate_split(params, folder, split, count):
     """Write images 0..count-1 of `split` into `folder`, skipping those already there."""
     os.makedirs(folder, exist_ok=True)
+    claim_folder(folder, params)
     done = existing_indices(folder, params)
     todo = [index for index in range(count) if index not in done]
     if not todo:

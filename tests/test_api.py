@@ -26,6 +26,7 @@ import waitress
 from PIL import Image
 from waitress import wasyncore
 
+from dataset import image_names
 from parameters import make_parameters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -129,7 +130,7 @@ def service(tiny_run):
         raise RuntimeError("secret internal detail")
 
     folder = tiny_run["params"].test_dir
-    names = sorted(os.listdir(folder))[:3]
+    names = image_names(folder)[:3]
     files = [os.path.join(folder, name) for name in names]
     images = [open(path, "rb").read() for path in files]
     with running_server(app) as port:
@@ -531,7 +532,7 @@ def test_production_server_as_api_demo_starts_it(tiny_run, tmp_path):
         assert process.stdout.readline().startswith(f"serving on http://127.0.0.1:{port} (waitress, 4 threads")
         assert listening_addresses(port) == ["0100007F"]  # 127.0.0.1 only, no other interface
         assert status == 200 and json.loads(body)["model"]["checkpoint"] == "best.pt"
-        image = open(os.path.join(tiny_run["params"].test_dir, sorted(os.listdir(tiny_run["params"].test_dir))[0]),
+        image = open(os.path.join(tiny_run["params"].test_dir, image_names(tiny_run["params"].test_dir)[0]),
                      "rb").read()
         status, reply = post_json(port, {"image": "data:image/jpeg;base64," + base64.b64encode(image).decode()})
         assert status == 200 and reply["predition"] == reply["prediction"]

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_params
-from dataset import Charset, DataError, decode_logits, load_folder, load_unlabelled, preprocess
+from dataset import Charset, DataError, decode_logits, image_names, load_folder, load_unlabelled, preprocess
 from parameters import make_parameters
 from generate_captcha import generate_split
 
@@ -47,7 +47,7 @@ def test_preprocess_any_mode_and_size():
 
 
 def test_corrupt_image_and_wrong_label_are_reported_and_skipped(folder, capsys):
-    names = sorted(os.listdir(folder.train_dir))
+    names = image_names(folder.train_dir)
     open(os.path.join(folder.train_dir, "ab12_999998.jpg"), "wb").write(b"not a jpeg at all")
     good = os.path.join(folder.train_dir, names[0])
     os.link(good, os.path.join(folder.train_dir, "abc_999997.jpg"))  # 3 characters, length is 4
@@ -97,7 +97,7 @@ def test_a_folder_cache_replaces_its_older_copies_only(folder, tmp_path):
     [theirs] = [name for name in cache_files(folder) if name != mine]
     legacy = os.path.join(folder.cache_dir, "0123456789abcdef0123.npz")  # the naming before names told the folder
     open(legacy, "wb").write(b"an old cache")
-    os.remove(os.path.join(folder.train_dir, sorted(os.listdir(folder.train_dir))[0]))
+    os.remove(os.path.join(folder.train_dir, image_names(folder.train_dir)[0]))
     load_folder(folder.train_dir, folder)
     [newer] = [name for name in cache_files(folder) if name != theirs]
     assert newer != mine and newer.split("-")[0] == mine.split("-")[0] and not os.path.exists(legacy)
@@ -216,7 +216,7 @@ def test_labels_file_with_bom_duplicates_and_extra_columns(tmp_path, capsys):
     params = tiny_params(tmp_path)
     folder = tmp_path / "listed"
     generate_split(params, str(folder), "train", 4)
-    names = sorted(os.listdir(folder))
+    names = image_names(folder)
     rows = ["filename,label", f"{names[0]},{names[0][:4]}", f"{names[1]},{names[1][:4]}", f"{names[1]},ffff",
             f"{names[2]},{names[2][:4]},extra", f"{names[3]},{names[3][:4]}", f"{names[3]},{names[3][:4]}"]
     (folder / "labels.csv").write_bytes("\ufeff".encode() + "\n".join(rows).encode())
@@ -240,7 +240,7 @@ def test_a_charset_that_repeats_a_character_is_refused(tmp_path, script):
 
 
 def test_subfolders_are_named_in_one_line_and_not_read(folder, capsys):
-    names = sorted(os.listdir(folder.train_dir))
+    names = image_names(folder.train_dir)
     before = len(load_folder(folder.train_dir, folder))
     for sub in ("more", "older"):
         os.makedirs(os.path.join(folder.train_dir, sub))

@@ -45,7 +45,7 @@ def test_same_seed_same_bytes_with_one_and_two_workers(tmp_path, script):
 def test_n_files_unique_names_labels_round_trip(tmp_path):
     params = small(tmp_path, workers=1)
     generate_split(params, params.train_dir, "train", params.train_count)
-    names = os.listdir(params.train_dir)
+    names = [name for name in os.listdir(params.train_dir) if name != generate_captcha.SETTINGS_FILE]
     assert len(names) == 120 and len({n.lower() for n in names}) == 120
     generator = StyledCaptcha(params)
     for name in names:
@@ -63,7 +63,7 @@ def test_interrupted_run_resumes_to_exactly_n(tmp_path):
     params = small(tmp_path, workers=2, train_count=300)
     generate_split(params, params.train_dir, "train", 300)
     full = folder_digest(params.train_dir)
-    names = sorted(full)
+    names = sorted(name for name in full if name != generate_captcha.SETTINGS_FILE)
     for name in names[::3]:  # as if killed part way: a third missing and one half-written file
         os.remove(os.path.join(params.train_dir, name))
     open(os.path.join(params.train_dir, names[1] + ".tmp"), "wb").write(b"\xff\xd8 half")
@@ -81,6 +81,22 @@ def ink_rows(image):
     """Rows holding text ink (much darker than the background)."""
     grey = image.mean(axis=2)
     return np.nonzero((grey < np.median(grey) - 60).any(axis=1))[0]
+
+
+def test_a_folder_drawn_with_other_settings_is_refused(tmp_path, script):
+    args = [f"--train_dir={tmp_path}/train", f"--test_dir={tmp_path}/test", f"--preview_file={tmp_path}/p.png",
+            "--train_count=20", "--test_count=5"]
+    script("generate_captcha.py", *args)
+    before = folder_digest(tmp_path / "train")
+    for change, named in (("--rotation=20", "rotation"), ("--seed=3", "seed"), ("--style=captcha_default", "font_sizes")):
+        result = script("generate_captcha.py", *args, change, check=False)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and "drawn with other settings" in lines[0], result.stderr
+        assert named in lines[0], lines[0]
+        assert folder_digest(tmp_path / "train") == before  # nothing written, nothing lost
+    os.remove(tmp_path / "train" / sorted(before)[0])
+    script("generate_captcha.py", *args)  # the same settings resume
+    assert folder_digest(tmp_path / "train") == before
 
 
 def test_knobs_change_the_output(tmp_path):
@@ -182,7 +198,7 @@ def test_each_style_makes_images_of_its_own_size(tmp_path, style):
     size = tuple(STYLES[style].get(key, getattr(Parameters(), key)) for key in ("image_width", "image_height"))
     params = small(tmp_path, style=style, workers=1, train_count=3)
     generate_split(params, params.train_dir, "train", 3)
-    names = os.listdir(params.train_dir)
+    names = [name for name in os.listdir(params.train_dir) if name != generate_captcha.SETTINGS_FILE]
     assert len(names) == 3
     for name in names:
         with Image.open(os.path.join(params.train_dir, name)) as image:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from api_demo import create_app
 from conftest import tiny_params
+from dataset import image_names
 from generate_captcha import generate_split
 from parameters import ProjectError, make_parameters
 from test_api import post_json, running_server
@@ -28,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def sample_files(tiny_run, count):
     folder = tiny_run["params"].test_dir
-    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))[:count]]
+    return [os.path.join(folder, name) for name in image_names(folder)[:count]]
 
 
 def user_pred(tiny_run, *args, stdin=None):
@@ -50,7 +51,7 @@ def test_user_test_reports_accuracies_confusions_grid_and_json(tiny_run, tmp_pat
         assert image.format == "PNG" and image.size[0] > 6 * 64
     with open(report_path) as handle:
         report = json.load(handle)
-    count = len(os.listdir(folder))
+    count = len(image_names(folder))
     assert report["count"] == count and report["skipped"] == 0
     assert report["correct"] + len(report["wrong"]) == count
     assert report["metrics"]["accuracy"] == pytest.approx(sensitive, abs=1e-4)
@@ -69,7 +70,7 @@ def test_user_test_reports_accuracies_confusions_grid_and_json(tiny_run, tmp_pat
 
 def test_user_test_lists_sure_misreads_as_labels_to_check(tiny_run, tmp_path, script):
     source = tiny_run["params"].test_dir
-    names = sorted(os.listdir(source))
+    names = image_names(source)
     predictor = load_model(tiny_run["checkpoint"])
     read = predict(predictor, [open(os.path.join(source, name), "rb").read() for name in names])
     right = sorted(((min(r["confidences"]), name, r["text"]) for name, r in zip(names, read)
@@ -288,7 +289,7 @@ def test_user_test_lists_the_least_sure_reads_of_an_unlabelled_folder(tiny_run, 
     confidences = [float(row.split("\t")[2]) for row in rows]
     assert confidences == sorted(confidences)
     predictor = load_model(tiny_run["checkpoint"])
-    everything = predict(predictor, [(folder / name).read_bytes() for name in sorted(os.listdir(folder))])
+    everything = predict(predictor, [(folder / name).read_bytes() for name in image_names(folder)])
     assert max(confidences) <= sorted(min(r["confidences_ignore_case"]) for r in everything)[8] + 1e-4
     labelled = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={tiny_run['params'].test_dir}",
                       f"--cache_dir={tmp_path / 'cache'}", f"--report_dir={tmp_path / 'report'}", "--unsure_below=1.01")

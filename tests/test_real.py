@@ -20,7 +20,7 @@ from PIL import Image
 
 from api_demo import create_app
 from conftest import ROOT, tiny_params
-from dataset import DataError, infer_charset, load_folder, load_training_data
+from dataset import DataError, image_names, infer_charset, load_folder, load_training_data
 from export_onnx import export
 from generate_captcha import generate_split
 from model import load_checkpoint
@@ -45,7 +45,7 @@ def real_folder(tmp_path_factory):
     with open(folder / "labels.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["filename", "label"])
-        for index, name in enumerate(sorted(os.listdir(root / "generated"))):
+        for index, name in enumerate(image_names(root / "generated")):
             with Image.open(root / "generated" / name) as image:
                 image.convert("L").save(folder / f"sample_{index:04d}.png")
             writer.writerow([f"sample_{index:04d}.png", name.split("_")[0]])
@@ -195,7 +195,7 @@ def test_few_real_images_repeated_beside_a_mix_folder(real_folder, tmp_path, cap
     train_set, test_set, order = load_training_data(params)
     own = len(train_set) - 50
     assert (own, len(test_set)) == (720, 180)
-    assert train_set.names[own:] == sorted(os.listdir(generated))[:50]
+    assert train_set.names[own:] == image_names(generated)[:50]
     counts = np.bincount(order, minlength=len(train_set))
     assert (counts[:own] == 3).all() and (counts[own:] == 1).all()
     train(params)

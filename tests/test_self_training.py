@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, tiny_params
-from dataset import load_folder, score
+from dataset import image_names, load_folder, score
 from generate_captcha import generate_split
 from model import load_checkpoint
 from test_train import interrupt, resumed_as_printed
@@ -34,7 +34,7 @@ def site(tmp_path_factory):
     generate_split(base, base.test_dir, "test", 100)
     generate_split(tiny_params(root, **SITE), str(root / "site"), "site", 600)
     (root / "unlabelled").mkdir()
-    for index, name in enumerate(sorted(os.listdir(root / "site"))):
+    for index, name in enumerate(image_names(root / "site")):
         shutil.copy(root / "site" / name, root / "unlabelled" / f"img{index:04d}.jpg")
     train(base)
     return root

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT, tiny_params
+from dataset import image_names
 from generate_captcha import generate_split
 from model import CaptchaResNet, build_model, load_checkpoint, model_from_checkpoint, parameter_count, save_checkpoint
 from parameters import ProjectError, make_parameters
@@ -74,7 +75,7 @@ def test_scripts_refuse_an_inconsistent_checkpoint_in_one_line(tiny_run, tmp_pat
     checkpoint["charset"] = "0123456789abcde"  # one class fewer than the heads: it would read shifted characters
     edited = str(tmp_path / "edited.pt")
     save_checkpoint(edited, checkpoint)
-    image = os.path.join(tiny_run["params"].test_dir, sorted(os.listdir(tiny_run["params"].test_dir))[0])
+    image = os.path.join(tiny_run["params"].test_dir, image_names(tiny_run["params"].test_dir)[0])
     words = "heads read 16 classes but its charset '0123456789abcde' has 15"
     for command in (("userPred.py", f"--checkpoint={edited}", image),
                     ("export_onnx.py", f"--checkpoint={edited}", f"--onnx_file={tmp_path / 'x.onnx'}")):
