@@ -454,12 +454,32 @@ def confident_reads(probabilities, threshold):
     return targets, agree & (confidence.min(dim=-1).values >= threshold)
 
 
+def training_label_shares(run):
+    """float32 (classes,): each class's share of the characters an epoch of the training set holds."""
+    targets = torch.from_numpy(run.data.train_set.targets[run.data.order]).flatten()
+    return torch.bincount(targets, minlength=len(run.charset)).float() / max(1, targets.numel())
+
+
+def aligned(probabilities, shares):
+    """Class probabilities (..., classes) rescaled so that their mean over all reads matches `shares`
+    (distribution alignment). A model trained on generated captchas under-reads some class of the real
+    site (its G read as C); left alone, self-training would teach it that misreading. Rescaled, the class
+    it under-reads gains what the one it over-reads loses, before the confident reads are picked."""
+    mean = probabilities.reshape(-1, probabilities.shape[-1]).mean(dim=0)  # (classes,)
+    scaled = probabilities * (shares / mean.clamp(min=1e-8))
+    return scaled / scaled.sum(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
 def self_training_round(run, progress, log):
     """Read every unlabelled captcha with the current model; those read alike on every view with at least
-    pseudo_threshold confidence in each character (views' mean) join training with the text read."""
+    pseudo_threshold confidence in each character (views' mean, aligned with pseudo_align) join training
+    with the text read."""
     unlabelled, params = run.data.unlabelled, run.params
     round_index = self_training_round_index(progress, params)
-    targets, used = confident_reads(read_views(run, unlabelled.images, round_index), params.pseudo_threshold)
+    probabilities = read_views(run, unlabelled.images, round_index)  # (views, N, length, classes)
+    if params.pseudo_align:
+        probabilities = aligned(probabilities, training_label_shares(run))
+    targets, used = confident_reads(probabilities, params.pseudo_threshold)
     changed = 0
     if progress.pseudo_targets is not None:
         changed = int((used & (targets != progress.pseudo_targets).any(dim=-1)).sum())

@@ -15,7 +15,7 @@ from dataset import image_names, load_folder, score
 from generate_captcha import generate_split
 from model import load_checkpoint
 from test_train import interrupt, resumed_as_printed
-from train import confident_reads, train
+from train import aligned, confident_reads, train
 from userPred import load_model
 
 # A plain look the tiny model learns in seconds; the site draws it rotated and with dots it never saw.
@@ -77,6 +77,20 @@ def test_only_reads_above_the_threshold_and_alike_on_every_view_are_used():
     targets, used = confident_reads(probabilities, 0.7)
     assert targets.flatten().tolist() == [0, 0, 0] and used.tolist() == [True, False, False]
     assert confident_reads(probabilities, 0.5)[1].tolist() == [True, True, False]
+
+
+def test_alignment_gives_an_under_read_class_its_share():
+    # (1 view, 4 captchas, length 1, classes A and B): trained on A and B alike, the model reads three in four
+    # as A; the least sure A read goes to B, and the mean moves towards the training shares.
+    probabilities = torch.tensor([[[[0.9, 0.1]], [[0.6, 0.4]], [[0.55, 0.45]], [[0.2, 0.8]]]])
+    shares = torch.tensor([0.5, 0.5])
+    after = aligned(probabilities, shares)
+    assert probabilities.argmax(-1).flatten().tolist() == [0, 0, 0, 1]
+    assert after.argmax(-1).flatten().tolist() == [0, 0, 1, 1]
+    assert torch.allclose(after.sum(-1), torch.ones(1, 4, 1))
+    before_gap = (probabilities.mean(dim=(0, 1, 2)) - shares).abs().sum()
+    assert (after.mean(dim=(0, 1, 2)) - shares).abs().sum() < before_gap
+    assert torch.allclose(aligned(after * 0 + 0.5, shares), after * 0 + 0.5)  # reads at the shares stay as they are
 
 
 def test_a_threshold_no_read_reaches_uses_none(site):
