@@ -227,8 +227,11 @@ def exp_original_style(params, ctx):
     """The seed style against the original project's own generator (original_style/): trained on generated
     captchas only, read on both; `transfer` is original_style's case-insensitive accuracy over the own test's."""
     train_dir, test_dir = generated(params, "original_style", {"style": "seed"})
-    run_params = make_parameters({"style": "seed", **ctx.budget, "train_dir": train_dir, "test_dir": test_dir},
-                                 base=params)
+    # A stride-1 stem: at 64x24 the default stride-2 stem halves strokes a pixel or two wide before the first
+    # block sees them. 20 minutes each: own test 0.9339 / original_style 0.8610 (948 images/s) against
+    # 0.8956 / 0.8280 (~2,400 images/s), case-insensitive.
+    run_params = make_parameters({"style": "seed", **ctx.budget, "train_dir": train_dir, "test_dir": test_dir,
+                                  "stem_stride": 1}, base=params)
     train(run_params)
     own = evaluate(run_params.model_dir, load_folder(test_dir, run_params, quiet=True), run_params)
     original = evaluate(run_params.model_dir, load_folder(os.path.join(ctx.datasets, "original_style"),
