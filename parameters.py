@@ -137,7 +137,7 @@ class Parameters:
     unlabelled_fraction: float = 0.25  # self-training: share of each training batch taken from confidently read unlabelled captchas
     pseudo_threshold: float = 0.8  # self-training: lowest confidence (mean over the views) of each character of a read that is used
     pseudo_views: int = 4  # self-training: views each unlabelled captcha is read in (as it is, and augmented copies); all must agree
-    pseudo_align: bool = True  # self-training: rescale each round's reads so every class's mean probability matches its share of the training labels (an under-read class is not learned wrong)
+    pseudo_align: bool = False  # self-training: rescale each round's reads so every class's mean probability matches its share of the training labels (for a site whose characters are drawn as the generator's are)
     pseudo_every: int = 0  # self-training: steps between re-reads of the unlabelled captchas (0 = at every epoch's start)
     extend: float = 0.0  # with --resume: train this many more minutes on a short cosine tail from lr/10, no warm-up (0 = off)
     init_from: str = ""  # start from this checkpoint's weights (fine-tuning)

@@ -463,8 +463,10 @@ def training_label_shares(run):
 def aligned(probabilities, shares):
     """Class probabilities (..., classes) rescaled so that their mean over all reads matches `shares`
     (distribution alignment). A model trained on generated captchas under-reads some class of the real
-    site (its G read as C); left alone, self-training would teach it that misreading. Rescaled, the class
-    it under-reads gains what the one it over-reads loses, before the confident reads are picked."""
+    site (its G read as C); self-training can teach it that misreading. Rescaled, the class it under-reads
+    gains what the one it over-reads loses, before the confident reads are picked. That holds when the
+    site draws its characters as the generator does; where it draws some more often (swust's B), it
+    pushes the other way (docs/RESULTS.md), so pseudo_align is off by default."""
     mean = probabilities.reshape(-1, probabilities.shape[-1]).mean(dim=0)  # (classes,)
     scaled = probabilities * (shares / mean.clamp(min=1e-8))
     return scaled / scaled.sum(dim=-1, keepdim=True).clamp(min=1e-12)
