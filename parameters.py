@@ -231,8 +231,11 @@ STYLES = {
         # 2345678bcdefgmnpwxy on one baseline from x = 19, spaced by their widths and touching, some frayed;
         # one thick black polyline from left of the text to near the right edge
         "image_width": 200, "image_height": 50, "charset": "2345678bcdefgmnpwxy", "captcha_length": 5,
-        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",), "font_sizes": (38, 39, 40),
-        "stroke_weight": (0.3, 0.8),
+        # DejaVu Sans, and its monospaced cut for a glyph in two: the set's m is as narrow as a monospaced
+        # one while its other glyphs are DejaVu Sans's, and with DejaVu Sans alone the model read its m as n.
+        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+                  "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"),
+        "font_sizes": (38, 39, 40), "stroke_weight": (0.3, 0.8),
         "stretch_glyphs": False, "baseline": True, "rotation": 2.0, "warp_x": (0.0, 0.03), "warp_y": (0.0, 0.03),
         "space_probability": 0.0, "char_spacing": (1.0, 5.0), "left_margin": (19.0, 20.0), "row_shift_y": (2.0, 4.0),
         "solid_text": True, "text_color_min": 0, "text_color_max": 0, "background_min": 252, "background_max": 254,
