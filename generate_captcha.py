@@ -140,9 +140,10 @@ def check_settings(params):
         folders += [params.train_dir, params.test_dir]
     for folder in folders:
         ensure_writable(folder)
-    conflicts = [settings_conflict(folder, params) for folder in folders[1:]]
-    if any(conflicts):
-        raise StyleError(next(conflict for conflict in conflicts if conflict))
+    for folder in folders[1:]:  # the data set's folders: drawn with these settings, or new
+        conflict = settings_conflict(folder, params)
+        if conflict:
+            raise StyleError(conflict)
 
 
 def ensure_writable(folder):
