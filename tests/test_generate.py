@@ -10,6 +10,7 @@ from PIL import Image
 
 import generate_captcha
 from custom_captcha_image import StyledCaptcha, StyleError, make_generator
+from dataset import image_names
 from generate_captcha import NAME_PATTERN, check_settings, generate_split, make_sample
 from parameters import DIGITS, LOWER, STYLES, Parameters, make_parameters
 
@@ -45,7 +46,7 @@ def test_same_seed_same_bytes_with_one_and_two_workers(tmp_path, script):
 def test_n_files_unique_names_labels_round_trip(tmp_path):
     params = small(tmp_path, workers=1)
     generate_split(params, params.train_dir, "train", params.train_count)
-    names = [name for name in os.listdir(params.train_dir) if name != generate_captcha.SETTINGS_FILE]
+    names = image_names(params.train_dir)
     assert len(names) == 120 and len({n.lower() for n in names}) == 120
     generator = StyledCaptcha(params)
     for name in names:
@@ -198,7 +199,7 @@ def test_each_style_makes_images_of_its_own_size(tmp_path, style):
     size = tuple(STYLES[style].get(key, getattr(Parameters(), key)) for key in ("image_width", "image_height"))
     params = small(tmp_path, style=style, workers=1, train_count=3)
     generate_split(params, params.train_dir, "train", 3)
-    names = [name for name in os.listdir(params.train_dir) if name != generate_captcha.SETTINGS_FILE]
+    names = image_names(params.train_dir)
     assert len(names) == 3
     for name in names:
         with Image.open(os.path.join(params.train_dir, name)) as image:
@@ -250,7 +251,7 @@ def test_preview_only_writes_the_grid(tmp_path, script):
 def test_overrides_reach_worker_processes(tmp_path):
     params = small(tmp_path, image_width=80, image_height=30, image_format="png", workers=2, train_count=600)
     generate_split(params, params.train_dir, "train", 600)
-    names = os.listdir(params.train_dir)
+    names = image_names(params.train_dir)
     assert len(names) == 600 and all(n.endswith(".png") for n in names)
     assert {Image.open(os.path.join(params.train_dir, n)).size for n in names[:50]} == {(80, 30)}
     assert generate_captcha.worker_count(params) == 2
