@@ -20,7 +20,7 @@ Routes:
                     ("predition" repeats "prediction" for clients written against the old misspelt key.)
                     Several captchas: JSON {"images": [...]} or several `image` files (at most max_batch):
                     {"results": [{"prediction": ..., ...}, ...], "count": N, "ms": ...}
-    GET /health     status, checkpoint file name, parameter count, charset, length, image size, backend,
+    GET /health     status, checkpoint file name, parameter count, charset, length (and min_length), head, image size, backend,
                     limits, whether a key is required (no key needed: it shows nothing secret)
     GET /           an upload page: pick a captcha file, see what the model reads
 
@@ -358,8 +358,9 @@ def health_of(predictor, params, key):
         "status": "ok", "backend": params.backend, "device": str(predictor.device),
         # the file name only: the server's folders are none of a client's business
         "model": {"checkpoint": os.path.basename(predictor.checkpoint), "parameters": predictor.parameters,
-                  "preset": trained.model_preset},
+                  "preset": trained.model_preset, "head": trained.reader_head},
         "charset": predictor.charset.chars, "length": predictor.charset.length,
+        "min_length": predictor.charset.min_length,
         "image_size": {"width": predictor.width, "height": predictor.height}, "ignore_case": trained.ignore_case,
         "limits": {"max_upload_bytes": params.max_upload_bytes, "max_image_pixels": params.max_image_pixels,
                    "max_batch": params.max_batch, "max_request_pixels": params.max_request_pixels,

@@ -262,8 +262,6 @@ def check_style(params):
         raise StyleError("charset is empty")
     if len(set(params.charset)) != len(params.charset):
         raise StyleError(f"charset {params.charset!r} repeats a character")
-    if params.captcha_length < 1:
-        raise StyleError(f"captcha_length must be at least 1, got {params.captcha_length}")
     if not params.font_sizes or min(params.font_sizes) < 4:
         raise StyleError(f"font_sizes must be at least 4 pixels, got {params.font_sizes}")
     if params.image_height < 8:
@@ -290,8 +288,9 @@ def check_style(params):
         check_range(params, name, floor, ceiling)
     if params.char_pitch > 0 and params.space_probability > 0:
         raise StyleError("char_pitch places characters at fixed points: set space_probability=0 with it")
-    if params.char_pitch * params.captcha_length > params.image_width:
-        raise StyleError(f"char_pitch {params.char_pitch} x {params.captcha_length} characters does not fit "
+    most = params.length_range[1]
+    if params.char_pitch * most > params.image_width:
+        raise StyleError(f"char_pitch {params.char_pitch} x {most} characters does not fit "
                          f"image_width {params.image_width}")
     check_render_knobs(params)
     fonts = resolve_fonts(params.fonts)
@@ -303,9 +302,9 @@ def check_style(params):
         except OSError as error:
             raise StyleError(f"font file {path!r} cannot be opened as a font ({error})") from None
     # Each character is squeezed to at most a third of the smallest font size; below that text is unreadable.
-    needed = params.captcha_length * max(4, min(params.font_sizes) // 3)
+    needed = most * max(4, min(params.font_sizes) // 3)
     if params.image_width < needed:
-        raise StyleError(f"image_width {params.image_width} is too small for {params.captcha_length} characters "
+        raise StyleError(f"image_width {params.image_width} is too small for {most} characters "
                          f"at font size {min(params.font_sizes)} (needs at least {needed} pixels)")
     return fonts
 
@@ -638,7 +637,7 @@ class StyledCaptcha(ImageCaptcha):
 
     def sample(self, rng):
         """(label, image): a random label from the charset, drawn with the same `rng`."""
-        label = random_label(rng, self.params.charset, self.params.captcha_length, self.params.char_class_weights)
+        label = random_label(rng, self.params.charset, self.params.length_range, self.params.char_class_weights)
         return label, self.render(label, rng)
 
     def generate_image(self, chars, bg_color=None, fg_color=None):
@@ -683,9 +682,12 @@ def make_generator(params):
     return StyleMix(params) if params.style_mix else StyledCaptcha(params)
 
 
-def random_label(rng, charset, length, class_weights=()):
-    """Characters drawn uniformly from the charset; or, with class_weights, each from a class (the charset's
-    digits, lower-case, upper-case letters) picked by those weights, then uniformly within it."""
+def random_label(rng, charset, lengths, class_weights=()):
+    """`lengths` (fewest, most) characters, the count drawn uniformly, each drawn uniformly from the charset;
+    or, with class_weights, each from a class (the charset's digits, lower-case, upper-case letters) picked
+    by those weights, then uniformly within it."""
+    fewest, most = lengths
+    length = fewest if fewest == most else rng.randint(fewest, most)  # one length: no draw (older data sets stay)
     if not class_weights:
         return "".join(rng.choice(charset) for _ in range(length))
     classes = ["".join(c for c in charset if c in group) for group in CHAR_CLASSES]

@@ -26,11 +26,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from files import atomic_write
-from parameters import DIGITS, LOWER, UPPER, ProjectError, make_parameters, parse_args, run_main, worker_count
+from parameters import (DIGITS, LOWER, UPPER, ProjectError, length_bounds, make_parameters, parse_args, run_main,
+                        worker_count)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LABELS_FILE = "labels.csv"
 REPORT_LINES = 10  # bad files named in a report; the rest are counted
+INFER_LENGTH_SHARE = 0.01  # infer_charset: a label length this rare (a share of all labels) is not in the range
 CACHE_ARRAYS = ("images", "targets", "names", "unreadable")  # what a folder's cache holds, beside its checksum
 
 
@@ -39,14 +41,18 @@ class DataError(ProjectError):
 
 
 class Charset:
-    """The classes: characters in index order, and the one encode/decode pair of the project."""
+    """The classes: characters in index order, the label lengths a model reads, and the one encode/decode
+    pair of the project. `ctc`: the model's outputs have a blank class first (index 0), character i is
+    class i + 1; otherwise character i is class i of each place's softmax."""
 
-    def __init__(self, chars, length):
+    def __init__(self, chars, length, ctc=False):
         repeated = sorted({char for char in chars if chars.count(char) > 1})
         if repeated:
             raise DataError(f"charset {chars!r} repeats {''.join(repeated)!r}: each character is one class")
         self.chars = chars
-        self.length = length
+        # length: a count, a (fewest, most) pair, or captcha_length's text ('4-6')
+        self.min_length, self.length = tuple(length) if isinstance(length, (tuple, list)) else length_bounds(length)
+        self.ctc = ctc
         self.index = {char: position for position, char in enumerate(chars)}
         # For case-insensitive decoding: every class mapped to the class of its lower-case form
         # (when that form is in the charset), so that probabilities of 'o' and 'O' add up.
@@ -57,75 +63,143 @@ class Charset:
         chars = params.charset
         if params.ignore_case:
             chars = "".join(dict.fromkeys(char.lower() for char in chars))
-        return cls(chars, params.captcha_length)
+        return cls(chars, params.length_range, ctc=params.reader_head == "ctc")
 
     def __len__(self):
         return len(self.chars)
 
+    @property
+    def classes(self):
+        """Classes of the model's softmax: the characters, and CTC's blank."""
+        return len(self.chars) + self.ctc
+
+    @property
+    def lengths(self):
+        """'4' or '4-6': the label lengths this charset's model reads."""
+        return str(self.length) if self.min_length == self.length else f"{self.min_length}-{self.length}"
+
     def problem(self, label):
         """Why `label` cannot be a target (None when it can)."""
-        if len(label) != self.length:
-            return f"label {label!r} has {len(label)} characters, expected {self.length}"
+        if not self.min_length <= len(label) <= self.length:
+            return f"label {label!r} has {len(label)} characters, expected {self.lengths}"
         unknown = sorted({char for char in label if char not in self.index})
         if unknown:
             return f"label {label!r} has characters outside the charset: {''.join(unknown)!r}"
         return None
 
     def encode(self, label):
-        """'aB3x' -> [10, 37, 3, 33]."""
+        """'aB3x' -> [10, 37, 3, 33] (character indices), padded with -1 to the longest length."""
         problem = self.problem(label)
         if problem:
             raise DataError(problem)
-        return [self.index[char] for char in label]
+        return [self.index[char] for char in label] + [-1] * (self.length - len(label))
 
     def decode(self, indices):
-        """[10, 37, 3, 33] -> 'aB3x'."""
-        return "".join(self.chars[int(i)] for i in indices)
+        """[10, 37, 3, 33] -> 'aB3x' (-1, padding, is no character)."""
+        return "".join(self.chars[int(i)] for i in indices if i >= 0)
 
 
 def fold_label(label, ignore_case):
     return label.lower() if ignore_case else label
 
 
-def decode_logits(logits, charset, fold_case=False):
-    """Logits (N, length, classes) -> (texts, per-character confidences (N, length)), in numpy.
-
-    With fold_case, the probabilities of the two cases of a letter are added before the argmax and
-    the text comes out in lower case: the right decision when answers ignore case.
-    """
-    logits = np.asarray(logits, dtype=np.float32)
+def softmax(logits):
     exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    probabilities = exponentials / exponentials.sum(axis=-1, keepdims=True)  # softmax (N, length, classes)
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def decode_logits(logits, charset, fold_case=False):
+    """Logits (N, steps, classes) -> (texts, per-character confidences: a float32 array per text), in numpy.
+
+    Positions heads: a step is a character place; its most probable class is the character. CTC: a step is
+    a feature column; the most probable class of each column, runs of one class merged and blanks dropped,
+    is the text (greedy decoding), and a character's confidence is its highest probability in its run.
+    With fold_case, the probabilities of the two cases of a letter are added before the argmax and the text
+    comes out in lower case: the right decision when answers ignore case.
+    """
+    probabilities = softmax(np.asarray(logits, dtype=np.float32))  # (N, steps, classes)
     if fold_case:
-        folding = np.zeros((len(charset), len(charset)), np.float32)  # class -> class of its lower case
-        folding[np.arange(len(charset)), charset.folded] = 1
+        offset = int(charset.ctc)  # CTC's blank stays blank
+        target = [0] * offset + [index + offset for index in charset.folded]
+        folding = np.zeros((charset.classes, charset.classes), np.float32)  # class -> class of its lower case
+        folding[np.arange(charset.classes), target] = 1
         probabilities = probabilities @ folding
-    indices = probabilities.argmax(axis=-1)
-    texts = [charset.decode(row) for row in indices.tolist()]
+    indices, best = probabilities.argmax(axis=-1), probabilities.max(axis=-1)  # (N, steps) each
+    if charset.ctc:
+        reads = [ctc_collapse(row, confidence) for row, confidence in zip(indices, best)]
+    else:
+        reads = list(zip(indices, best))
+    texts = [charset.decode(row) for row, _ in reads]
     if fold_case:
         texts = [text.lower() for text in texts]
-    return texts, probabilities.max(axis=-1)
+    return texts, [np.asarray(confidence, np.float32) for _, confidence in reads]
+
+
+def least_confidence(confidences):
+    """A read's least sure character's confidence (0 for a read of no characters)."""
+    return float(np.min(confidences)) if len(confidences) else 0.0
+
+
+def ctc_collapse(classes, confidence):
+    """One row of CTC's per-column best classes (steps,) and their probabilities -> (character indices,
+    confidences): runs of a class merged (keeping the run's highest probability), blanks (0) dropped."""
+    indices, confidences = [], []
+    previous = 0
+    for cls, probability in zip(classes.tolist(), confidence.tolist()):
+        if cls != 0 and cls == previous:
+            confidences[-1] = max(confidences[-1], probability)
+        elif cls != 0:
+            indices.append(cls - 1)
+            confidences.append(probability)
+        previous = cls
+    return indices, confidences
+
+
+def edit_operations(truth, read):
+    """The fewest edits turning `truth` into `read`, as (truth char or '', read char or '') pairs: a
+    substitution (a, b), a missing character (a, ''), an extra one ('', b). Levenshtein, backtraced."""
+    cost = [[i + j if i == 0 or j == 0 else 0 for j in range(len(read) + 1)] for i in range(len(truth) + 1)]
+    for i in range(1, len(truth) + 1):
+        for j in range(1, len(read) + 1):
+            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (truth[i - 1] != read[j - 1]))
+    operations, i, j = [], len(truth), len(read)
+    while i or j:
+        if i and j and cost[i][j] == cost[i - 1][j - 1] + (truth[i - 1] != read[j - 1]):
+            if truth[i - 1] != read[j - 1]:
+                operations.append((truth[i - 1], read[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and cost[i][j] == cost[i - 1][j] + 1:
+            operations.append((truth[i - 1], ""))
+            i -= 1
+        else:
+            operations.append(("", read[j - 1]))
+            j -= 1
+    return operations[::-1]
 
 
 def score(logits, labels, charset):
-    """Whole-captcha accuracy (case-sensitive and -insensitive), per-character accuracy, predictions."""
+    """Whole-captcha accuracy (case-sensitive and -insensitive), per-character accuracy (1 - edits over the
+    labels' characters, by edit distance: a missing or extra character counts one), predictions."""
     predictions, _ = decode_logits(logits, charset)
     folded, _ = decode_logits(logits, charset, fold_case=True)
     count = max(1, len(labels))
     exact = sum(p == t for p, t in zip(predictions, labels)) / count
     insensitive = sum(p == t.lower() for p, t in zip(folded, labels)) / count
-    characters = sum(a == b for p, t in zip(predictions, labels) for a, b in zip(p, t)) / (count * charset.length)
+    edits = sum(len(edit_operations(t, p)) for p, t in zip(predictions, labels) if p != t)
+    characters = max(0.0, 1 - edits / max(1, sum(len(t) for t in labels)))
     return {"accuracy": exact, "accuracy_ignore_case": insensitive, "char_accuracy": characters}, predictions
 
 
 def confusions(predictions, labels, top=15):
-    """The most frequent (truth, prediction) character pairs among wrong characters."""
-    counter = Counter((t, p) for pred, label in zip(predictions, labels) for t, p in zip(label, pred) if t != p)
+    """The most frequent (truth, prediction) character pairs among the edits of wrong reads ('' for a
+    missing or an extra character)."""
+    counter = Counter(pair for pred, label in zip(predictions, labels) if pred != label
+                      for pair in edit_operations(label, pred))
     return counter.most_common(top)
 
 
 def format_confusions(pairs):
-    return ", ".join(f"{t}->{p} x{n}" for (t, p), n in pairs) or "none"
+    return ", ".join(f"{t or '(none)'}->{p or '(none)'} x{n}" for (t, p), n in pairs) or "none"
 
 
 def preprocess(image, width, height):
@@ -230,20 +304,25 @@ def list_folder(folder, params):
 def infer_charset(params):
     """`params` with charset and captcha_length taken from the labels of the data folders.
 
-    The length is the most common label length (labels of other lengths are then reported and
-    skipped like any bad label); the charset is every character of those labels, digits first, then
-    lower and upper case, then the rest in code-point order.
+    The length is a range over the label lengths that are not rare (each at least INFER_LENGTH_SHARE of
+    the labels and more than one label: a typo's length does not widen it); labels of other lengths are
+    then reported and skipped like any bad label. The charset is every character of the labels within
+    it, digits first, then lower and upper case, then the rest in code-point order.
     """
     folders = [params.data_dir] if params.data_dir else [params.train_dir, params.test_dir]
     labels = [fold_label(label, params.ignore_case) for folder in folders for _, label in folder_labels(folder)[0]]
     if not labels:
         raise DataError(f"no labelled images in {' or '.join(folders)} to infer the charset from")
-    length = Counter(len(label) for label in labels).most_common(1)[0][0]
-    if length < 1:
-        raise DataError("the most common label is empty: name files LABEL_anything.png or add a labels.csv")
-    found = {char for label in labels if len(label) == length for char in label}
+    counts = Counter(len(label) for label in labels if label)
+    if not counts:
+        raise DataError("every label is empty: name files LABEL_anything.png or add a labels.csv")
+    lengths = [n for n, count in counts.items() if count > 1 and count >= INFER_LENGTH_SHARE * len(labels)]
+    lengths = lengths or [counts.most_common(1)[0][0]]
+    low, high = min(lengths), max(lengths)
+    found = {char for label in labels if low <= len(label) <= high for char in label}
     known = DIGITS + LOWER + UPPER
     chars = "".join(char for char in known if char in found) + "".join(sorted(found - set(known)))
+    length = str(low) if low == high else f"{low}-{high}"
     print(f"inferred from {len(labels)} labels: {length} characters from {len(chars)} classes {chars!r}")
     return make_parameters({"charset": chars, "captcha_length": length}, base=params)
 
@@ -443,7 +522,7 @@ def _decode_folder(folder, entries, params):
     images = np.stack(images) if images else np.zeros((0, params.image_height, params.image_width, 3), np.uint8)
     # An unlabelled image ('') has no target: -1 in every position.
     targets = np.array([charset.encode(label) if label else [-1] * charset.length for _, label in kept],
-                       dtype=np.int64).reshape(-1, params.captcha_length)
+                       dtype=np.int64).reshape(-1, charset.length)
     return ImageSet(images, targets, [name for name, _ in kept], [label for _, label in kept]), unreadable
 
 

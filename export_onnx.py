@@ -6,14 +6,16 @@
     python api_demo.py --backend=onnx --server=waitress    # serve it
 
 Writes:
-- `<name>.onnx`: uint8 images (batch, height, width, 3) -> logits (batch, length, classes), any batch
-  size. The charset, captcha length, image size and training settings travel inside the file
+- `<name>.onnx`: uint8 images (batch, height, width, 3) -> logits (batch, steps, classes), any batch
+  size: a positions model's steps are its character places, a ctc model's its feature columns (class 0
+  CTC's blank); userPred's decode_logits turns either into text. The charset, captcha length, image size and training settings travel inside the file
   (ONNX metadata `captcha_ocr`), so `--backend=onnx` needs no other flag.
 - with `--ddddocr` (default on): `<name>.ddddocr.onnx` and `<name>.ddddocr.json`, the two files that
   ddddocr reads: `DdddOcr(det=False, ocr=False, import_onnx_path=..., charsets_path=...)`. That model
   takes ddddocr's input (float (1, 3, H, W) in 0-1, which ddddocr resizes to the size in the JSON)
-  and answers in ddddocr's CTC form: 2 x length steps over [blank] + charset, each character step
-  followed by a blank step so that doubled letters ("aa") survive ddddocr's repeat collapsing.
+  and answers in ddddocr's CTC form over [blank] + charset: a ctc model's own columns; for positions
+  heads 2 x length steps, each character step followed by a blank step so that doubled letters ("aa")
+  survive ddddocr's repeat collapsing.
 
 The export is checked before the command returns: onnxruntime must reproduce PyTorch's logits on a
 batch of test images (the largest difference is printed).
@@ -38,7 +40,9 @@ TOLERANCE = 1e-3  # largest accepted |onnxruntime - torch| logit difference
 
 
 class DdddocrAdapter(nn.Module):
-    """ddddocr's interface around the model: float (N, 3, H, W) in 0-1 -> CTC probabilities (N, 2L, 1 + K)."""
+    """ddddocr's interface around the model: float (N, 3, H, W) in 0-1 -> CTC probabilities over [blank] +
+    charset: a ctc head's own columns (N, columns, 1 + K); positions heads' places, each followed by a
+    blank step (N, 2L, 1 + K)."""
 
     def __init__(self, model, classes):
         super().__init__()
@@ -46,7 +50,9 @@ class DdddocrAdapter(nn.Module):
 
     def forward(self, images):
         pixels = images.mul(255).permute(0, 2, 3, 1)  # (N, H, W, 3) in 0-255, what the model expects
-        probabilities = torch.softmax(self.model(pixels).float(), dim=-1)  # (N, L, K)
+        probabilities = torch.softmax(self.model(pixels).float(), dim=-1)  # (N, steps, classes)
+        if self.model.head == "ctc":
+            return probabilities  # CTC already, blank first: ddddocr's own form
         count, length, _ = probabilities.shape
         blank = probabilities.new_zeros(count, length, 1)
         characters = torch.cat([blank, probabilities], dim=-1)  # blank never wins a character step

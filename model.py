@@ -5,7 +5,10 @@
 
 Input: uint8 images (N, H, W, 3) exactly as `dataset.preprocess()` returns them; the model converts
 and normalises them itself, so training, prediction, the API and an ONNX export share one path.
-Output: logits (N, captcha_length, len(charset)).
+Output: logits. With `head=positions`, (N, captcha_length, len(charset)): a softmax per character place,
+for captchas of one length. With `head=ctc`, (N, columns, 1 + len(charset)): a softmax per feature column
+over CTC's blank (class 0) and the characters, trained with CTC loss, for captchas of any length up to
+the columns (dataset.decode_logits reads both).
 
 This module is also the one home of checkpoints (save_checkpoint writes atomically, load_checkpoint
 loads with weights_only and checks that the heads fit the charset and length saved with them,
@@ -65,18 +68,24 @@ def make_stages(in_channels, channels, blocks, strides):
 
 
 class CaptchaResNet(nn.Module):
-    """uint8 (N, H, W, 3) -> logits (N, length, classes)."""
+    """uint8 (N, H, W, 3) -> logits: positions head (N, length, classes), a softmax per character place;
+    ctc head (N, columns, 1 + classes), a softmax per feature column over CTC's blank (class 0) and the
+    characters (class i + 1), for captchas of up to `length` characters."""
 
     def __init__(self, length, classes, image_height=DEFAULTS.image_height, image_width=DEFAULTS.image_width,
                  preset=DEFAULTS.model_preset, stem_channels=DEFAULTS.stem_channels,
                  stage_channels=DEFAULTS.stage_channels, stage_blocks=DEFAULTS.stage_blocks,
-                 dropout=DEFAULTS.dropout, stem_stride=DEFAULTS.stem_stride, feature_stride=DEFAULTS.feature_stride):
+                 dropout=DEFAULTS.dropout, stem_stride=DEFAULTS.stem_stride, feature_stride=DEFAULTS.feature_stride,
+                 head="positions"):
         super().__init__()
         if preset not in ("default", "original"):
             raise ProjectError(f"model_preset must be default or original, got {preset!r}")
         if len(stage_channels) != len(stage_blocks):
             raise ProjectError("stage_channels and stage_blocks need one entry per stage")
-        self.preset = preset
+        if head == "ctc" and preset == "original":
+            raise ProjectError("model_preset=original reads with positions heads (global pooling leaves no columns "
+                               "for CTC): use --head=positions")
+        self.preset, self.head = preset, head
         self.length, self.classes = length, classes
         if preset == "original":
             self.input_size = (32, 32)
@@ -107,8 +116,16 @@ class CaptchaResNet(nn.Module):
             for stride in strides:
                 columns = (columns + stride - 1) // stride
             feature_size = stage_channels[-1] * columns
+            self.columns = columns
         self.dropout = nn.Dropout(dropout)
-        self.heads = nn.ModuleList(nn.Linear(feature_size, classes) for _ in range(length))
+        if head == "ctc":
+            if length > self.columns:
+                raise ProjectError(f"captchas of up to {length} characters need at least {length} feature columns for "
+                                   f"CTC; image_width {image_width} / feature_stride {feature_stride} gives "
+                                   f"{self.columns}: lower --feature_stride (or widen --image_width)")
+            self.ctc_head = nn.Linear(stage_channels[-1], 1 + classes)  # the same classifier on every column
+        else:
+            self.heads = nn.ModuleList(nn.Linear(feature_size, classes) for _ in range(length))
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -123,6 +140,9 @@ class CaptchaResNet(nn.Module):
         x = self.body(self.stem(x))  # (N, C, H', W')
         if self.preset == "original":
             features = x.mean(dim=(2, 3))  # (N, 512)
+        elif self.head == "ctc":
+            columns = self.dropout(x.mean(dim=2).transpose(1, 2))  # average the height away: (N, W', C)
+            return self.ctc_head(columns)  # (N, W', 1 + classes)
         else:
             features = x.mean(dim=2).flatten(1)  # average the height away: (N, C * W')
         features = self.dropout(features)
@@ -131,12 +151,12 @@ class CaptchaResNet(nn.Module):
 
 def build_model(params):
     """The model `params` describe (charset and length set the heads)."""
-    return CaptchaResNet(length=params.captcha_length, classes=len(Charset.from_params(params)),
+    return CaptchaResNet(length=params.length_range[1], classes=len(Charset.from_params(params)),
                          image_height=params.image_height, image_width=params.image_width,
                          preset=params.model_preset, stem_channels=params.stem_channels,
                          stage_channels=tuple(params.stage_channels), stage_blocks=tuple(params.stage_blocks),
                          dropout=params.dropout, stem_stride=params.stem_stride,
-                         feature_stride=params.feature_stride)
+                         feature_stride=params.feature_stride, head=params.reader_head)
 
 
 def select_device(params):
@@ -198,18 +218,23 @@ def heads_problem(checkpoint):
     try:
         params = saved_parameters(checkpoint["params"])
         expected = Charset.from_params(params).chars
-        Charset(chars, params.captcha_length)  # a charset that repeats a character
+        Charset(chars, params.length_range)  # a charset that repeats a character
     except (TypeError, ValueError) as error:
         return str(error).splitlines()[0]
-    heads = sorted(key for key in state if re.fullmatch(r"heads\.\d+\.(weight|bias)", key))
-    if not all(isinstance(state[key], torch.Tensor) and state[key].dim() >= 1 for key in heads):
+    ctc = params.reader_head == "ctc"
+    heads = sorted(key for key in state if re.fullmatch(r"(heads\.\d+|ctc_head)\.(weight|bias)", key))
+    if not heads or not all(isinstance(state[key], torch.Tensor) and state[key].dim() >= 1 for key in heads):
         return "its heads are not weight tensors"
+    if ctc != heads[0].startswith("ctc_head"):
+        return f"its settings say head={params.reader_head} but it holds {'a ctc' if ctc else 'positions'} head"
     count = len({key.split(".")[1] for key in heads})
-    if count != params.captcha_length:
+    if not ctc and count != params.length_range[1]:
         return f"it has {count} character heads but its captcha_length is {params.captcha_length}"
     sizes = sorted({state[key].shape[0] for key in heads})
-    if sizes != [len(chars)]:
-        return f"its heads read {'/'.join(map(str, sizes))} classes but its charset {chars!r} has {len(chars)}"
+    if sizes != [len(chars) + ctc]:
+        blank = " and CTC's blank" if ctc else ""
+        return (f"its heads read {'/'.join(map(str, sizes))} classes but its charset {chars!r}{blank} has "
+                f"{len(chars) + ctc}")
     if chars != expected:
         return f"its charset {chars!r} disagrees with the charset of its settings {expected!r}"
     return None

@@ -44,9 +44,9 @@ class Parameters:
     strict: bool = False  # fail on a bad image or label instead of reporting and skipping it
     # --- captcha: what every captcha holds (characters, length, image size) and the seed that draws them ---
     charset: str = DIGITS + LOWER + UPPER  # the character classes, in class-index order
-    captcha_length: int = 4  # characters per captcha
+    captcha_length: str = "4"  # characters per captcha: a count (4), or a range (4-6) drawn per captcha
     ignore_case: bool = False  # fold labels to lower case (for sites whose answers ignore case)
-    infer_charset: bool = False  # main.py: take charset and captcha_length from the training folders' labels
+    infer_charset: bool = False  # main.py: take charset and captcha_length (a range when lengths vary) from the training folders' labels
     image_width: int = 64  # image width, pixels (also the model's input width)
     image_height: int = 24  # image height, pixels (also the model's input height)
     max_image_side: int = 2000  # largest image_width or image_height the generator accepts, pixels (a typo must not need gigabytes)
@@ -118,7 +118,8 @@ class Parameters:
     stage_channels: tuple[int, ...] = (32, 64, 128, 192)  # channels of each residual stage
     stage_blocks: tuple[int, ...] = (1, 2, 2, 1)  # residual blocks in each stage
     feature_stride: int = 8  # image pixels per feature column before the heads (4-32; 16 for images ~160 px wide)
-    dropout: float = 0.1  # dropout before the per-character heads
+    head: str = "auto"  # reader: positions (a softmax per character place), ctc (a softmax per feature column, CTC loss: any length), auto (ctc when lengths vary, else AUTO_FIXED_HEAD)
+    dropout: float = 0.1  # dropout before the heads
     # --- training: how main.py trains ---
     data_mode: str = "folder"  # folder (read train_dir) or generate (fresh captchas every epoch, in workers)
     epochs: int = 10  # passes over the training set (an upper bound when time_budget is set)
@@ -184,13 +185,37 @@ class Parameters:
     # --- benchmarks: the bench/ scripts ---
     bench_style_count: int = 1000  # bench/bench_style.py: captchas generated, and real images read (at most), for the statistics
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
-    bench_real: tuple[str, ...] = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200", "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default")  # bench/bench_real.py experiments, in order
+    bench_heads: tuple[str, ...] = ("positions",)  # heads bench/bench_train.py compares on the default preset: positions, ctc
+    bench_real: tuple[str, ...] = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200", "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default", "swust_ctc", "captcha_images_v2_ctc", "stock_ctc")  # bench/bench_real.py experiments, in order
     requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
     clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with --abuse_run)
     abuse_run: bool = False  # bench/bench_api.py: the abuse run instead (clients sending huge-pixel batches while one client reads captchas)
     abuse_seconds: float = 30.0  # bench/bench_api.py --abuse_run: how long the abusive clients send, seconds
     abuse_images: int = 64  # bench/bench_api.py --abuse_run: blank 2000x2000 lossless WebP images in each abusive request (64: 256 M pixels; 2: within max_request_pixels)
     bench_rounds: int = 2000  # bench scripts: timed single-image calls per latency measurement
+
+    @property
+    def length_range(self):
+        """(fewest, most) characters per captcha, from captcha_length ('4' -> (4, 4), '4-6' -> (4, 6))."""
+        return length_bounds(self.captcha_length)
+
+    @property
+    def reader_head(self):
+        """The head the model reads with: `head`, with auto resolved (ctc when the length varies)."""
+        if self.head != "auto":
+            return self.head
+        fewest, most = self.length_range
+        return "ctc" if fewest != most else AUTO_FIXED_HEAD
+
+
+# head=auto's choice for captchas of one length (docs/RESULTS.md: positions against ctc on the seed style)
+AUTO_FIXED_HEAD = "positions"
+
+
+def length_bounds(value):
+    """captcha_length's (fewest, most) from '4', '4-6' or an int (older checkpoints saved an int)."""
+    low, _, high = str(value).partition("-")
+    return int(low), int(high or low)
 
 
 # Named generator styles: each maps settings to values applied before command-line overrides.
@@ -277,7 +302,7 @@ STYLES = {
 
 # Settings of the network itself: fine-tuning (--init_from) takes them from the checkpoint it starts from.
 ARCHITECTURE_KEYS = ("image_width", "image_height", "model_preset", "stem_channels", "stem_stride", "stage_channels",
-                     "stage_blocks", "feature_stride")
+                     "stage_blocks", "feature_stride", "head")
 # Settings that fix the shape of the model, its heads too: prediction takes them from the model it loads.
 MODEL_SHAPE_KEYS = ("charset", "captcha_length", "ignore_case") + ARCHITECTURE_KEYS
 
@@ -297,12 +322,14 @@ CHOICES = {
     "style": tuple(STYLES),  # (style_mix's names are checked with the rest of a mix, by StyleMix)
     "image_format": ("jpg", "png"),
     "model_preset": ("default", "original"),
+    "head": ("auto", "positions", "ctc"),
     "data_mode": ("folder", "generate"),
     "augment": ("auto", "on", "off"),
     "device": ("auto", "cpu", "cuda", "cuda:N"),
     "backend": ("torch", "onnx"),
     "server": ("flask", "waitress"),
     "bench_presets": ("default", "original"),
+    "bench_heads": ("positions", "ctc"),
     "bench_real": Parameters.bench_real,  # the default runs every experiment
     "font_box": ("bbox", "textsize"),
     "glyph_resample": ("nearest", "bilinear", "bicubic"),
@@ -340,6 +367,7 @@ class ParameterError(ProjectError):
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Parameters)}
+LENGTH_KEYS = ("captcha_length",)  # settings holding a count or a range of counts ('4' or '4-6')
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -464,7 +492,23 @@ def _convert_list(key, value, element):
         raise ParameterError(f"--{key} expects a comma-separated list of {element.__name__}s, got {value!r}") from None
 
 
+def _convert_length(key, value):
+    """A count (4) or a range ('4-6') of characters -> its canonical text ('4', '4-6')."""
+    text = str(value).replace(" ", "") if not isinstance(value, bool) else ""
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
+    if not match:
+        raise ParameterError(f"--{key} expects a count like 4 or a range like 4-6, got {value!r}")
+    low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+    if low < 1:
+        raise ParameterError(f"--{key} must be at least 1, got {value!r}")
+    if high < low:
+        raise ParameterError(f"--{key} range {value!r} runs backwards: write it fewest-most, e.g. {high}-{low}")
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def _convert_type(key, value):
+    if key in LENGTH_KEYS:
+        return _convert_length(key, value)
     annotation = _FIELDS[key].type
     element = _element_type(annotation)
     if element is not None:
@@ -515,9 +559,12 @@ def make_parameters(overrides=None, base=None):
 
 def saved_parameters(saved):
     """The Parameters a checkpoint (or an ONNX export) saved as a dict; settings unknown here are ignored,
-    settings added since take their defaults."""
-    return Parameters(**{key: tuple(value) if isinstance(value, list) else value
-                         for key, value in saved.items() if key in _FIELDS})
+    settings added since take their defaults (a checkpoint from before `head` read with positions)."""
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in saved.items() if key in _FIELDS}
+    values.setdefault("head", "positions")
+    if "captcha_length" in values:
+        values["captcha_length"] = _convert_length("captcha_length", values["captcha_length"])
+    return Parameters(**values)
 
 
 def with_saved_settings(params, saved, keys=MODEL_SHAPE_KEYS):

@@ -31,8 +31,8 @@ from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from dataset import (Charset, DataError, confusions, fold_label, format_confusions, infer_charset, load_folder,
-                     load_training_data, load_unlabelled, preprocess, score)
+from dataset import (Charset, DataError, confusions, decode_logits, fold_label, format_confusions, infer_charset,
+                     load_folder, load_training_data, load_unlabelled, preprocess, score)
 from files import atomic_write
 from model import (autocast, batch_logits, build_model, load_checkpoint, parameter_count, save_checkpoint,
                    select_device)
@@ -157,8 +157,8 @@ def start_or_resume(params, given=None):
         if params.infer_charset:
             params = infer_charset(params)
         if params.init_from:
-            params = with_saved_settings(params, load_checkpoint(params.init_from)["params"], ARCHITECTURE_KEYS)
-        return params, None, Progress()
+            params = architecture_of(params, load_checkpoint(params.init_from)["params"])
+        return settled_head(params), None, Progress()
     checkpoint = load_run(params.model_dir)
     saved = saved_parameters(checkpoint["params"])
     if given is None:
@@ -179,6 +179,28 @@ def start_or_resume(params, given=None):
     if "extend" in changes:
         progress.tail_start = progress.seconds  # a new tail starts here
     return params, checkpoint, progress
+
+
+def architecture_of(params, saved):
+    """`params` with the architecture of the checkpoint a run fine-tunes from (its saved settings `saved`).
+    Its head too, unless --head names one or the checkpoint's positions heads cannot read this run's
+    lengths; a new head starts fresh on the checkpoint's backbone."""
+    params = with_saved_settings(params, saved, [key for key in ARCHITECTURE_KEYS if key != "head"])
+    saved_head = saved_parameters(saved).reader_head
+    fewest, most = params.length_range
+    if params.head == "auto" and (saved_head == "ctc" or fewest == most):
+        params = dataclasses.replace(params, head=saved_head)
+    return params
+
+
+def settled_head(params):
+    """`params` with head=auto resolved (a checkpoint names the head it was trained with), checked against
+    the lengths to read."""
+    fewest, most = params.length_range
+    if params.reader_head == "positions" and fewest != most:
+        raise ParameterError(f"--head=positions reads captchas of one length, but captcha_length is "
+                             f"{params.captcha_length}: use --head=ctc (or auto)")
+    return dataclasses.replace(params, head=params.reader_head)
 
 
 def shown(value):
@@ -205,6 +227,7 @@ def set_up(params, ranks, checkpoint):
     charset = Charset.from_params(params)
     data = load_data(params, ranks.world)
     model = build_model(params).to(device)
+    check_label_room(model, *[image_set for image_set in (data.train_set, data.test_set) if image_set is not None])
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
@@ -249,7 +272,9 @@ def pseudo_per_batch(params):
     checks = ((0 < params.unlabelled_fraction < 1, "unlabelled_fraction must be between 0 and 1"),
               (0 <= params.pseudo_threshold <= 1, "pseudo_threshold must be between 0 and 1"),
               (params.pseudo_views >= 1, "pseudo_views must be at least 1"),
-              (params.pseudo_every >= 0, "pseudo_every must be 0 (every epoch) or a number of steps"))
+              (params.pseudo_every >= 0, "pseudo_every must be 0 (every epoch) or a number of steps"),
+              (not (params.pseudo_align and params.reader_head == "ctc"),
+               "pseudo_align rescales the class shares of character places: use it with --head=positions"))
     for good, message in checks:
         if not good:
             raise DataError(message)
@@ -399,13 +424,46 @@ def train_step(run, images, targets, lr):
         group["lr"] = lr
     images, targets = images.to(run.device, non_blocking=True), targets.to(run.device, non_blocking=True)
     with autocast(run.device, run.params.amp):
-        logits = run.trained(images)  # (B, length, classes)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
-                           label_smoothing=run.params.label_smoothing) * run.charset.length
+        logits = run.trained(images)  # (B, steps, classes)
+    if run.charset.ctc:
+        loss = ctc_loss(logits, targets)
+    else:
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
+                               label_smoothing=run.params.label_smoothing) * run.charset.length
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
     return loss.detach()
+
+
+def ctc_loss(logits, targets):
+    """CTC loss of column logits (B, columns, 1 + classes) against character indices (B, length), -1 after
+    a label's end; summed over a captcha's characters like the positions loss, averaged over captchas."""
+    log_probabilities = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (columns, B, 1 + classes)
+    present = targets >= 0
+    columns = torch.full((len(targets),), log_probabilities.shape[0], dtype=torch.long)
+    # Class 0 is the blank: character i is class i + 1. zero_infinity: a label the columns cannot hold
+    # (refused before training, see check_label_room) would otherwise poison the whole batch.
+    return F.ctc_loss(log_probabilities, targets[present] + 1, columns, present.sum(dim=1), blank=0,
+                      reduction="sum", zero_infinity=True) / len(targets)
+
+
+def columns_needed(label):
+    """Feature columns CTC needs to emit `label`: one a character, and a blank between doubled ones."""
+    return len(label) + sum(a == b for a, b in zip(label, label[1:]))
+
+
+def check_label_room(model, *image_sets):
+    """A CTC model must have a feature column for every character of a label and a blank between doubled
+    ones: a label that needs more is a one-line error before training."""
+    if model.head != "ctc":
+        return
+    for image_set in image_sets:
+        label = max((label for label in image_set.labels if label), key=columns_needed, default="")
+        if columns_needed(label) > model.columns:
+            raise DataError(f"label {label!r} needs {columns_needed(label)} feature columns (a character each and a "
+                            f"blank between doubled ones); the model has {model.columns} (image width "
+                            f"{model.input_size[1]} / feature_stride): lower --feature_stride")
 
 
 def evaluation_due(progress, params):
@@ -445,18 +503,26 @@ def read_views(run, images, round_index):
     return torch.stack(views)
 
 
-def confident_reads(probabilities, threshold):
-    """(targets int64 (N, length), used bool (N,)) from class probabilities (views, N, length, classes): the
-    text read from the views' mean, used when every view reads it and each character's mean probability is
-    at least `threshold`."""
-    confidence, targets = probabilities.mean(dim=0).max(dim=-1)  # (N, length) each
-    agree = (probabilities.argmax(dim=-1) == targets).all(dim=0).all(dim=-1)  # (N,)
-    return targets, agree & (confidence.min(dim=-1).values >= threshold)
+def confident_reads(probabilities, charset, threshold):
+    """(targets int64 (N, length), used bool (N,)) from class probabilities (views, N, steps, classes): each
+    view decoded as prediction decodes; a read is used when every view reads the same text, it fits the
+    charset's lengths and each of its characters is at least `threshold` sure (mean over the views)."""
+    reads = [decode_logits(view.clamp(min=1e-12).log().numpy(), charset) for view in probabilities]
+    texts = reads[0][0]
+    used, targets = [], []
+    for index, text in enumerate(texts):
+        use = all(view_texts[index] == text for view_texts, _ in reads) and charset.problem(text) is None
+        sure = np.mean([confidences[index] for _, confidences in reads], axis=0) if use else np.zeros(0)
+        use = use and bool(sure.size) and float(sure.min()) >= threshold
+        used.append(use)
+        targets.append(charset.encode(text) if use else [-1] * charset.length)
+    return torch.tensor(targets, dtype=torch.int64).reshape(-1, charset.length), torch.tensor(used, dtype=torch.bool)
 
 
 def training_label_shares(run):
     """float32 (classes,): each class's share of the characters an epoch of the training set holds."""
     targets = torch.from_numpy(run.data.train_set.targets[run.data.order]).flatten()
+    targets = targets[targets >= 0]  # no padding
     return torch.bincount(targets, minlength=len(run.charset)).float() / max(1, targets.numel())
 
 
@@ -481,7 +547,7 @@ def self_training_round(run, progress, log):
     probabilities = read_views(run, unlabelled.images, round_index)  # (views, N, length, classes)
     if params.pseudo_align:
         probabilities = aligned(probabilities, training_label_shares(run))
-    targets, used = confident_reads(probabilities, params.pseudo_threshold)
+    targets, used = confident_reads(probabilities, run.charset, params.pseudo_threshold)
     changed = 0
     if progress.pseudo_targets is not None:
         changed = int((used & (targets != progress.pseudo_targets).any(dim=-1)).sum())
@@ -611,16 +677,19 @@ class Ranks:
 
 
 def remap_heads(state, old_chars, new_chars):
-    """Head weights trained for `old_chars` rearranged for `new_chars` (shared characters keep theirs)."""
+    """Head weights trained for `old_chars` rearranged for `new_chars` (shared characters keep theirs; a CTC
+    head's blank, its class 0, keeps its own)."""
     remapped = {}
     for key, value in state.items():
-        if key.startswith("heads.") and value.shape[0] == len(old_chars):
-            rows = value.new_zeros((len(new_chars),) + tuple(value.shape[1:]))
+        old, new = (("",) + tuple(old_chars), ("",) + tuple(new_chars)) if key.startswith("ctc_head.") \
+            else (tuple(old_chars), tuple(new_chars))
+        if key.startswith(("heads.", "ctc_head.")) and value.shape[0] == len(old):
+            rows = value.new_zeros((len(new),) + tuple(value.shape[1:]))
             if value.dim() == 2:
                 torch.nn.init.normal_(rows, std=0.01)
-            for new_index, char in enumerate(new_chars):
-                if char in old_chars:
-                    rows[new_index] = value[old_chars.index(char)]
+            for new_index, char in enumerate(new):
+                if char in old:
+                    rows[new_index] = value[old.index(char)]
             value = rows
         remapped[key] = value
     return remapped
@@ -699,8 +768,9 @@ class RunLog:
         if progress.tail_start >= 0:
             print(f"extending the run by {params.extend:g} min from {progress.seconds / 60:.1f}: learning rate "
                   f"{params.lr * TAIL_FROM:.1e} down to {params.lr * TAIL_TO:.1e}, no warm-up")
-        print(f"device {run.device}, {parameter_count(run.model) / 1e6:.2f}M parameters, {len(run.charset)} classes x "
-              f"{run.charset.length} characters, {data.size} training and {len(data.test_set)} test images, "
+        print(f"device {run.device}, {parameter_count(run.model) / 1e6:.2f}M parameters, {params.head} head, "
+              f"{len(run.charset)} classes x {run.charset.lengths} characters, {data.size} training and "
+              f"{len(data.test_set)} test images, "
               f"{data.steps_per_epoch} steps an epoch" + (", augmented" if data.augment else "")
               + (f", {params.time_budget:g} min budget" if params.time_budget else ""), flush=True)
 

@@ -30,7 +30,7 @@ import time
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dataset import IMAGE_EXTENSIONS, Charset, decode_logits, preprocess
+from dataset import IMAGE_EXTENSIONS, Charset, decode_logits, least_confidence, preprocess
 from parameters import (ProjectError, fail, make_parameters, parse_args, run_main, saved_parameters,
                         with_saved_settings, worker_count)
 
@@ -59,7 +59,7 @@ class Predictor:
         size = max(1, self.params.eval_batch_size)
         batches = [self.run(np.ascontiguousarray(images[start:start + size])) for start in range(0, len(images), size)]
         if not batches:
-            return np.zeros((0, self.charset.length, len(self.charset)), np.float32)
+            return np.zeros((0, 1, self.charset.classes), np.float32)
         return np.concatenate(batches)
 
 
@@ -127,18 +127,24 @@ def load_onnx(path, params, device=None):
     except Exception as error:  # a foreign or truncated file: one line, not a traceback
         raise ProjectError(f"{onnx_path!r} is not a captcha-ocr ONNX model ({type(error).__name__}: "
                            f"{first_line(error)})") from None
-    shape = session.get_outputs()[0].shape  # (batch, length, classes)
-    if list(shape[1:]) != [trained.captcha_length, len(metadata["charset"])]:
-        raise ProjectError(f"{onnx_path!r} is not a consistent ONNX model: it reads {shape[1]} characters of "
-                           f"{shape[2]} classes, its metadata says {trained.captcha_length} of "
-                           f"{len(metadata['charset'])} ({metadata['charset']!r})")
+    charset = charset_of(metadata["charset"], trained)
+    shape = session.get_outputs()[0].shape  # (batch, steps, classes)
+    steps = trained.length_range[1] if not charset.ctc else shape[1]  # (a CTC model's columns)
+    if list(shape[1:]) != [steps, charset.classes]:
+        raise ProjectError(f"{onnx_path!r} is not a consistent ONNX model: it reads {shape[1]} steps of "
+                           f"{shape[2]} classes, its metadata says {steps} of {charset.classes} "
+                           f"({trained.reader_head} head, charset {metadata['charset']!r})")
     params = with_saved_settings(params, metadata["params"])
 
     def run(images):
         return session.run(None, {"images": images})[0]
 
-    return Predictor(run, Charset(metadata["charset"], trained.captcha_length), params, trained, "cpu", onnx_path,
-                     metadata["parameters"])
+    return Predictor(run, charset, params, trained, "cpu", onnx_path, metadata["parameters"])
+
+
+def charset_of(chars, trained):
+    """The Charset of a model trained with settings `trained` on the characters `chars`."""
+    return Charset(chars, trained.length_range, ctc=trained.reader_head == "ctc")
 
 
 def load_torch(path, params, device=None):
@@ -161,7 +167,7 @@ def load_torch(path, params, device=None):
         # channels-last weights spare a layout conversion per layer (~30% faster on one image).
         model = model.to(memory_format=torch.channels_last)
     run = functools.partial(batch_logits, model, device, False)  # float32: reads what the ONNX export reads
-    return Predictor(run, Charset(checkpoint["charset"], trained.captcha_length), params, trained, device, path,
+    return Predictor(run, charset_of(checkpoint["charset"], trained), params, trained, device, path,
                      parameter_count(model))
 
 
@@ -244,7 +250,7 @@ def open_image(data, max_pixels=0, decode=True):
 
 def is_unsure(confidences_ignore_case, below):
     """A read to check (or to label): its least sure character, ignoring case, is below `below`."""
-    return bool(min(confidences_ignore_case) < below)
+    return least_confidence(confidences_ignore_case) < below
 
 
 def predict(predictor, images, max_pixels=0):
@@ -269,7 +275,7 @@ def predict(predictor, images, max_pixels=0):
     folded, folded_confidences = decode_logits(logits, predictor.charset, fold_case=True)
     below = predictor.params.unsure_below
     return [{"text": text, "text_ignore_case": lower, "confidences": [float(c) for c in row],
-             "confidences_ignore_case": [float(c) for c in folded_row], "confidence": float(row.mean()),
+             "confidences_ignore_case": [float(c) for c in folded_row], "confidence": float(row.mean()) if row.size else 0.0,
              "unsure": is_unsure(folded_row, below)}
             for text, lower, row, folded_row in zip(texts, folded, confidences, folded_confidences)]
 

@@ -23,8 +23,8 @@ Labels come from file names (`LABEL.jpg`, `LABEL_anything.jpg`) or a labels.csv,
 import json
 import os
 
-from dataset import (confusions, decode_logits, format_confusions, image_names, list_folder, load_folder,
-                     load_unlabelled, score)
+from dataset import (confusions, decode_logits, format_confusions, image_names, least_confidence, list_folder,
+                     load_folder, load_unlabelled, score)
 from files import atomic_write
 from grid import image_grid
 from parameters import fail, parse_args, run_main
@@ -62,9 +62,9 @@ def least_sure_list(predictor, folder, params, output):
     logits = predictor.logits(captchas.images)
     _, confidences = decode_logits(logits, predictor.charset, fold_case=True)
     texts, _ = decode_logits(logits, predictor.charset)
-    order = sorted(range(len(captchas)), key=lambda index: confidences[index].min())[:params.least_sure]
+    order = sorted(range(len(captchas)), key=lambda index: least_confidence(confidences[index]))[:params.least_sure]
     lines = ["file\tread\tleast sure character's confidence"]
-    lines += [f"{captchas.names[i]}\t{texts[i]}\t{confidences[i].min():.4f}" for i in order]
+    lines += [f"{captchas.names[i]}\t{texts[i]}\t{least_confidence(confidences[i]):.4f}" for i in order]
     path = os.path.join(output, f"{os.path.basename(os.path.normpath(folder)) or 'golden'}_least_sure.tsv")
     atomic_write(path, "\n".join(lines) + "\n")
     print(f"the {len(order)} least sure of {len(captchas)} reads of {folder} (label these first): {path}")
@@ -79,7 +79,7 @@ def misreads(golden, predictions, folded, confidences):
              for name, truth, predicted, lower, row, image in zip(golden.names, golden.labels, predictions, folded,
                                                                   confidences, golden.images)
              if predicted != truth]
-    return sorted(wrong, key=lambda item: -min(item["confidences"]))
+    return sorted(wrong, key=lambda item: -least_confidence(item["confidences"]))
 
 
 def print_scores(golden, total, metrics, wrong, pairs, unsure, params, predictor):
@@ -95,7 +95,7 @@ def print_scores(golden, total, metrics, wrong, pairs, unsure, params, predictor
     sure_count = sum(not flag for flag, _, _ in unsure)
     print(f"{count - sure_count} of {count} reads unsure (a character below {params.unsure_below:g}); the "
           f"{sure_count} sure ones are right ignoring case {sure_right / max(1, sure_count):.4f}")
-    sure = [item for item in wrong if min(item["confidences"]) >= params.sure_confidence]
+    sure = [item for item in wrong if least_confidence(item["confidences"]) >= params.sure_confidence]
     if sure:
         listed = ", ".join(f"{item['file']} (labelled {item['truth']}, read {item['prediction']})"
                            for item in sure[:SURE_SHOWN])
@@ -131,7 +131,7 @@ def refuse_partial_score(folder, scored, total, charset):
     checkpoint's charset or length, unreadable files): a score over the rest is not the folder's."""
     if 2 * scored < total:
         fail(f"only {scored} of the {total} images in {folder} could be scored (the others are listed above), "
-             f"so no accuracy is given for the folder; the checkpoint reads {charset.length} characters of "
+             f"so no accuracy is given for the folder; the checkpoint reads {charset.lengths} characters of "
              f"{charset.chars!r}: is it the model for these captchas?")
 
 

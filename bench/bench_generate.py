@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from captcha.image import ImageCaptcha  # noqa: E402
 
+from custom_captcha_image import random_label  # noqa: E402
 from generate_captcha import generate_split  # noqa: E402
 from parameters import parse_args, worker_count  # noqa: E402
 
@@ -30,16 +31,16 @@ def _stock_init(width, height, font_sizes):
 
 
 def _stock_chunk(task):
-    folder, charset, length, indices = task
+    folder, charset, lengths, indices = task
     rng = random.Random(indices[0])
     for index in indices:
-        label = "".join(rng.choice(charset) for _ in range(length))
+        label = random_label(rng, charset, lengths)
         _stock.write(label, os.path.join(folder, f"{label}_{index:06d}.jpg"), format="JPEG")
     return len(indices)
 
 
 def bench_stock(params, folder, count):
-    tasks = [(folder, params.charset, params.captcha_length, list(range(i, min(i + 256, count))))
+    tasks = [(folder, params.charset, params.length_range, list(range(i, min(i + 256, count))))
              for i in range(0, count, 256)]
     start = time.perf_counter()
     with multiprocessing.Pool(worker_count(params), initializer=_stock_init,

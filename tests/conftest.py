@@ -54,3 +54,22 @@ def tiny_run(tmp_path_factory):
     metrics = train(params)
     return {"params": params, "metrics": metrics, "checkpoint": os.path.join(params.model_dir, "best.pt"),
             "root": root}
+
+
+CTC_LENGTHS = (3, 5)  # the tiny variable-length set: 3 to 5 characters a captcha
+
+
+@pytest.fixture(scope="session")
+def ctc_run(tmp_path_factory):
+    """The tiny set-up with captchas of 3 to 5 characters and a model trained on it with the ctc head:
+    {'params', 'metrics', 'checkpoint', 'root'}."""
+    from generate_captcha import generate_split
+    from train import train
+    root = tmp_path_factory.mktemp("ctc")
+    params = tiny_params(root, captcha_length=f"{CTC_LENGTHS[0]}-{CTC_LENGTHS[1]}", head="ctc", feature_stride=4,
+                         epochs=8, train_count=1500)
+    generate_split(params, params.train_dir, "train", params.train_count)
+    generate_split(params, params.test_dir, "test", params.test_count)
+    metrics = train(params)
+    return {"params": params, "metrics": metrics, "checkpoint": os.path.join(params.model_dir, "best.pt"),
+            "root": root}

@@ -34,7 +34,7 @@ def test_fold_case_decoding_adds_both_cases():
     logits = np.log(np.array([[[0.4, 0.3, 0.3]]]))  # '0' wins alone, but o+O = 0.6 (numpy: no torch needed)
     assert decode_logits(logits, charset)[0] == ["0"]
     texts, confidence = decode_logits(logits, charset, fold_case=True)
-    assert texts == ["o"] and confidence[0, 0] == pytest.approx(0.6, abs=1e-5)
+    assert texts == ["o"] and confidence[0][0] == pytest.approx(0.6, abs=1e-5)
 
 
 def test_preprocess_any_mode_and_size():

@@ -176,7 +176,6 @@ def test_bad_style_mix_fails_before_work(tmp_path, overrides, words):
 @pytest.mark.parametrize("overrides, words", [
     ({"fonts": ("/no/such/font.ttf",)}, "font file '/no/such/font.ttf' does not exist"),
     ({"charset": ""}, "charset is empty"),
-    ({"captcha_length": 0}, "captcha_length must be at least 1"),
     ({"image_width": 12}, "image_width 12 is too small"),
     ({"image_width": 2001}, "image size 2001x24 is over max_image_side 2000 pixels"),
     ({"image_height": 3000, "max_image_side": 2500}, "image size 64x3000 is over max_image_side 2500 pixels"),

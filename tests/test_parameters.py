@@ -23,7 +23,7 @@ def test_overrides_are_typed():
 
 def test_defaults_match_the_issue():
     params = Parameters()
-    assert (params.image_width, params.image_height, params.captcha_length) == (64, 24, 4)
+    assert (params.image_width, params.image_height, params.length_range) == (64, 24, (4, 4))
     assert (params.train_count, params.test_count) == (200000, 10000)
     assert len(params.charset) == 62 and params.charset.startswith("0123456789abc") and params.charset.endswith("XYZ")
     assert params.font_sizes == (20, 22, 23)
@@ -44,10 +44,21 @@ def test_defaults_match_the_issue():
     (["--device=gpu"], "--device must be one of auto, cpu, cuda, cuda:N, not 'gpu'"),
     (["--device=cuda:x"], "--device must be one of"),
     (["--bench_presets=default,big"], "--bench_presets takes items among default, original, not 'big'"),
+    (["--head=rnn"], "--head must be one of auto, positions, ctc, not 'rnn'"),
+    (["--captcha_length=0"], "--captcha_length must be at least 1"),
+    (["--captcha_length=6-4"], "runs backwards: write it fewest-most, e.g. 4-6"),
+    (["--captcha_length=4,6"], "--captcha_length expects a count like 4 or a range like 4-6"),
 ])
 def test_bad_overrides_are_one_line_errors(args, words):
     with pytest.raises(ParameterError, match=words):
         make_parameters(parse_overrides(args)[0])
+
+
+def test_captcha_length_takes_a_count_or_a_range():
+    assert make_parameters({"captcha_length": " 4 - 6 "}).captcha_length == "4-6"
+    assert make_parameters({"captcha_length": 5}).length_range == (5, 5)
+    assert make_parameters(parse_overrides(["--captcha_length=4-6"])[0]).length_range == (4, 6)
+    assert make_parameters({"captcha_length": "5-5"}).captcha_length == "5"
 
 
 def test_choices_accept_their_values():

@@ -247,7 +247,7 @@ def test_an_onnx_model_whose_metadata_charset_disagrees_with_its_output_is_refus
     metadata = json.loads(entry.value)
     entry.value = json.dumps({**metadata, "charset": metadata["charset"][:-1]})  # one class fewer than the output
     onnx.save(graph, str(tmp_path / "edited.onnx"))
-    with pytest.raises(ProjectError, match="reads 4 characters of 16 classes, its metadata says 4 of 15"):
+    with pytest.raises(ProjectError, match="reads 4 steps of 16 classes, its metadata says 4 of 15"):
         load_model(params=make_parameters({"backend": "onnx", "checkpoint": str(tmp_path / "edited.onnx")}))
 
 

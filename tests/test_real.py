@@ -65,7 +65,7 @@ def real_run(real_folder, tmp_path_factory):
 
 def test_charset_and_length_are_inferred_from_labels(real_folder):
     params = infer_charset(make_parameters({"data_dir": str(real_folder)}))
-    assert params.captcha_length == REAL_LENGTH
+    assert params.length_range == (REAL_LENGTH, REAL_LENGTH)
     assert set(params.charset) <= set(REAL_CHARSET) and len(params.charset) >= len(REAL_CHARSET) - 2
     assert params.charset == "".join(sorted(params.charset, key=lambda c: (not c.isdigit(), c)))
     folded = infer_charset(make_parameters({"data_dir": str(real_folder), "ignore_case": True}))
@@ -76,7 +76,7 @@ def test_grey_pngs_of_another_size_train_end_to_end(real_run):
     metrics = real_run["metrics"]
     assert metrics["char_accuracy"] > 0.25  # chance: 1/20 per character
     checkpoint = load_checkpoint(real_run["checkpoint"])
-    assert checkpoint["params"]["captcha_length"] == REAL_LENGTH
+    assert checkpoint["params"]["captcha_length"] == str(REAL_LENGTH)
     assert set(checkpoint["charset"]) <= set(REAL_CHARSET) and checkpoint["params"]["infer_charset"]
     assert checkpoint["params"]["image_width"] == 64 and checkpoint["params"]["image_height"] == 24
     trained = make_parameters({"charset": checkpoint["charset"], "captcha_length": REAL_LENGTH}, base=real_run["params"])
@@ -181,7 +181,7 @@ def test_fine_tuning_from_a_checkpoint_with_another_charset(tiny_run, real_folde
     loaded, total = map(int, re.search(r"initialised from \S+: (\d+) of (\d+) tensors", log).groups())
     assert total - loaded <= 2  # only the fifth head (the tiny model reads 4 characters) starts fresh
     checkpoint = load_checkpoint(os.path.join(params.model_dir, "best.pt"))
-    assert set(checkpoint["charset"]) <= set(REAL_CHARSET) and checkpoint["params"]["captcha_length"] == REAL_LENGTH
+    assert set(checkpoint["charset"]) <= set(REAL_CHARSET) and checkpoint["params"]["captcha_length"] == str(REAL_LENGTH)
     assert checkpoint["params"]["stage_channels"] == (16, 32, 64)  # the architecture of the checkpoint it started from
     assert metrics["char_accuracy"] > 0.25  # chance: 1/20 per character
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, tiny_params
-from dataset import image_names, load_folder, score
+from dataset import Charset, image_names, load_folder, score
 from generate_captcha import generate_split
 from model import load_checkpoint
 from test_train import interrupt, resumed_as_printed
@@ -74,9 +74,10 @@ def test_only_reads_above_the_threshold_and_alike_on_every_view_are_used():
     # (views 2, captchas 3, length 1, classes 2): sure and alike; alike but unsure; sure on average, views differ
     probabilities = torch.tensor([[[[0.95, 0.05]], [[0.6, 0.4]], [[0.45, 0.55]]],
                                   [[[0.97, 0.03]], [[0.6, 0.4]], [[1.0, 0.0]]]])
-    targets, used = confident_reads(probabilities, 0.7)
-    assert targets.flatten().tolist() == [0, 0, 0] and used.tolist() == [True, False, False]
-    assert confident_reads(probabilities, 0.5)[1].tolist() == [True, True, False]
+    charset = Charset("AB", 1)
+    targets, used = confident_reads(probabilities, charset, 0.7)
+    assert targets.flatten().tolist() == [0, -1, -1] and used.tolist() == [True, False, False]  # -1: not used
+    assert confident_reads(probabilities, charset, 0.5)[1].tolist() == [True, True, False]
 
 
 def test_alignment_gives_an_under_read_class_its_share():

@@ -40,7 +40,7 @@ def test_checkpoint_is_one_safe_dict(tiny_run):
     assert checkpoint["progress"]["step"] > 0 and checkpoint["progress"]["metrics"]["accuracy"] >= 0
     assert checkpoint["charset"] == "0123456789abcdef" and checkpoint["params"]["stage_channels"] == (16, 32, 64)
     model, params = model_from_checkpoint(checkpoint)
-    assert params.captcha_length == 4 and not model.training
+    assert params.length_range == (4, 4) and not model.training
     assert model(torch.zeros(2, 24, 64, 3, dtype=torch.uint8)).shape == (2, 4, 16)
 
 
