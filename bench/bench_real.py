@@ -16,6 +16,8 @@ of mixed-case images) and `captcha_images_v2/` (5-character grey captchas); see 
   mixed with 5,000 of the generated ones so that so few real images do not make it forget), evaluated on
   the other real ones.
 - `captcha_default`: the captcha package's stock 160x60 style, charset 0-9A-Z, generated train/test.
+- `stock_ctc`: the same style with 4 to 6 characters a captcha, read with the ctc head.
+- `swust_ctc`, `captcha_images_v2_ctc`: `swust` and `captcha_images_v2` with the ctc head.
 
 Each trains for a fixed time budget (generation and decoding excluded) and is scored with its
 last checkpoint (not the best one: that would pick the test split's best epoch). Prints whole-captcha
@@ -41,10 +43,10 @@ from userPred import load_model  # noqa: E402
 
 MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 12, "swust_pretrained": 4,
            "captcha_default": 36, "original_style": 20, "swust_self": 10, "swust_fine_tune_200": 8,
-           "swust_self_200": 8, "v2_sim": 10, "v2_self": 5}
+           "swust_self_200": 8, "v2_sim": 10, "v2_self": 5, "swust_ctc": 4, "captcha_images_v2_ctc": 8, "stock_ctc": 36}
 SMALL_DATA = {"batch_size": 64, "augment": "on", "infer_charset": True}
 GENERATED = {"sim_to_real": (80000, 2000), "captcha_default": (150000, 2000), "original_style": (200000, 10000),
-             "v2_sim": (60000, 2000)}  # (train, test) images
+             "v2_sim": (60000, 2000), "stock_ctc": (150000, 2000)}  # (train, test) images
 FINE_TUNE_IMAGES = 200
 FINE_TUNE_REPEATS = 100  # each real image appears this many times: 200 x 100 real beside the generated ones
 FINE_TUNE_SYNTHETIC = 5000  # generated images mixed in, so 200 real ones tune the model without it forgetting
@@ -94,7 +96,7 @@ def evaluate(model_dir, image_set, params, check_labels=False):
     last = os.path.join(model_dir, "last.pt")
     predictor = load_model(last, params)
     charset = predictor.charset
-    logits = predictor.logits(image_set.images)  # (N, length, classes)
+    logits = predictor.logits(image_set.images)  # (N, steps, classes)
     metrics, _ = score(logits, image_set.labels, charset)
     groups = {}
     for index, name in enumerate(image_set.names):
@@ -183,10 +185,20 @@ def exp_swust(params, ctx):
                       check_labels=params.seed == 0)
 
 
+def exp_swust_ctc(params, ctx):
+    """`swust` read with the ctc head."""
+    return exp_swust(make_parameters({"head": "ctc"}, base=params), ctx)
+
+
 def exp_captcha_images_v2(params, ctx):
     # 200x50 read at 128x32 (160x40 measured no better: 0.9712 after 5 minutes; 128x32 0.9808 after 4).
     return folder_run(params, {**SMALL_DATA, **ctx.budget, "test_split": 0.1, "image_width": 128, "image_height": 32,
                                "data_dir": os.path.join(ctx.datasets, "captcha_images_v2")})
+
+
+def exp_captcha_images_v2_ctc(params, ctx):
+    """`captcha_images_v2` read with the ctc head."""
+    return exp_captcha_images_v2(make_parameters({"head": "ctc"}, base=params), ctx)
 
 
 def exp_sim_to_real(params, ctx):
@@ -220,6 +232,14 @@ def exp_captcha_default(params, ctx):
     # the stock font's 0 and O, stretched to one box, became the same blob (on a GPU: 0.948 after 5
     # epochs, 71 of its 108 wrong characters 0/O); at 160x60 they part (0.9915 after 7).
     return folder_run(params, {**style, **ctx.budget, "train_dir": train_dir, "test_dir": test_dir,
+                               "feature_stride": 16})
+
+
+def exp_stock_ctc(params, ctx):
+    """The captcha package's stock 160x60 style, 0-9A-Z, 4 to 6 characters a captcha: the ctc head."""
+    style = {"style": "captcha_default", "charset": DIGITS + UPPER, "captcha_length": "4-6"}
+    train_dir, test_dir = generated(params, "stock_ctc", style)
+    return folder_run(params, {**style, **ctx.budget, "train_dir": train_dir, "test_dir": test_dir, "head": "ctc",
                                "feature_stride": 16})
 
 
