@@ -26,7 +26,7 @@ from tqdm import tqdm
 from custom_captcha_image import StyleError, make_generator
 from files import atomic_write
 from grid import image_grid
-from parameters import fail, layout, parse_args, run_main, worker_count
+from parameters import ParameterError, convert, fail, layout, parse_args, run_main, worker_count
 
 FORBIDDEN_IN_NAMES = set('_/\\:*?"<>|.') | {"\0"}
 NAME_PATTERN = re.compile(r"^(?P<label>.+)_(?P<index>\d+)\.(?P<ext>jpg|png)$")
@@ -94,6 +94,15 @@ def drawing_settings(params):
     return json.loads(json.dumps({key: getattr(params, key) for key in keys}))
 
 
+def as_written(key, value):
+    """A setting read back from a folder's SETTINGS_FILE in today's form (a count written by an older version
+    is today's text '4'); a value no longer valid stays as it was, and so differs."""
+    try:
+        return json.loads(json.dumps(convert(key, value)))
+    except ParameterError:
+        return value
+
+
 def settings_conflict(folder, params):
     """A one-line reason when `folder` holds images drawn with other settings than `params` (else None)."""
     path = os.path.join(folder, SETTINGS_FILE)
@@ -105,6 +114,7 @@ def settings_conflict(folder, params):
     except (OSError, ValueError) as error:
         return f"{path} cannot be read ({error}): empty the folder or write to another"
     ours = drawing_settings(params)
+    theirs = {key: as_written(key, value) for key, value in theirs.items()}
     changed = sorted(key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key))
     if not changed:
         return None

@@ -1,5 +1,6 @@
 """The styled generator: reproducible, complete, resumable, every knob does what it says."""
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -98,6 +99,10 @@ def test_a_folder_drawn_with_other_settings_is_refused(tmp_path, script):
     os.remove(tmp_path / "train" / sorted(before)[0])
     script("generate_captcha.py", *args)  # the same settings resume
     assert folder_digest(tmp_path / "train") == before
+    written = tmp_path / "train" / generate_captcha.SETTINGS_FILE
+    settings = json.loads(written.read_text())
+    written.write_text(json.dumps({**settings, "captcha_length": 4}))  # as versions before length ranges wrote it
+    assert generate_captcha.settings_conflict(str(tmp_path / "train"), make_parameters()) is None
 
 
 def test_knobs_change_the_output(tmp_path):
