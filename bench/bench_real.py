@@ -248,8 +248,8 @@ def exp_original_style(params, ctx):
     captchas only, read on both; `transfer` is original_style's case-insensitive accuracy over the own test's."""
     train_dir, test_dir = generated(params, "original_style", {"style": "seed"})
     # A stride-1 stem: at 64x24 the default stride-2 stem halves strokes a pixel or two wide before the first
-    # block sees them. 20 minutes each: own test 0.9339 / original_style 0.8610 (948 images/s) against
-    # 0.8956 / 0.8280 (~2,400 images/s), case-insensitive.
+    # block sees them. 20 minutes each, with render jitter: own test 0.9339 / original_style 0.8610 (948
+    # images/s) against 0.8956 / 0.8280 (~2,400 images/s), case-insensitive; the seed style has none now.
     run_params = make_parameters({"style": "seed", **ctx.budget, "train_dir": train_dir, "test_dir": test_dir,
                                   "stem_stride": 1}, base=params)
     train(run_params)
