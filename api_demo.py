@@ -20,8 +20,9 @@ Routes:
                     ("predition" repeats "prediction" for clients written against the old misspelt key.)
                     Several captchas: JSON {"images": [...]} or several `image` files (at most max_batch):
                     {"results": [{"prediction": ..., ...}, ...], "count": N, "ms": ...}
-    GET /health     status, checkpoint file name, parameter count, charset, length (and min_length), head, image size, backend,
-                    limits, whether a key is required (no key needed: it shows nothing secret)
+    GET /health     status, checkpoint file name, parameter count, head, charset, length (and min_length),
+                    image size, backend, limits, whether a key is required (no key needed: it shows nothing
+                    secret)
     GET /           an upload page: pick a captcha file, see what the model reads
 
 Work per request is bounded: the body by max_upload_bytes, each image by max_image_pixels and all the

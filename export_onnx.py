@@ -8,8 +8,9 @@
 Writes:
 - `<name>.onnx`: uint8 images (batch, height, width, 3) -> logits (batch, steps, classes), any batch
   size: a positions model's steps are its character places, a ctc model's its feature columns (class 0
-  CTC's blank); userPred's decode_logits turns either into text. The charset, captcha length, image size and training settings travel inside the file
-  (ONNX metadata `captcha_ocr`), so `--backend=onnx` needs no other flag.
+  CTC's blank); userPred's decode_logits turns either into text. The charset, captcha length, image
+  size and training settings travel inside the file (ONNX metadata `captcha_ocr`), so `--backend=onnx`
+  needs no other flag.
 - with `--ddddocr` (default on): `<name>.ddddocr.onnx` and `<name>.ddddocr.json`, the two files that
   ddddocr reads: `DdddOcr(det=False, ocr=False, import_onnx_path=..., charsets_path=...)`. That model
   takes ddddocr's input (float (1, 3, H, W) in 0-1, which ddddocr resizes to the size in the JSON)

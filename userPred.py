@@ -275,7 +275,8 @@ def predict(predictor, images, max_pixels=0):
     folded, folded_confidences = decode_logits(logits, predictor.charset, fold_case=True)
     below = predictor.params.unsure_below
     return [{"text": text, "text_ignore_case": lower, "confidences": [float(c) for c in row],
-             "confidences_ignore_case": [float(c) for c in folded_row], "confidence": float(row.mean()) if row.size else 0.0,
+             "confidences_ignore_case": [float(c) for c in folded_row],
+             "confidence": float(row.mean()) if row.size else 0.0,
              "unsure": is_unsure(folded_row, below)}
             for text, lower, row, folded_row in zip(texts, folded, confidences, folded_confidences)]
 
