@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from files import atomic_write
-from parameters import (DIGITS, LOWER, UPPER, ProjectError, length_bounds, make_parameters, parse_args, run_main,
-                        worker_count)
+from parameters import (DIGITS, LOWER, UPPER, ProjectError, length_bounds, length_text, make_parameters, parse_args,
+                        run_main, worker_count)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LABELS_FILE = "labels.csv"
@@ -76,7 +76,7 @@ class Charset:
     @property
     def lengths(self):
         """'4' or '4-6': the label lengths this charset's model reads."""
-        return str(self.length) if self.min_length == self.length else f"{self.min_length}-{self.length}"
+        return length_text(self.min_length, self.length)
 
     def problem(self, label):
         """Why `label` cannot be a target (None when it can)."""
@@ -322,7 +322,7 @@ def infer_charset(params):
     found = {char for label in labels if low <= len(label) <= high for char in label}
     known = DIGITS + LOWER + UPPER
     chars = "".join(char for char in known if char in found) + "".join(sorted(found - set(known)))
-    length = str(low) if low == high else f"{low}-{high}"
+    length = length_text(low, high)
     print(f"inferred from {len(labels)} labels: {length} characters from {len(chars)} classes {chars!r}")
     return make_parameters({"charset": chars, "captcha_length": length}, base=params)
 

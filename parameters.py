@@ -213,6 +213,11 @@ class Parameters:
 AUTO_FIXED_HEAD = "positions"
 
 
+def length_text(fewest, most):
+    """captcha_length's text for (fewest, most) characters: '4', or '4-6'."""
+    return str(fewest) if fewest == most else f"{fewest}-{most}"
+
+
 def length_bounds(value):
     """captcha_length's (fewest, most) from '4', '4-6' or an int (older checkpoints saved an int)."""
     low, _, high = str(value).partition("-")
@@ -511,7 +516,7 @@ def _convert_length(key, value):
         raise ParameterError(f"--{key} must be at least 1, got {value!r}")
     if high < low:
         raise ParameterError(f"--{key} range {value!r} runs backwards: write it fewest-most, e.g. {high}-{low}")
-    return str(low) if low == high else f"{low}-{high}"
+    return length_text(low, high)
 
 
 def _convert_type(key, value):
