@@ -224,6 +224,13 @@ def length_bounds(value):
     return int(low), int(high or low)
 
 
+# The renderer every measured run of the swust and captcha_images_v2 styles drew with: until issue 17 the benchmark
+# built these styles over the seed style's settings, which they kept (Pillow < 8 text boxes, nearest-neighbour
+# glyph warps, a digit as likely as a letter, PNG). Stated here, users draw what was measured.
+MEASURED_RENDERER = {"font_box": "textsize", "glyph_resample": "nearest", "squeeze_resample": "nearest",
+                     "char_class_weights": (1.0, 1.0, 1.0), "image_format": "png"}
+
+
 # Named generator styles: each maps settings to values applied before command-line overrides.
 STYLES = {
     "seed": {  # the original project's own generator as it ran in 2019 (shared/datasets/original_style): the
@@ -264,6 +271,7 @@ STYLES = {
         "text_color_min": 20, "text_color_max": 230, "color_per_char": True, "solid_text": True,
         "background_min": 250, "background_max": 255, "noise_curves": 0, "noise_dots": 0,
         "noise_lines": (10, 70), "noise_line_length": (6.0, 14.0), "noise_line_angle": (0.0, 80.0), "smooth": False,
+        **MEASURED_RENDERER, "render_jitter": (),  # (no jitter: see swust)
     },
     "captcha_images_v2": {  # the Kaggle captcha_images_v2 set (shared/datasets/captcha_images_v2): 200x50 grey
         # PNG, one fixed grey gradient (192 at the left to 252 at the right), 5 black bold sans characters of
@@ -282,6 +290,7 @@ STYLES = {
         "noise_polylines": 1, "noise_polyline_width": (3, 4), "noise_polyline_bends": (1, 3), "smooth": False,
         "image_format": "png",
         "render_jitter": ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale"),  # grey: no colour
+        **MEASURED_RENDERER,
     },
     "swust_2019": {  # SWUST CAS login as its 20190121 batch (92x34, drawn here at 100x35): a pastel background
         # under a mesh of thin grey strokes, dark upright or italic narrow sans (and Carlito: the batch's glyphs
@@ -301,6 +310,7 @@ STYLES = {
         "background_min": 190, "background_max": 250, "noise_curves": 0, "noise_dots": 0,
         "noise_lines": (50, 100), "noise_line_length": (5.0, 20.0), "noise_line_angle": (0.0, 180.0),
         "noise_line_gray": (130, 215), "noise_lines_under_text": True, "smooth": False,
+        **MEASURED_RENDERER, "render_jitter": (),  # (no jitter: see swust)
     },
     "swust": {  # SWUST CAS login, every batch in shared/datasets/swust_cas: its two looks, half the captchas each
         "style_mix": ("swust_2019", "swust_2020"), "image_width": 100, "image_height": 35,
@@ -308,10 +318,12 @@ STYLES = {
         # No render jitter: no run measured it helping here. Without it (24 + 10 minutes): 0.9453 of all swust
         # generated only, 0.9766 self-trained with zero labels; with it (last round, a slower machine): 0.9423
         # and 0.9691.
-        "render_jitter": (),
+        "render_jitter": (), **MEASURED_RENDERER,  # (its members draw; the mix's own settings name the file format)
     },
 }
 
+
+PRESET_KEYS = sorted({key for preset in STYLES.values() for key in preset})  # what some style preset sets
 
 # Settings of the network itself: fine-tuning (--init_from) takes them from the checkpoint it starts from.
 ARCHITECTURE_KEYS = ("image_width", "image_height", "model_preset", "stem_channels", "stem_stride", "stage_channels",
@@ -560,13 +572,29 @@ def convert(key, value):
 
 
 def make_parameters(overrides=None, base=None):
-    """A Parameters with a style preset and then `overrides` applied (all type-checked); any setting."""
+    """A Parameters with a style preset and then `overrides` applied (all type-checked); any setting.
+
+    With `base`, its settings are the starting point; when `overrides` name another style than base's, what
+    base's own preset set is first put back to the defaults (see unstyled)."""
     overrides = dict(overrides or {})
     params = dataclasses.replace(base) if base is not None else Parameters()
     style = convert("style", overrides.get("style", params.style))
+    if base is not None and style != base.style:
+        params = unstyled(base)
     values = {**STYLES[style], **overrides}
     for key, value in values.items():
         setattr(params, key, convert(key, value))
+    return params
+
+
+def unstyled(params):
+    """`params` with each setting that its style preset put there back at its default, so that another style
+    starts clean: a benchmark's experiment in the swust style must not draw with the seed style's renderer.
+    Settings given beside the preset (a command line's --render_jitter=weight) differ from it, and stay."""
+    preset, plain, params = make_parameters({"style": params.style}), Parameters(), dataclasses.replace(params)
+    for key in PRESET_KEYS:
+        if getattr(params, key) == getattr(preset, key):
+            setattr(params, key, getattr(plain, key))
     return params
 
 
