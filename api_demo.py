@@ -18,9 +18,11 @@ Routes:
                     {"prediction": "aB3x", "predition": "aB3x", "prediction_ignore_case": "ab3x",
                      "confidences": [...], "confidences_ignore_case": [...], "confidence": 0.97, "unsure": false, "ms": 1.8}
                     ("predition" repeats "prediction" for clients written against the old misspelt key.)
+                    An arithmetic model (captcha_kind=arithmetic) also answers "answer": 11 and "answer_error":
+                    null, or "answer": null and the reason there is none ("7 does not divide by 2 exactly").
                     Several captchas: JSON {"images": [...]} or several `image` files (at most max_batch):
                     {"results": [{"prediction": ..., ...}, ...], "count": N, "ms": ...}
-    GET /health     status, checkpoint file name, parameter count, head, charset, length (and min_length),
+    GET /health     status, checkpoint file name, parameter count, head, charset, length (and min_length), kind,
                     image size, backend, limits, whether a key is required (no key needed: it shows nothing
                     secret)
     GET /           an upload page: pick a captcha file, see what the model reads
@@ -93,6 +95,7 @@ $("form").addEventListener("submit", async (event) => {
   $("prediction").textContent = "";
   $("ignore-case").textContent = "";
   $("unsure").textContent = "";
+  $("answer").textContent = "";
   $("confidences").replaceChildren();
   $("status").textContent = "reading...";
   const body = new FormData();
@@ -106,6 +109,9 @@ $("form").addEventListener("submit", async (event) => {
     $("ignore-case").textContent = "ignoring case: " + reply.prediction_ignore_case;
     $("unsure").textContent = reply.unsure ? "unsure: a character is below the confidence to trust it; check it" : "";
     $("prediction").classList.toggle("unsure", reply.unsure);
+    if ("answer" in reply) {
+      $("answer").textContent = reply.answer !== null ? "answer: " + reply.answer : "no answer: " + reply.answer_error;
+    }
     [...reply.prediction].forEach((char, index) => {
       const confidence = reply.confidences[index];
       const row = $("confidences").insertRow();
@@ -144,6 +150,7 @@ PAGE = """<!doctype html>
 <div id="prediction"></div>
 <div id="ignore-case"></div>
 <div id="unsure"></div>
+<div id="answer"></div>
 <table id="confidences"></table>
 <p id="status"></p>
 <p id="error"></p>
@@ -239,10 +246,14 @@ def check_batch(count, params):
 
 
 def reply_item(result):
-    return {"prediction": result["text"], "prediction_ignore_case": result["text_ignore_case"],
-            "confidences": [round(c, 4) for c in result["confidences"]],
-            "confidences_ignore_case": [round(c, 4) for c in result["confidences_ignore_case"]],
-            "confidence": round(result["confidence"], 4), "unsure": result["unsure"]}
+    """One image's reply; an arithmetic model's also holds answer and answer_error."""
+    reply = {"prediction": result["text"], "prediction_ignore_case": result["text_ignore_case"],
+             "confidences": [round(c, 4) for c in result["confidences"]],
+             "confidences_ignore_case": [round(c, 4) for c in result["confidences_ignore_case"]],
+             "confidence": round(result["confidence"], 4), "unsure": result["unsure"]}
+    if "answer" in result:
+        reply["answer"], reply["answer_error"] = result["answer"], result["answer_error"]
+    return reply
 
 
 def check_request_pixels(datas, batch, params):
@@ -361,7 +372,7 @@ def health_of(predictor, params, key):
         "model": {"checkpoint": os.path.basename(predictor.checkpoint), "parameters": predictor.parameters,
                   "preset": trained.model_preset, "head": trained.reader_head},
         "charset": predictor.charset.chars, "length": predictor.charset.length,
-        "min_length": predictor.charset.min_length,
+        "min_length": predictor.charset.min_length, "captcha_kind": trained.captcha_kind,
         "image_size": {"width": predictor.width, "height": predictor.height}, "ignore_case": trained.ignore_case,
         "limits": {"max_upload_bytes": params.max_upload_bytes, "max_image_pixels": params.max_image_pixels,
                    "max_batch": params.max_batch, "max_request_pixels": params.max_request_pixels,

@@ -21,8 +21,9 @@ from typing import NamedTuple
 
 import numpy as np
 from captcha.image import DEFAULT_FONTS, ImageCaptcha
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
+from arithmetic import Grammar
 from parameters import DIGITS, LOWER, UPPER, ProjectError, fail, parse_args, run_main
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
@@ -240,6 +241,29 @@ def check_render_knobs(params):
         raise StyleError("background_gradient needs solid_text or dark_edges (translucent text is blended "
                          "with a flat background)")
     check_class_weights(params)
+    if params.captcha_kind == "color_target":
+        check_palette(params)
+
+
+def check_palette(params):
+    """color_target's colours: readable, the target among them, and at least one other for distractors."""
+    for name in params.palette + (params.target_color,):
+        try:
+            ImageColor.getrgb(name)
+        except ValueError:
+            raise StyleError(f"{name!r} is not a colour (a name such as red, or #rrggbb)") from None
+    if params.target_color not in params.palette or len(set(params.palette)) < 2:
+        raise StyleError(f"target_color {params.target_color!r} must be one of a palette of two or more colours, "
+                         f"got {','.join(params.palette)}")
+    check_range(params, "color_distractors", 0, 20)
+    if not 0 <= params.color_jitter <= 127:
+        raise StyleError(f"color_jitter must be between 0 and 127, got {params.color_jitter}")
+
+
+def drawn_length(params):
+    """The most characters a captcha draws: its label's, and color_target's distractors."""
+    extra = params.color_distractors[1] if params.captcha_kind == "color_target" else 0
+    return params.length_range[1] + extra
 
 
 def check_class_weights(params):
@@ -288,7 +312,7 @@ def check_style(params):
         check_range(params, name, floor, ceiling)
     if params.char_pitch > 0 and params.space_probability > 0:
         raise StyleError("char_pitch places characters at fixed points: set space_probability=0 with it")
-    most = params.length_range[1]
+    most = drawn_length(params)
     if params.char_pitch * most > params.image_width:
         raise StyleError(f"char_pitch {params.char_pitch} x {most} characters does not fit "
                          f"image_width {params.image_width}")
@@ -539,11 +563,14 @@ class StyledCaptcha(ImageCaptcha):
         pixels = np.repeat(row[None].round().astype(np.uint8), p.image_height, axis=0)  # (height, width, 3)
         return Image.fromarray(pixels, "RGB")
 
-    def _paste_text(self, image, glyphs, lefts, tops, color, background, rng):
+    def _paste_text(self, image, glyphs, lefts, tops, color, background, rng, colors):
         p = self.params
         ink = self._ink(color, background)
-        for glyph, x, top in zip(glyphs, lefts, tops):
-            if p.color_per_char:
+        for glyph, x, top, own_color in zip(glyphs, lefts, tops, colors):
+            if own_color is not None:
+                color = own_color
+                ink = self._ink(color, background)
+            elif p.color_per_char:
                 color = self._random_color(rng, p.text_color_min, p.text_color_max)
                 ink = self._ink(color, background)
             position = (x - glyph.pad, top - glyph.pad)
@@ -552,8 +579,9 @@ class StyledCaptcha(ImageCaptcha):
             else:
                 image.paste(ink, position, glyph.mask)
 
-    def render(self, text, rng):
-        """The captcha image (RGB, image_width x image_height) of `text`, drawn with `rng`."""
+    def render(self, text, rng, colors=None):
+        """The captcha image (RGB, image_width x image_height) of `text`, drawn with `rng`; `colors`, when
+        given, holds each character's (r, g, b)."""
         p = self.params
         # render_jitter draws from a fork of the image's random source that leaves the source untouched, so
         # with jitter on an image is the same drawing as with it off, only rendered differently.
@@ -561,18 +589,20 @@ class StyledCaptcha(ImageCaptcha):
         look = self._draw_look(jitter_rng)
         background = self._random_color(rng, p.background_min, p.background_max)
         color = self._random_color(rng, p.text_color_min, p.text_color_max)
-        glyphs = []
-        for char in text:
+        glyphs, glyph_colors = [], []  # a colour of None: the style's own
+        for char, char_color in zip(text, colors or [None] * len(text)):
             if rng.random() < self.word_space_probability:
                 glyphs.append(self._warped_glyph(" ", rng, look))
+                glyph_colors.append(None)
             glyphs.append(self._warped_glyph(char, rng, look))
+            glyph_colors.append(char_color)
         canvas_width, lefts = self._layout(glyphs, len(text), rng)
         image = self._background(canvas_width, background, rng)
         if p.noise_lines[1] > 0 and p.noise_lines_under_text:
             self._noise_lines(ImageDraw.Draw(image), rng)
         tops = self._tops(glyphs, rng)
         lefts, tops = self._off_edge(glyphs, lefts, tops, canvas_width, rng)
-        self._paste_text(image, glyphs, lefts, tops, color, background, rng)
+        self._paste_text(image, glyphs, lefts, tops, color, background, rng, glyph_colors)
         if canvas_width > p.image_width:
             image = image.resize((p.image_width, p.image_height), look.squeeze_filter)
         self._noise(image, rng, color)
@@ -636,9 +666,31 @@ class StyledCaptcha(ImageCaptcha):
             draw.line(((x, y), end), fill=(gray, gray, gray), width=1)
 
     def sample(self, rng):
-        """(label, image): a random label from the charset, drawn with the same `rng`."""
-        label = random_label(rng, self.params.charset, self.params.length_range, self.params.char_class_weights)
+        """(label, image) of the style's captcha_kind, both drawn with `rng`: a random text from the charset,
+        an arithmetic expression, or a text with distractors in other colours (color_target)."""
+        p = self.params
+        if p.captcha_kind == "arithmetic":
+            label = Grammar.of(p).draw(rng, p.arithmetic_negative)
+            return label, self.render(label, rng)
+        label = random_label(rng, p.charset, p.length_range, p.char_class_weights)
+        if p.captcha_kind == "color_target":
+            text, colors = self._with_distractors(label, rng)
+            return label, self.render(text, rng, colors)
         return label, self.render(label, rng)
+
+    def _with_distractors(self, label, rng):
+        """(text, colours): `label` in target_color, with color_distractors characters in the palette's
+        other colours put in at random places; every colour moved by up to color_jitter per channel."""
+        p = self.params
+        others = [name for name in p.palette if name != p.target_color]
+        text, names = list(label), [p.target_color] * len(label)
+        for _ in range(rng.randint(*p.color_distractors)):
+            at = rng.randint(0, len(text))
+            text.insert(at, rng.choice(p.charset))
+            names.insert(at, rng.choice(others))
+        colors = [tuple(min(255, max(0, c + rng.randint(-p.color_jitter, p.color_jitter)))
+                        for c in ImageColor.getrgb(name)[:3]) for name in names]
+        return "".join(text), colors
 
     def generate_image(self, chars, bg_color=None, fg_color=None):
         """Stock-compatible entry point (unseeded): a fresh random.Random per call."""

@@ -6,7 +6,8 @@ Numpy only, no torch: serving with onnxruntime imports this module.
     python dataset.py --train_dir=my_captchas --strict
 
 A folder's labels come from `labels.csv` (`filename,label` rows) when present, else from each file
-name: the text before the first `_` (`aB3x_000012.jpg`), or the whole stem (`aB3x.png`). Only the
+name: the text before the first `_` (`aB3x_000012.jpg`), or the whole stem (`aB3x.png`), where %XX
+stands for a character names cannot hold (`3+8=%3F_000012.png` is 3+8=?). Only the
 folder's own files are read: its subfolders are not (they are named in one line). Files whose
 label does not fit the charset and length, and images that cannot be read, are listed in one report
 and skipped (`--strict` makes them an error). A folder is decoded once and cached under `cache_dir`
@@ -243,9 +244,23 @@ def read_image(path, width, height):
         return None, f"cannot read image ({type(error).__name__}: {error})"
 
 
+# Label characters a file name cannot hold on some system, or that would end the label: a name holds each as
+# %XX, its code in hex (the label 3+8=? is the name 3+8=%3F_000012.png), and '%' itself as %25.
+ESCAPED_IN_NAMES = '%_/\\:*?"<>|.\0'
+ESCAPE = re.compile("%([0-9A-F]{2})")
+
+
+def name_of_label(label):
+    """The start of a file name that holds `label` (label_from_name reads it back)."""
+    return "".join(f"%{ord(c):02X}" if c in ESCAPED_IN_NAMES else c for c in label)
+
+
 def label_from_name(name):
+    """The label a file name holds: the text before its first '_' (or its whole stem), %XX escapes read back."""
     stem = os.path.splitext(name)[0]
-    return stem.split("_", 1)[0] if "_" in stem else stem
+    label = stem.split("_", 1)[0] if "_" in stem else stem
+    return ESCAPE.sub(lambda m: chr(int(m.group(1), 16)) if chr(int(m.group(1), 16)) in ESCAPED_IN_NAMES
+                      else m.group(0), label)
 
 
 def read_labels_file(folder):

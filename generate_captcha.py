@@ -6,7 +6,8 @@
     python generate_captcha.py --style=captcha_default          # a named style preset
 
 Files are named LABEL_INDEX.png or LABEL_INDEX.jpg (image_format; INDEX zero-padded), so no image is
-lost when labels repeat and no two names collide on case-insensitive file systems. Image INDEX of a split is drawn from its own
+lost when labels repeat and no two names collide on case-insensitive file systems. A label character no
+file name may hold is written as %XX (3+8=? as 3+8=%3F_000012.png; dataset.name_of_label). Image INDEX of a split is drawn from its own
 random.Random seeded by (seed, split, INDEX): the same seed gives the same labels and bytes with any
 number of workers, and re-running skips the images already on disk (an interrupted run resumes).
 Files are written to a temporary name and renamed, so a killed run leaves no half-written image.
@@ -25,15 +26,17 @@ from tqdm import tqdm
 
 from custom_captcha_image import StyleError, make_generator
 from files import atomic_write
+from dataset import name_of_label
 from grid import image_grid
-from parameters import ParameterError, convert, fail, layout, parse_args, run_main, worker_count
+from parameters import ParameterError, Parameters, convert, fail, layout, parse_args, run_main, worker_count
 
-FORBIDDEN_IN_NAMES = set('_/\\:*?"<>|.') | {"\0"}
 NAME_PATTERN = re.compile(r"^(?P<label>.+)_(?P<index>\d+)\.(?P<ext>jpg|png)$")
 CHUNK = 256  # images per task handed to a worker
 SETTINGS_FILE = ".generator.json"  # in each folder written: the settings its images were drawn with
 # Besides the style group, the settings that change a generated file's bytes.
-DRAWING_KEYS = ("charset", "captcha_length", "image_width", "image_height", "seed", "image_format", "jpeg_quality")
+DRAWING_KEYS = ("charset", "captcha_length", "captcha_kind", "arithmetic_operands", "arithmetic_operators",
+                "arithmetic_endings", "arithmetic_negative", "image_width", "image_height", "seed", "image_format",
+                "jpeg_quality")
 
 _worker_generator = None  # one generator per worker process, fonts loaded once
 
@@ -58,7 +61,7 @@ def encode(image, params):
 
 
 def file_name(label, index, params):
-    return f"{label}_{index:06d}.{params.image_format}"
+    return f"{name_of_label(label)}_{index:06d}.{params.image_format}"
 
 
 def _init_worker(params):
@@ -114,7 +117,8 @@ def settings_conflict(folder, params):
     except (OSError, ValueError) as error:
         return f"{path} cannot be read ({error}): empty the folder or write to another"
     ours = drawing_settings(params)
-    theirs = {key: as_written(key, value) for key, value in theirs.items()}
+    # A setting added since the folder was written is absent there: its default draws as before it existed.
+    theirs = {**drawing_settings(Parameters()), **{key: as_written(key, value) for key, value in theirs.items()}}
     changed = sorted(key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key))
     if not changed:
         return None
@@ -135,9 +139,6 @@ def claim_folder(folder, params):
 
 def check_settings(params):
     """Every setting generation depends on, checked before any work: a clear one-line error."""
-    bad = sorted(set(params.charset) & FORBIDDEN_IN_NAMES)
-    if bad:
-        raise StyleError(f"charset holds {''.join(bad)!r}, which cannot appear in file names (label_index.ext)")
     if params.image_format not in ("jpg", "png"):
         raise StyleError(f"image_format must be jpg or png, got {params.image_format!r}")
     if not 1 <= params.jpeg_quality <= 95:

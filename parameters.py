@@ -25,6 +25,8 @@ import re
 import sys
 from dataclasses import dataclass
 
+from arithmetic import Grammar
+
 DIGITS = "0123456789"
 LOWER = "abcdefghijklmnopqrstuvwxyz"
 UPPER = LOWER.upper()
@@ -46,6 +48,11 @@ class Parameters:
     charset: str = DIGITS + LOWER + UPPER  # the character classes, in class-index order
     captcha_length: str = "4"  # characters per captcha: a count (4), or a range (4-6) drawn per captcha
     ignore_case: bool = False  # fold labels to lower case (for sites whose answers ignore case)
+    captcha_kind: str = "text"  # what a captcha asks: text (its characters), arithmetic (an expression such as 3+8=?, read and answered), color_target (only the characters in target_color)
+    arithmetic_operands: tuple[int, ...] = (0, 20)  # captcha_kind=arithmetic: range of each operand, min,max (charset and captcha_length follow from these three)
+    arithmetic_operators: str = "+-x"  # captcha_kind=arithmetic: operators drawn, from + - x × * ÷ / (x × * multiply, ÷ / divide)
+    arithmetic_endings: tuple[str, ...] = ("=?", "=")  # captcha_kind=arithmetic: what follows the second operand, one drawn per captcha
+    arithmetic_negative: bool = False  # captcha_kind=arithmetic: also draw subtractions that answer below zero
     infer_charset: bool = False  # main.py: take charset and captcha_length (a range when lengths vary) from the training folders' labels
     image_width: int = 64  # image width, pixels (also the model's input width)
     image_height: int = 24  # image height, pixels (also the model's input height)
@@ -104,6 +111,10 @@ class Parameters:
     off_edge: float = 0.0  # chance per image that the text runs off the left, right, top or bottom edge
     off_edge_depth: tuple[float, ...] = (0.2, 0.5)  # how far text runs off: fraction of the end glyph's width (or of the text's height) past the edge, min,max
     char_class_weights: tuple[float, ...] = ()  # chance weights of drawing each character from the charset's digits, lower-case, upper-case letters (empty = uniform over the charset)
+    palette: tuple[str, ...] = ("red", "blue", "green", "black")  # captcha_kind=color_target: text colours drawn, names or #rrggbb
+    target_color: str = "red"  # captcha_kind=color_target: the palette colour whose characters, in order, are the label
+    color_distractors: tuple[int, ...] = (2, 3)  # captcha_kind=color_target: range of characters drawn in the other palette colours, min,max
+    color_jitter: int = 24  # captcha_kind=color_target: each colour channel of each character moves by up to +/- this much
     render_jitter: tuple[str, ...] = ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale", "color")  # renderer differences varied per image (see custom_captcha_image.JITTER); empty = off
     # --- generation: the files generate_captcha.py writes ---
     image_format: str = "jpg"  # file format of generated images: jpg or png
@@ -185,6 +196,7 @@ class Parameters:
     # --- benchmarks: the bench/ scripts ---
     bench_style_count: int = 1000  # bench/bench_style.py: captchas generated, and real images read (at most), for the statistics
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
+    bench_kinds: tuple[str, ...] = ("arithmetic", "color_target")  # captcha kinds bench/bench_kinds.py trains and reads
     bench_heads: tuple[str, ...] = ("positions",)  # heads bench/bench_train.py compares on the default preset: positions, ctc
     bench_real: tuple[str, ...] = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200", "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default", "swust_ctc", "captcha_images_v2_ctc", "stock_ctc")  # bench/bench_real.py experiments, in order
     requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
@@ -312,6 +324,33 @@ STYLES = {
         "noise_line_gray": (130, 215), "noise_lines_under_text": True, "smooth": False,
         **MEASURED_RENDERER, "render_jitter": (),  # (no jitter: see swust)
     },
+    "arithmetic": {  # an expression to answer, such as 3+8=? (many sites built on kaptcha-like generators): coloured
+        # bold sans digits and operators on one baseline, spaced by their widths, an arc and dots over them.
+        # The label is the expression as drawn; userPred, userTest and the API also give its answer.
+        "captcha_kind": "arithmetic", "image_width": 128, "image_height": 40,
+        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+                  "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+                  "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf"),
+        "font_sizes": (22, 24, 26), "stretch_glyphs": False, "baseline": True, "rotation": 8.0,
+        "warp_x": (0.0, 0.1), "warp_y": (0.0, 0.1), "space_probability": 0.0, "char_spacing": (-1.0, 3.0),
+        "left_margin": (4.0, 16.0), "row_shift_y": (-3.0, 3.0), "char_jitter_y": 2.0, "solid_text": True,
+        "color_per_char": True, "text_color_min": 0, "text_color_max": 170, "noise_curve_width": 2,
+        "noise_dots": 30, "noise_dot_width": 2, "image_format": "png",
+    },
+    "color_target": {  # "type the characters in red": letters and digits in several colours, of which the label
+        # holds only the red ones, in order; the others are distractors drawn between them
+        "captcha_kind": "color_target", "image_width": 128, "image_height": 40,
+        "charset": "23456789ABCDEFGHJKLMNPQRSTUVWXYZ",  # without 0/O, 1/I: sites that ask for colours drop them too
+        "captcha_length": "4", "palette": ("red", "blue", "green", "black"), "target_color": "red",
+        "color_distractors": (2, 3),
+        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+                  "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf"),
+        "font_sizes": (18, 20, 22), "stretch_glyphs": False, "baseline": True, "rotation": 10.0,
+        "warp_x": (0.0, 0.1), "warp_y": (0.0, 0.1), "space_probability": 0.0, "char_spacing": (-1.0, 1.0),
+        "left_margin": (4.0, 8.0), "row_shift_y": (-3.0, 3.0), "char_jitter_y": 2.0, "solid_text": True,
+        "background_min": 225, "noise_curves": 0, "noise_dots": 20, "noise_dot_width": 2,
+        "render_jitter": ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale"),  # colour is the label here
+    },
     "swust": {  # SWUST CAS login, every batch in shared/datasets/swust_cas: its two looks, half the captchas each
         "style_mix": ("swust_2019", "swust_2020"), "image_width": 100, "image_height": 35,
         "charset": DIGITS + UPPER, "ignore_case": True,  # the folded classes 0-9a-z the model learns
@@ -348,6 +387,7 @@ CHOICES = {
     "image_format": ("jpg", "png"),
     "model_preset": ("default", "original"),
     "head": ("auto", "positions", "ctc"),
+    "captcha_kind": ("text", "arithmetic", "color_target"),
     "data_mode": ("folder", "generate"),
     "augment": ("auto", "on", "off"),
     "device": ("auto", "cpu", "cuda", "cuda:N"),
@@ -355,6 +395,7 @@ CHOICES = {
     "server": ("flask", "waitress"),
     "bench_presets": ("default", "original"),
     "bench_heads": ("positions", "ctc"),
+    "bench_kinds": ("arithmetic", "color_target"),
     "bench_real": Parameters.bench_real,  # the default runs every experiment
     "font_box": ("bbox", "textsize"),
     "glyph_resample": ("nearest", "bilinear", "bicubic"),
@@ -383,6 +424,9 @@ SCRIPT_GROUPS = {
     "bench/bench_predict.py": ("benchmarks", "prediction", "run"),
     "bench/bench_api.py": ("benchmarks", "serving", "prediction", "run"),
     "bench/bench_style.py": ("benchmarks", "style", "captcha"),
+    "arithmetic.py": ("captcha",),
+    "bench/bench_kinds.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "generation",
+                             "dashboard"),
     "bench/preview_knobs.py": ("style", "captcha", "generation"),
 }
 
@@ -584,6 +628,11 @@ def make_parameters(overrides=None, base=None):
     values = {**STYLES[style], **overrides}
     for key, value in values.items():
         setattr(params, key, convert(key, value))
+    if params.captcha_kind == "arithmetic":  # what the expressions draw sets the characters and lengths
+        grammar = Grammar.of(params)
+        if grammar.problem():
+            raise ParameterError(grammar.problem())
+        params.charset, params.captcha_length = grammar.charset(), length_text(*grammar.lengths())
     return params
 
 

@@ -30,6 +30,7 @@ import time
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from arithmetic import Grammar
 from dataset import IMAGE_EXTENSIONS, Charset, decode_logits, least_confidence, preprocess
 from parameters import (ProjectError, fail, make_parameters, parse_args, run_main, saved_parameters,
                         with_saved_settings, worker_count)
@@ -46,13 +47,15 @@ class Predictor:
 
     `run` reads one batch: uint8 (n, H, W, 3) numpy -> float32 logits (n, length, classes) numpy.
     `params` are the caller's settings with the model-shape settings (charset, length, image size)
-    replaced by the model's; `trained` are the settings the model was trained with.
+    replaced by the model's; `trained` are the settings the model was trained with. `grammar` answers the
+    reads of an arithmetic model (None for others).
     """
 
     def __init__(self, run, charset, params, trained, device="cpu", checkpoint="", parameters=0):
         self.run, self.charset, self.params, self.trained = run, charset, params, trained
         self.device, self.checkpoint, self.parameters = device, checkpoint, parameters
         self.width, self.height = params.image_width, params.image_height
+        self.grammar = Grammar.of(trained) if trained.captcha_kind == "arithmetic" else None
 
     def logits(self, images):
         """uint8 (N, H, W, 3) numpy -> float32 logits (N, length, classes), eval_batch_size images a batch."""
@@ -260,6 +263,8 @@ def predict(predictor, images, max_pixels=0):
     Each result: text, text_ignore_case (both cases of a letter counted as one), confidences and
     confidences_ignore_case (per character, 0-1), confidence (their mean, case-sensitive), and unsure
     (a character below the predictor's unsure_below, ignoring case: a read to check, or to label).
+    An arithmetic model's results also hold answer (a whole number, or None) and answer_error (why there
+    is none, else None).
     Raises ImageError for bytes that are not a readable image.
     """
     arrays = []
@@ -274,11 +279,15 @@ def predict(predictor, images, max_pixels=0):
     texts, confidences = decode_logits(logits, predictor.charset)
     folded, folded_confidences = decode_logits(logits, predictor.charset, fold_case=True)
     below = predictor.params.unsure_below
-    return [{"text": text, "text_ignore_case": lower, "confidences": [float(c) for c in row],
-             "confidences_ignore_case": [float(c) for c in folded_row],
-             "confidence": float(row.mean()) if row.size else 0.0,
-             "unsure": is_unsure(folded_row, below)}
-            for text, lower, row, folded_row in zip(texts, folded, confidences, folded_confidences)]
+    results = [{"text": text, "text_ignore_case": lower, "confidences": [float(c) for c in row],
+                "confidences_ignore_case": [float(c) for c in folded_row],
+                "confidence": float(row.mean()) if row.size else 0.0,
+                "unsure": is_unsure(folded_row, below)}
+               for text, lower, row, folded_row in zip(texts, folded, confidences, folded_confidences)]
+    if predictor.grammar is not None:
+        for result in results:
+            result["answer"], result["answer_error"] = predictor.grammar.answer(result["text"])
+    return results
 
 
 def expand(arguments):
@@ -318,6 +327,13 @@ def read_one(predictor, source):
     return result, None
 
 
+def answer_text(result):
+    """' answer 11', ' no answer (why)', or '' for a model that does not answer."""
+    if "answer" not in result:
+        return ""
+    return f"  answer {result['answer']}" if result["answer"] is not None else f"  no answer ({result['answer_error']})"
+
+
 def main(argv=None):
     params, arguments = parse_args(argv, doc=__doc__, script=__file__, positional=True)
     if not arguments:
@@ -339,7 +355,7 @@ def main(argv=None):
         if not params.json:
             confidences = " ".join(f"{c:.3f}" for c in result["confidences"])
             mark = "  UNSURE" if result["unsure"] else ""
-            print(f"{name}: {result['text']}  (ignoring case: {result['text_ignore_case']})  "
+            print(f"{name}: {result['text']}{answer_text(result)}  (ignoring case: {result['text_ignore_case']})  "
                   f"confidences {confidences}  {result['ms']:.1f} ms{mark}", flush=True)
     if params.json:
         print(json.dumps(results, indent=2))

@@ -5,8 +5,8 @@
     python userTest.py --golden_dir=data/captcha/test       # any labelled folder works
     python userTest.py --golden_dir=site_captchas --least_sure=50   # the 50 reads to label first (no labels needed)
 
-Prints whole-captcha accuracy case-sensitive and case-insensitive (what most sites check), per-
-character accuracy and the most frequent character confusions (truth->prediction), and writes into
+Prints whole-captcha accuracy case-sensitive and case-insensitive (what most sites check), an arithmetic
+model's answer accuracy (the read's answer is the label's), per-character accuracy and the most frequent character confusions (truth->prediction), and writes into
 report_dir (default: report/ beside the checkpoint) a PNG grid of the mispredicted captchas with
 truth and prediction, and a JSON report of the counts, metrics, confusions and every wrong item.
 It says how many of the folder's images it scored; when more than half could not be (labels outside the
@@ -90,6 +90,9 @@ def print_scores(golden, total, metrics, wrong, pairs, unsure, params, predictor
     print(f"whole-captcha accuracy: {metrics['accuracy']:.4f} case-sensitive "
           f"({count - len(wrong)}/{count}), {metrics['accuracy_ignore_case']:.4f} case-insensitive ({right}/{count})")
     print(f"per-character accuracy: {metrics['char_accuracy']:.4f}")
+    if "answer_accuracy" in metrics:
+        print(f"answer accuracy (arithmetic): {metrics['answer_accuracy']:.4f} "
+              f"({round(metrics['answer_accuracy'] * count)}/{count} answered as their labels)")
     print(f"most frequent confusions (truth->prediction): {format_confusions(pairs)}")
     sure_right = sum(not flag and lower == truth.lower() for flag, lower, truth in unsure)
     sure_count = sum(not flag for flag, _, _ in unsure)
@@ -155,6 +158,8 @@ def main(argv=None):
 
     logits = predictor.logits(golden.images)  # the path userPred and the API read images by
     metrics, predictions = score(logits, golden.labels, predictor.charset)
+    if predictor.grammar is not None:
+        metrics["answer_accuracy"] = predictor.grammar.accuracy(predictions, golden.labels)
     folded, folded_confidences = decode_logits(logits, predictor.charset, fold_case=True)
     _, confidences = decode_logits(logits, predictor.charset)
     unsure = [(is_unsure(row, params.unsure_below), lower, truth)
