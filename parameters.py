@@ -618,14 +618,18 @@ def convert(key, value):
 def make_parameters(overrides=None, base=None):
     """A Parameters with a style preset and then `overrides` applied (all type-checked); any setting.
 
-    With `base`, its settings are the starting point; when `overrides` name another style than base's, what
-    base's own preset set is first put back to the defaults (see unstyled)."""
+    With `base`, its settings are the starting point and only `overrides` change them; when `overrides` name
+    a style, its preset is applied first, and if it is another style than base's, what base's own preset set is
+    put back to the defaults before (see unstyled)."""
     overrides = dict(overrides or {})
     params = dataclasses.replace(base) if base is not None else Parameters()
     style = convert("style", overrides.get("style", params.style))
     if base is not None and style != base.style:
         params = unstyled(base)
-    values = {**STYLES[style], **overrides}
+    # The preset is applied when the style is chosen, not again over a base that has it (and maybe
+    # settings given beside it, which it would undo).
+    preset = STYLES[style] if base is None or "style" in overrides else {}
+    values = {**preset, **overrides}
     for key, value in values.items():
         setattr(params, key, convert(key, value))
     if params.captcha_kind == "arithmetic":  # what the expressions draw sets the characters and lengths

@@ -102,6 +102,14 @@ def test_another_style_over_a_parsed_command_line_is_that_style(style):
     assert given.elastic == (0.0, 1.0)
 
 
+def test_settings_given_beside_a_style_survive_later_overrides():
+    # A checkpoint's settings are read over the caller's with make_parameters(base=...): the caller's
+    # style preset must not come back and undo what was given beside it.
+    base = make_parameters({"style": "arithmetic", "image_width": 64, "font_sizes": (17,)})
+    later = make_parameters({"strict": True}, base=base)
+    assert (later.image_width, later.font_sizes, later.strict) == (64, (17,), True)
+
+
 def test_a_bad_choice_fails_before_any_data_is_read(script, tmp_path):
     missing = [f"--train_dir={tmp_path}/missing", f"--test_dir={tmp_path}/missing", f"--cache_dir={tmp_path}/cache",
                f"--model_dir={tmp_path}/model", "--visdom=false"]
