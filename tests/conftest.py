@@ -73,3 +73,20 @@ def ctc_run(tmp_path_factory):
     metrics = train(params)
     return {"params": params, "metrics": metrics, "checkpoint": os.path.join(params.model_dir, "best.pt"),
             "root": root}
+
+
+@pytest.fixture(scope="session")
+def arithmetic_run(tmp_path_factory):
+    """A tiny arithmetic set (one-digit sums, differences and products, 64x24) and a model trained on it:
+    {'params', 'checkpoint'}."""
+    from generate_captcha import generate_split
+    from train import train
+    root = tmp_path_factory.mktemp("arithmetic")
+    params = tiny_params(root, style="arithmetic", arithmetic_operands=(0, 9), arithmetic_endings=("=",),
+                         image_width=64, image_height=24, font_sizes=(17, 18), left_margin=(1.0, 4.0),
+                         char_spacing=(0.0, 1.0), row_shift_y=(-1.0, 1.0), char_jitter_y=0.0, noise_dots=4,
+                         noise_dot_width=1, rotation=4.0, render_jitter=(), epochs=8, train_count=2000)
+    generate_split(params, params.train_dir, "train", params.train_count)
+    generate_split(params, params.test_dir, "test", params.test_count)
+    train(params)
+    return {"params": params, "checkpoint": os.path.join(params.model_dir, "best.pt")}
