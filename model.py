@@ -1,6 +1,7 @@
 """The captcha reader: a ResNet over the native image, one linear softmax head per character.
 
-    python model.py                        # prints parameter count, file size and CPU speed of the model
+    python model.py                        # parameter count, file size, CPU training speed and its share of the
+                                           # CPU's matmul peak (GFLOP per image, measured peak)
     python model.py --model_preset=original
 
 Input: uint8 images (N, H, W, 3) exactly as `dataset.preprocess()` returns them; the model converts
@@ -259,11 +260,52 @@ def file_size(model):
     return buffer.tell()
 
 
+def training_gflop(model, params):
+    """GFLOP of one training image, forward and backward, as torch.utils.flop_counter counts them (matmuls and
+    convolutions: what the machine's matmul peak bounds)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    batch = 4
+    images = torch.randint(0, 256, (batch, params.image_height, params.image_width, 3), dtype=torch.uint8)
+    was_training = model.training
+    model.train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(images).float().logsumexp(-1).mean().backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return counter.get_total_flops() / batch / 1e9
+
+
+def matmul_peak(dtype, size=2048, seconds=1.0):
+    """GFLOP/s of a size x size matmul in `dtype` on this machine's CPU threads, measured now (best of the
+    runs that fit in about `seconds`): the ceiling training's convolutions are held against."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # warm-up: the kernel is chosen and packed once
+    best, spent = float("inf"), 0.0
+    while spent < seconds:
+        start = time.perf_counter()
+        a @ b
+        elapsed = time.perf_counter() - start
+        best, spent = min(best, elapsed), spent + elapsed
+    return 2 * size ** 3 / best / 1e9
+
+
+def speed_line(images_per_second, gflop, amp):
+    """'... images/s x G GFLOP = A GFLOP/s, R of this CPU's bf16 matmul peak (P GFLOP/s; fp32 F)': training
+    speed as a share of what the machine can do, which compares across machines where images/s does not."""
+    bf16, fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
+    achieved = images_per_second * gflop
+    peak, name = (bf16, "bf16") if amp else (fp32, "fp32")
+    return (f"{images_per_second:.0f} images/s x {gflop:.3f} GFLOP = {achieved:.0f} GFLOP/s, "
+            f"{achieved / peak:.0%} of this CPU's {name} matmul peak ({bf16:.0f} GFLOP/s bf16, {fp32:.0f} fp32)")
+
+
 def main(argv=None):
     params = parse_args(argv, doc=__doc__, script=__file__)
     model = build_model(params).eval()  # a setting the architecture cannot take: one line (run_main)
     print(f"{params.model_preset}: {parameter_count(model) / 1e6:.2f}M parameters, "
           f"{file_size(model) / 1e6:.1f} MB of weights")
+    gflop = training_gflop(model, params)
     images = torch.randint(0, 256, (params.batch_size, params.image_height, params.image_width, 3), dtype=torch.uint8)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters())
@@ -277,7 +319,8 @@ def main(argv=None):
         loss.backward()
         optimizer.step()
     rate = 4 * params.batch_size / (time.perf_counter() - start)
-    print(f"training speed on this machine: {rate:.0f} images/s (batch {params.batch_size}, amp={params.amp})")
+    print(f"training speed on this machine (batch {params.batch_size}, amp={params.amp}): "
+          f"{speed_line(rate, gflop, params.amp)}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ against the ctc head), same data, same clock.
 Each model trains on train_dir for `time_budget` minutes (generation and decoding excluded) with the
 schedule fitted to that budget, then is evaluated on all of test_dir. Prints training images/s,
 whole-captcha accuracy (case-sensitive and case-insensitive), per-character accuracy, parameter
-count, checkpoint size and the 15 most frequent character confusions. Runs go to runs/bench_<preset>
+count, checkpoint size, the 15 most frequent character confusions, and training speed as a share of the
+machine's matmul peak (GFLOP per training image x images/s, against a bf16 and an fp32 matmul timed then). Runs go to runs/bench_<preset>
 (runs/bench_<preset>_ctc for the ctc head).
 """
 import os
@@ -19,7 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset import confusions, format_confusions, load_folder, score  # noqa: E402
-from model import file_size, load_checkpoint, model_from_checkpoint  # noqa: E402
+from model import file_size, load_checkpoint, model_from_checkpoint, speed_line, training_gflop  # noqa: E402
 from parameters import make_parameters, parse_args  # noqa: E402
 from train import train  # noqa: E402
 from userPred import load_model  # noqa: E402
@@ -38,9 +39,10 @@ def run(params, preset, head):
     test = load_folder(run_params.test_dir, predictor.params, quiet=True)
     metrics, predictions = score(predictor.logits(test.images), test.labels, predictor.charset)
     progress = checkpoint["progress"]
+    model = model_from_checkpoint(checkpoint)[0]
     return {"preset": name, "speed": progress["step"] * run_params.batch_size / progress["seconds"],
-            "minutes": progress["seconds"] / 60, "wall": wall / 60, "parameters": predictor.parameters,
-            "bytes": os.path.getsize(last), "weights": file_size(model_from_checkpoint(checkpoint)[0]),
+            "gflop": training_gflop(model, run_params), "minutes": progress["seconds"] / 60, "wall": wall / 60, "parameters": predictor.parameters,
+            "bytes": os.path.getsize(last), "weights": file_size(model),
             "confusions": confusions(predictions, test.labels), "test_count": len(test), **metrics}
 
 
@@ -57,6 +59,8 @@ def main(argv=None):
     for r in results:
         print(f"{r['preset']:12s} {r['parameters'] / 1e6:7.2f}M {r['weights'] / 1e6:7.1f}MB {r['speed']:7.0f} "
               f"{r['accuracy']:7.4f} {r['accuracy_ignore_case']:14.4f} {r['char_accuracy']:9.4f}")
+    for r in results:  # the machine's peak measured now, after training, with nothing else running
+        print(f"{r['preset']} training speed: {speed_line(r['speed'], r['gflop'], params.amp)}")
     for r in results:
         print(f"confusions of {r['preset']} (truth->prediction): {format_confusions(r['confusions'])}")
 
