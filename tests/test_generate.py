@@ -4,6 +4,10 @@ import json
 import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ from PIL import Image
 
 import generate_captcha
 from custom_captcha_image import StyledCaptcha, StyleError, make_generator
+from conftest import ROOT
 from dataset import image_names
 from generate_captcha import NAME_PATTERN, check_settings, generate_split, make_sample
 from parameters import DIGITS, LOWER, STYLES, Parameters, make_parameters
@@ -66,13 +71,38 @@ def test_interrupted_run_resumes_to_exactly_n(tmp_path):
     generate_split(params, params.train_dir, "train", 300)
     full = folder_digest(params.train_dir)
     names = sorted(name for name in full if name != generate_captcha.SETTINGS_FILE)
-    for name in names[::3]:  # as if killed part way: a third missing and one half-written file
+    for name in names[::3]:  # as if killed part way: a third missing, and a chunk cut short in one image
         os.remove(os.path.join(params.train_dir, name))
-    open(os.path.join(params.train_dir, names[1] + ".tmp"), "wb").write(b"\xff\xd8 half")
+    half = names[1]
+    index = int(NAME_PATTERN.match(half).group("index"))
+    with open(os.path.join(params.train_dir, half), "r+b") as handle:
+        handle.truncate(40)
+    with open(os.path.join(params.train_dir, f"{generate_captcha.CHUNK_MARKER}{index}"), "w") as handle:
+        handle.write(f"{index} {index + 1}")
+    open(os.path.join(params.train_dir, names[2] + ".tmp"), "wb").write(b"\xff\xd8 half")  # an older version's
     written = generate_split(params, params.train_dir, "train", 300)
-    assert written == len(names[::3])
+    assert written == len(set(names[::3]) | {half, names[names.index(half) + 1]})
     assert folder_digest(params.train_dir) == full
     assert generate_split(params, params.train_dir, "train", 300) == 0
+
+
+def test_a_killed_generator_leaves_nothing_a_later_run_takes_for_whole(tmp_path):
+    folders = {name: [f"--train_dir={tmp_path}/{name}", f"--test_dir={tmp_path}/{name}_test", "--test_count=0",
+                      f"--preview_file={tmp_path}/{name}.png", "--train_count=3000", "--workers=2"]
+               for name in ("killed", "whole")}
+    command = [sys.executable, os.path.join(ROOT, "generate_captcha.py")]
+    process = subprocess.Popen(command + folders["killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(os.listdir(tmp_path / "killed") if (tmp_path / "killed").exists() else ()) < 600:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)  # the workers too, mid-write
+    process.wait()
+    assert len(image_names(str(tmp_path / "killed"))) < 3000
+    subprocess.run(command + folders["killed"], check=True, capture_output=True, timeout=120)
+    subprocess.run(command + folders["whole"], check=True, capture_output=True, timeout=120)
+    assert folder_digest(tmp_path / "killed") == folder_digest(tmp_path / "whole")
 
 
 def pixels(params, text="aB3x", seed=5):
