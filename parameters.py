@@ -181,6 +181,11 @@ class Parameters:
     # --- export: export_onnx.py's files ---
     onnx_file: str = ""  # export_onnx.py output ('' = the checkpoint's path with .onnx)
     ddddocr: bool = True  # export_onnx.py: also write the .ddddocr.onnx and .ddddocr.json files ddddocr loads
+    quantize: str = ""  # export_onnx.py: also write a statically quantized <name>.int8.onnx ('' = no, int8)
+    calibration_dir: str = ""  # export_onnx.py --quantize: images whose activations set the int8 ranges ('' = the checkpoint's train_dir)
+    calibration_count: int = 512  # export_onnx.py --quantize: images read from calibration_dir (a seeded draw)
+    quantize_test_dir: str = ""  # export_onnx.py --quantize: labelled folder both models are scored on ('' = the checkpoint's test_dir)
+    quantize_max_loss: float = 0.003  # export_onnx.py --quantize: most whole-captcha accuracy (0-1) the int8 model may lose; more: it is not written
     # --- serving: api_demo.py's HTTP server ---
     host: str = "127.0.0.1"  # api_demo.py listen address
     port: int = 5000  # api_demo.py listen port
@@ -396,6 +401,7 @@ CHOICES = {
     "bench_presets": ("default", "original"),
     "bench_heads": ("positions", "ctc"),
     "bench_kinds": ("arithmetic", "color_target"),
+    "quantize": ("", "int8"),
     "bench_real": Parameters.bench_real,  # the default runs every experiment
     "font_box": ("bbox", "textsize"),
     "glyph_resample": ("nearest", "bilinear", "bicubic"),

@@ -39,9 +39,8 @@ sys.path.insert(0, ROOT)
 from PIL import Image  # noqa: E402
 
 from bench_predict import percentiles, sample_captcha  # noqa: E402
-from model import load_checkpoint, model_from_checkpoint  # noqa: E402
-from parameters import fail, parse_args  # noqa: E402
-from userPred import checkpoint_path  # noqa: E402
+from parameters import ProjectError, fail, parse_args  # noqa: E402
+from userPred import checkpoint_path, load_model  # noqa: E402
 
 START_TIMEOUT = 120  # seconds for the server to load the model and answer /health
 WARM_UP = 200  # untimed requests before the measurements
@@ -239,8 +238,8 @@ def main(argv=None):
     params = parse_args(argv, doc=__doc__, script=__file__)
     checkpoint = os.path.abspath(checkpoint_path(params))
     try:
-        _, trained = model_from_checkpoint(load_checkpoint(checkpoint))
-    except (FileNotFoundError, ValueError) as error:
+        trained = load_model(checkpoint, params).trained  # a checkpoint, or an ONNX model (float or int8)
+    except ProjectError as error:
         fail(f"{error}; the bench needs a trained checkpoint (--checkpoint=PATH)")
     _, _, jpeg = sample_captcha(trained)
     body = json.dumps({"image": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()}).encode()
