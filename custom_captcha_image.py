@@ -370,6 +370,10 @@ class StyledCaptcha(ImageCaptcha):
         # Room around each glyph mask for ink that the shape knobs move or grow past its box.
         grow = params.stroke_weight[1] + (WEIGHT_JITTER[1] if "weight" in params.render_jitter else 0.0)
         self._pad = math.ceil(max(params.elastic[1], params.ragged[1], grow, 0.0))
+        # What the captcha kinds draw from, prepared once rather than per image.
+        self._grammar = Grammar.of(params) if params.captcha_kind == "arithmetic" else None
+        self._palette = ({name: ImageColor.getrgb(name)[:3] for name in params.palette}
+                         if params.captcha_kind == "color_target" else {})
 
     def _glyph(self, font_index, char):
         key = (font_index, char)
@@ -669,8 +673,8 @@ class StyledCaptcha(ImageCaptcha):
         """(label, image) of the style's captcha_kind, both drawn with `rng`: a random text from the charset,
         an arithmetic expression, or a text with distractors in other colours (color_target)."""
         p = self.params
-        if p.captcha_kind == "arithmetic":
-            label = Grammar.of(p).draw(rng, p.arithmetic_negative)
+        if self._grammar is not None:
+            label = self._grammar.draw(rng, p.arithmetic_negative)
             return label, self.render(label, rng)
         label = random_label(rng, p.charset, p.length_range, p.char_class_weights)
         if p.captcha_kind == "color_target":
@@ -689,7 +693,7 @@ class StyledCaptcha(ImageCaptcha):
             text.insert(at, rng.choice(p.charset))
             names.insert(at, rng.choice(others))
         colors = [tuple(min(255, max(0, c + rng.randint(-p.color_jitter, p.color_jitter)))
-                        for c in ImageColor.getrgb(name)[:3]) for name in names]
+                        for c in self._palette[name]) for name in names]
         return "".join(text), colors
 
     def generate_image(self, chars, bg_color=None, fg_color=None):

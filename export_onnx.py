@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dataset import load_folder, score
+from dataset import image_names, load_folder, read_image, score
 from files import atomic_write
 from model import load_checkpoint, model_from_checkpoint, parameter_count
 from parameters import ProjectError, fail, make_parameters, parse_args, run_main
@@ -135,12 +135,16 @@ def export(checkpoint_path, onnx_file="", ddddocr=True, check_images=None):
 
 
 def calibration_images(folder, trained, count, seed):
-    """uint8 (count, H, W, 3): a seeded draw of `count` images of a labelled folder, read as the model reads."""
-    images = load_folder(folder, make_parameters({"strict": False}, base=trained), quiet=True).images
-    chosen = sorted(random.Random(seed).sample(range(len(images)), min(count, len(images))))
-    if not chosen:
-        raise ProjectError(f"no images to calibrate the int8 model on in {folder!r} (set --calibration_dir)")
-    return images[chosen]
+    """uint8 (n <= count, H, W, 3): a seeded draw of `count` images of a folder (labels not needed: the site's
+    own captchas do), read as the model reads; only those are decoded, not the whole folder."""
+    names = image_names(folder)
+    chosen = sorted(random.Random(seed).sample(names, min(count, len(names))))
+    arrays = [read_image(os.path.join(folder, name), trained.image_width, trained.image_height)[0]
+              for name in chosen]
+    arrays = [array for array in arrays if array is not None]  # an unreadable file calibrates nothing
+    if not arrays:
+        raise ProjectError(f"no readable images to calibrate the int8 model on in {folder!r} (set --calibration_dir)")
+    return np.stack(arrays)
 
 
 def quantize_int8(float_path, images, batch=32):

@@ -182,7 +182,7 @@ class Parameters:
     onnx_file: str = ""  # export_onnx.py output ('' = the checkpoint's path with .onnx)
     ddddocr: bool = True  # export_onnx.py: also write the .ddddocr.onnx and .ddddocr.json files ddddocr loads
     quantize: str = ""  # export_onnx.py: also write a statically quantized <name>.int8.onnx ('' = no, int8)
-    calibration_dir: str = ""  # export_onnx.py --quantize: images whose activations set the int8 ranges ('' = the checkpoint's train_dir)
+    calibration_dir: str = ""  # export_onnx.py --quantize: images (labels not needed) whose activations set the int8 ranges ('' = the checkpoint's train_dir)
     calibration_count: int = 512  # export_onnx.py --quantize: images read from calibration_dir (a seeded draw)
     quantize_test_dir: str = ""  # export_onnx.py --quantize: labelled folder both models are scored on ('' = the checkpoint's test_dir)
     quantize_max_loss: float = 0.003  # export_onnx.py --quantize: most whole-captcha accuracy (0-1) the int8 model may lose; more: it is not written
@@ -640,8 +640,9 @@ def make_parameters(overrides=None, base=None):
         setattr(params, key, convert(key, value))
     if params.captcha_kind == "arithmetic":  # what the expressions draw sets the characters and lengths
         grammar = Grammar.of(params)
-        if grammar.problem():
-            raise ParameterError(grammar.problem())
+        problem = grammar.problem()
+        if problem:
+            raise ParameterError(problem)
         params.charset, params.captcha_length = grammar.charset(), length_text(*grammar.lengths())
     return params
 
