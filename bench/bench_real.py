@@ -43,7 +43,7 @@ from userPred import load_model  # noqa: E402
 
 MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 12, "swust_pretrained": 4,
            "captcha_default": 36, "original_style": 20, "swust_self": 10, "swust_fine_tune_200": 8,
-           "swust_self_200": 8, "v2_sim": 10, "v2_self": 5, "swust_ctc": 4, "captcha_images_v2_ctc": 8, "stock_ctc": 36}
+           "swust_self_200": 8, "v2_sim": 10, "v2_self": 5, "swust_ctc": 4, "captcha_images_v2_ctc": 8, "stock_ctc": 40}
 SMALL_DATA = {"batch_size": 64, "augment": "on", "infer_charset": True}
 GENERATED = {"sim_to_real": (80000, 2000), "captcha_default": (150000, 2000), "original_style": (200000, 10000),
              "v2_sim": (60000, 2000), "stock_ctc": (150000, 2000)}  # (train, test) images
@@ -239,8 +239,10 @@ def exp_stock_ctc(params, ctx):
     """The captcha package's stock 160x60 style, 0-9A-Z, 4 to 6 characters a captcha: the ctc head."""
     style = {"style": "captcha_default", "charset": DIGITS + UPPER, "captcha_length": "4-6"}
     train_dir, test_dir = generated(params, "stock_ctc", style)
+    # 20 feature columns (feature_stride 8) for up to 6 characters: 0.9455 in 40 minutes, against 0.9235 in 36
+    # with 10 columns (feature_stride 16); most errors are O/0 either way.
     return folder_run(params, {**style, **ctx.budget, "train_dir": train_dir, "test_dir": test_dir, "head": "ctc",
-                               "feature_stride": 16})
+                               "feature_stride": 8})
 
 
 def exp_original_style(params, ctx):
