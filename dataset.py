@@ -178,9 +178,10 @@ def edit_operations(truth, read):
     return operations[::-1]
 
 
-def score(logits, labels, charset):
+def score(logits, labels, charset, grammar=None):
     """Whole-captcha accuracy (case-sensitive and -insensitive), per-character accuracy (1 - edits over the
-    labels' characters, by edit distance: a missing or extra character counts one), predictions."""
+    labels' characters, by edit distance: a missing or extra character counts one), with an arithmetic
+    model's `grammar` also answer_accuracy (the read answers as its label does); and the predictions."""
     predictions, _ = decode_logits(logits, charset)
     folded, _ = decode_logits(logits, charset, fold_case=True)
     count = max(1, len(labels))
@@ -188,7 +189,10 @@ def score(logits, labels, charset):
     insensitive = sum(p == t.lower() for p, t in zip(folded, labels)) / count
     edits = sum(len(edit_operations(t, p)) for p, t in zip(predictions, labels) if p != t)
     characters = max(0.0, 1 - edits / max(1, sum(len(t) for t in labels)))
-    return {"accuracy": exact, "accuracy_ignore_case": insensitive, "char_accuracy": characters}, predictions
+    metrics = {"accuracy": exact, "accuracy_ignore_case": insensitive, "char_accuracy": characters}
+    if grammar is not None:
+        metrics["answer_accuracy"] = grammar.accuracy(predictions, labels)
+    return metrics, predictions
 
 
 def confusions(predictions, labels, top=15):
@@ -247,7 +251,7 @@ def read_image(path, width, height):
 # Label characters a file name cannot hold on some system, or that would end the label: a name holds each as
 # %XX, its code in hex (the label 3+8=? is the name 3+8=%3F_000012.png), and '%' itself as %25.
 ESCAPED_IN_NAMES = '%_/\\:*?"<>|.\0'
-ESCAPE = re.compile("%([0-9A-F]{2})")
+UNESCAPED = {f"%{ord(c):02X}": c for c in ESCAPED_IN_NAMES}  # '%3F' -> '?'; any other %XX is read as written
 
 
 def name_of_label(label):
@@ -259,8 +263,7 @@ def label_from_name(name):
     """The label a file name holds: the text before its first '_' (or its whole stem), %XX escapes read back."""
     stem = os.path.splitext(name)[0]
     label = stem.split("_", 1)[0] if "_" in stem else stem
-    return ESCAPE.sub(lambda m: chr(int(m.group(1), 16)) if chr(int(m.group(1), 16)) in ESCAPED_IN_NAMES
-                      else m.group(0), label)
+    return re.sub("%[0-9A-F]{2}", lambda m: UNESCAPED.get(m.group(0), m.group(0)), label)
 
 
 def read_labels_file(folder):

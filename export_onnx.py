@@ -152,6 +152,7 @@ def quantize_int8(float_path, images, batch=32):
     activations whose ranges are the calibration `images` (N, H, W, 3) uint8 seen), its metadata kept."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Batches(CalibrationDataReader):
         def __init__(self):
@@ -159,8 +160,6 @@ def quantize_int8(float_path, images, batch=32):
 
         def get_next(self):
             return next(self.batches, None)
-
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory() as work:
         prepared, path = os.path.join(work, "prepared.onnx"), os.path.join(work, "int8.onnx")
@@ -173,17 +172,22 @@ def quantize_int8(float_path, images, batch=32):
     return quantized.SerializeToString()
 
 
-def accuracy_of(onnx_path, test):
-    """Whole-captcha accuracy of an ONNX model on an ImageSet (read as userPred reads)."""
+def onnx_predictor(path):
+    """userPred's Predictor on the ONNX model at `path`, reading batches on every core."""
     from userPred import load_model
-    predictor = load_model(onnx_path, make_parameters({"backend": "onnx", "predict_threads": 0}))
+    return load_model(path, make_parameters({"backend": "onnx", "predict_threads": 0}))
+
+
+def accuracy_of(predictor, test):
+    """Whole-captcha accuracy of a Predictor on an ImageSet (read as userPred reads)."""
     return score(predictor.logits(test.images), test.labels, predictor.charset)[0]["accuracy"]
 
 
-def export_int8(checkpoint_path, float_path, params):
-    """Write <name>.int8.onnx beside `float_path` unless it loses more than quantize_max_loss of the float
-    model's accuracy on the test folder: {'int8', 'bytes', 'float_accuracy', 'int8_accuracy', 'written'}."""
-    trained = model_from_checkpoint(load_checkpoint(checkpoint_path))[1]
+def export_int8(float_path, params):
+    """Write <name>.int8.onnx beside the ONNX model `float_path` unless it loses more than quantize_max_loss of
+    its accuracy on the test folder: {'int8', 'bytes', 'float_accuracy', 'int8_accuracy', 'count', 'written'}."""
+    float_model = onnx_predictor(float_path)
+    trained = float_model.trained  # its settings travel in the file: folders, size, seed
     images = calibration_images(params.calibration_dir or trained.train_dir, trained, params.calibration_count,
                                 trained.seed)
     data = quantize_int8(float_path, images)
@@ -193,8 +197,8 @@ def export_int8(checkpoint_path, float_path, params):
     with tempfile.TemporaryDirectory() as work:  # scored before it is written where a server could load it
         candidate = os.path.join(work, "int8.onnx")
         atomic_write(candidate, data)
-        int8_accuracy = accuracy_of(candidate, test)
-    float_accuracy = accuracy_of(float_path, test)
+        int8_accuracy = accuracy_of(onnx_predictor(candidate), test)
+    float_accuracy = accuracy_of(float_model, test)
     result = {"int8": path, "bytes": len(data), "float_accuracy": float_accuracy, "int8_accuracy": int8_accuracy,
               "count": len(test), "written": float_accuracy - int8_accuracy <= params.quantize_max_loss}
     if result["written"]:
@@ -213,7 +217,7 @@ def main(argv=None):
         print(f"wrote {result['ddddocr_onnx']} and {result['ddddocr_json']} for "
               f"ddddocr.DdddOcr(det=False, ocr=False, import_onnx_path=..., charsets_path=...)")
     if params.quantize:
-        report_int8(export_int8(checkpoint_path, result["onnx"], params), params)
+        report_int8(export_int8(result["onnx"], params), params)
 
 
 def report_int8(int8, params):

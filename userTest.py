@@ -6,7 +6,8 @@
     python userTest.py --golden_dir=site_captchas --least_sure=50   # the 50 reads to label first (no labels needed)
 
 Prints whole-captcha accuracy case-sensitive and case-insensitive (what most sites check), an arithmetic
-model's answer accuracy (the read's answer is the label's), per-character accuracy and the most frequent character confusions (truth->prediction), and writes into
+model's answer accuracy (the read's answer is the label's), per-character accuracy and the most frequent
+character confusions (truth->prediction), and writes into
 report_dir (default: report/ beside the checkpoint) a PNG grid of the mispredicted captchas with
 truth and prediction, and a JSON report of the counts, metrics, confusions and every wrong item.
 It says how many of the folder's images it scored; when more than half could not be (labels outside the
@@ -157,9 +158,7 @@ def main(argv=None):
     refuse_partial_score(folder, len(golden), total, predictor.charset)
 
     logits = predictor.logits(golden.images)  # the path userPred and the API read images by
-    metrics, predictions = score(logits, golden.labels, predictor.charset)
-    if predictor.grammar is not None:
-        metrics["answer_accuracy"] = predictor.grammar.accuracy(predictions, golden.labels)
+    metrics, predictions = score(logits, golden.labels, predictor.charset, predictor.grammar)
     folded, folded_confidences = decode_logits(logits, predictor.charset, fold_case=True)
     _, confidences = decode_logits(logits, predictor.charset)
     unsure = [(is_unsure(row, params.unsure_below), lower, truth)

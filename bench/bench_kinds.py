@@ -40,9 +40,7 @@ def run(params, kind):
     last = os.path.join(run_params.model_dir, "last.pt")
     predictor = load_model(last, run_params)
     test = load_folder(run_params.test_dir, predictor.params, quiet=True)
-    metrics, predictions = score(predictor.logits(test.images), test.labels, predictor.charset)
-    if predictor.grammar is not None:
-        metrics["answer_accuracy"] = predictor.grammar.accuracy(predictions, test.labels)
+    metrics, predictions = score(predictor.logits(test.images), test.labels, predictor.charset, predictor.grammar)
     metrics["confusions"] = confusions(predictions, test.labels)
     metrics["minutes"] = load_checkpoint(last)["progress"]["seconds"] / 60
     metrics["count"], metrics["head"] = len(test), predictor.trained.reader_head

@@ -10,8 +10,8 @@ Each model trains on train_dir for `time_budget` minutes (generation and decodin
 schedule fitted to that budget, then is evaluated on all of test_dir. Prints training images/s,
 whole-captcha accuracy (case-sensitive and case-insensitive), per-character accuracy, parameter
 count, checkpoint size, the 15 most frequent character confusions, and training speed as a share of the
-machine's matmul peak (GFLOP per training image x images/s, against a bf16 and an fp32 matmul timed then). Runs go to runs/bench_<preset>
-(runs/bench_<preset>_ctc for the ctc head).
+machine's matmul peak (GFLOP per training image x images/s, against a bf16 and an fp32 matmul timed then).
+Runs go to runs/bench_<preset> (runs/bench_<preset>_ctc for the ctc head).
 """
 import os
 import sys
@@ -41,7 +41,8 @@ def run(params, preset, head):
     progress = checkpoint["progress"]
     model = model_from_checkpoint(checkpoint)[0]
     return {"preset": name, "speed": progress["step"] * run_params.batch_size / progress["seconds"],
-            "gflop": training_gflop(model, run_params), "minutes": progress["seconds"] / 60, "wall": wall / 60, "parameters": predictor.parameters,
+            "gflop": training_gflop(model, run_params), "minutes": progress["seconds"] / 60, "wall": wall / 60,
+            "parameters": predictor.parameters,
             "bytes": os.path.getsize(last), "weights": file_size(model),
             "confusions": confusions(predictions, test.labels), "test_count": len(test), **metrics}
 
