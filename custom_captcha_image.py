@@ -95,6 +95,22 @@ def elastic_warp(mask, amount, rng, cells=3):
     return mask.transform(mask.size, Image.Transform.MESH, mesh, Image.Resampling.BILINEAR)
 
 
+def warp_glyph(mask, box, corners, resample, passes=1):
+    """`mask` warped into `box` (width, height) as the captcha package warps a glyph: resized to a frame
+    |x1| + |x2| wider and |y1| + |y2| taller than the box, whose quad with corners moved in by `corners`
+    (x1, y1, x2, y2) is then sampled into the box. passes=1 does both in one transform: the same in theory,
+    but nearest-neighbour sampling once duplicates other rows and columns than sampling twice, and at 64x24
+    a model trained on one look misreads the other (0 as D, v as Y)."""
+    (width, height), (x1, y1, x2, y2) = box, corners
+    frame_w, frame_h = width + abs(x1) + abs(x2), height + abs(y1) + abs(y2)
+    if passes == 2:
+        mask = mask.resize((frame_w, frame_h), resample)
+    sx, sy = mask.width / frame_w, mask.height / frame_h  # frame -> mask coordinates (1 after the resize)
+    quad = (x1 * sx, y1 * sy, -x1 * sx, (frame_h - y2) * sy,
+            (frame_w + x2) * sx, (frame_h + y2) * sy, (frame_w - x2) * sx, -y1 * sy)
+    return mask.transform((width, height), Image.Transform.QUAD, quad, resample)
+
+
 def ragged_edges(mask, amount, rng, run=2):
     """Each pixel of a glyph mask taken from a random pixel up to `amount` away in x and y, the same offset
     along short horizontal runs: stroke edges fray into streaks while the inside of strokes stays whole."""
@@ -234,7 +250,7 @@ def check_render_knobs(params):
         if params.char_pitch > 0:
             raise StyleError("char_spacing and char_pitch are two layouts: set one of them")
     for name, low, high in (("ink_opacity_floor", 0, 1), ("off_edge", 0, 1), ("char_jitter_y", 0, params.image_height),
-                            ("noise_polylines", 0, 100)):
+                            ("noise_polylines", 0, 100), ("glyph_passes", 1, 2)):
         if not low <= getattr(params, name) <= high:
             raise StyleError(f"{name} must be between {low} and {high}, got {getattr(params, name)}")
     if any(params.background_gradient) and not (params.solid_text or params.dark_edges):
@@ -413,13 +429,7 @@ class StyledCaptcha(ImageCaptcha):
         reach_y = height * rng.uniform(*self.character_warp_dy)
         x1, x2 = (int(rng.uniform(-reach_x, reach_x)) for _ in range(2))
         y1, y2 = (int(rng.uniform(-reach_y, reach_y)) for _ in range(2))
-        # A quad in the rotated mask, scaled from the (width + |x1| + |x2|) x (height + ...) frame the
-        # stock class resizes to, so one transform does its resize and warp together.
-        frame_w, frame_h = width + abs(x1) + abs(x2), height + abs(y1) + abs(y2)
-        sx, sy = mask.width / frame_w, mask.height / frame_h
-        quad = (x1 * sx, y1 * sy, -x1 * sx, (frame_h - y2) * sy,
-                (frame_w + x2) * sx, (frame_h + y2) * sy, (frame_w - x2) * sx, -y1 * sy)
-        mask = mask.transform((width, height), Image.Transform.QUAD, quad, look.glyph_filter)
+        mask = warp_glyph(mask, (width, height), (x1, y1, x2, y2), look.glyph_filter, self.params.glyph_passes)
         return self._shaped(mask, below_baseline, rng, look)
 
     def _shaped(self, mask, below_baseline, rng, look):

@@ -1,11 +1,13 @@
 """The renderer knobs of issue 15: each changes what it says, generation stays deterministic, bad values
 are one-line StyleErrors; the seed style draws labels as the original did; bench_style.py reports."""
+import os
 import random
 
 import numpy as np
 import pytest
 
-from custom_captcha_image import JITTER, StyledCaptcha, StyleError, make_generator
+from custom_captcha_image import JITTER, StyledCaptcha, StyleError, layer_rotate, make_generator, warp_glyph
+from PIL import Image
 from generate_captcha import check_settings, generate_split
 from parameters import DIGITS, Parameters, make_parameters
 
@@ -157,6 +159,30 @@ def test_default_jitter_names_every_family():
     assert set(Parameters().render_jitter) == set(JITTER)
 
 
+def seed_glyph_errors(passes):
+    """Per glyph of tests/data/pillow6_glyphs.npz (drawn by Pillow 6.2.2 as the original generator drew
+    them): (mean absolute difference, pixels off by more than a quarter) of the seed style's drawing."""
+    reference = np.load(os.path.join(os.path.dirname(__file__), "data", "pillow6_glyphs.npz"))
+    errors = []
+    for index, (code, size, angle, x1, y1, x2, y2, width, height) in enumerate(reference["cases"]):
+        generator = StyledCaptcha(make_parameters({"style": "seed", "font_sizes": (int(size),)}))
+        mask, box_width, box_height, _ = generator._glyph(0, chr(int(code)))
+        assert (box_width, box_height) == (width, height)  # Pillow < 8's textsize box
+        mask = warp_glyph(layer_rotate(mask, angle), (box_width, box_height), (int(x1), int(y1), int(x2), int(y2)),
+                          Image.Resampling.NEAREST, passes)
+        difference = np.abs(np.asarray(mask, dtype=np.float32) - reference[f"glyph{index}"])
+        errors.append((difference.mean(), int((difference > 64).sum())))
+    return errors
+
+
+def test_seed_glyphs_are_drawn_as_pillow_6_drew_them():
+    assert make_parameters({"style": "seed"}).glyph_passes == 2
+    faithful = seed_glyph_errors(passes=2)
+    assert max(mean for mean, _ in faithful) < 3 and sum(off for _, off in faithful) <= 3
+    one_pass = seed_glyph_errors(passes=1)  # the same warp in one resampling: other pixels
+    assert np.mean([mean for mean, _ in one_pass]) > 5 and sum(off for _, off in one_pass) > 100
+
+
 def test_seed_labels_draw_digits_a_third_of_the_time():
     def digit_share(overrides):
         params = make_parameters({"render_jitter": (), **overrides})
@@ -180,6 +206,7 @@ def test_seed_labels_draw_digits_a_third_of_the_time():
     ({"char_jitter_y": -1.0}, "char_jitter_y must be between"),
     ({"ink_opacity_floor": 2.0}, "ink_opacity_floor must be between 0 and 1"),
     ({"noise_curve_end": (0.5, 1.5)}, "noise_curve_end must be two values"),
+    ({"glyph_passes": 3}, "glyph_passes must be between 1 and 2"),
     ({"char_class_weights": (1.0, 1.0)}, "char_class_weights must be 3 weights"),
     ({"char_class_weights": (1.0, 1.0, 1.0), "charset": "ab#"}, "the charset holds '#'"),
     ({"char_class_weights": (0.0, 0.0, 1.0), "charset": "abc"}, "no weight to a class the charset holds"),
