@@ -8,7 +8,7 @@ package's drawing at 64x24) and write JPG files of the same size with the same n
 temporary folder, one after the other, ROUNDS times. Each run reports images/s over the whole run (process start-up and font
 loading included) and the user and system CPU seconds of all its processes; the ratio is the median
 of the rounds' ratios. One more run times the style given (`--style`, default `seed`, which draws more:
-the 2019 renderer's layer rotations), for reference.
+the 2019 renderer's layer rotations and two resamplings a glyph), for reference.
 """
 import multiprocessing
 import os
