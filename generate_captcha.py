@@ -23,6 +23,7 @@ import os
 import random
 import re
 
+from PIL import Image
 from tqdm import tqdm
 
 from custom_captcha_image import StyleError, make_generator
@@ -60,6 +61,12 @@ def encode(image, params):
     else:
         image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def as_saved(image, params):
+    """The image as its file reads back: a JPG's compression artefacts are part of what a model trained on
+    fresh captchas (data_mode=generate) must see, as they are in the folders this script writes."""
+    return Image.open(io.BytesIO(encode(image, params))) if params.image_format == "jpg" else image
 
 
 def file_name(label, index, params):

@@ -337,7 +337,8 @@ def generated_batches(run, epoch, first):
 
 
 class GeneratedStream(IterableDataset):
-    """Batches of fresh captchas drawn by the generator: (images uint8 (B, H, W, 3), targets (B, length)).
+    """Batches of fresh captchas drawn by the generator, each as its file would read back (as_saved):
+    (images uint8 (B, H, W, 3), targets (B, length)).
 
     Batch n of epoch e holds images n*B .. n*B+B-1, image i seeded by (seed, 'stream{e}', i): the same
     data whatever the number of workers or processes, and no two epochs repeat an image. The batch
@@ -349,7 +350,7 @@ class GeneratedStream(IterableDataset):
 
     def __iter__(self):
         from custom_captcha_image import make_generator  # the generator is only needed in this mode
-        from generate_captcha import make_sample
+        from generate_captcha import as_saved, make_sample
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         params, size = self.params, self.params.batch_size
@@ -358,7 +359,7 @@ class GeneratedStream(IterableDataset):
             images, targets = [], []
             for index in range(number * size, (number + 1) * size):
                 label, image = make_sample(generator, params, f"stream{self.epoch}", index)
-                images.append(preprocess(image, params.image_width, params.image_height))
+                images.append(preprocess(as_saved(image, params), params.image_width, params.image_height))
                 targets.append(charset.encode(fold_label(label, params.ignore_case)))
             yield torch.from_numpy(np.stack(images)), torch.tensor(targets)
 

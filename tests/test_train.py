@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT, tiny_params
-from dataset import image_names
+from dataset import image_names, read_image
 from generate_captcha import generate_split
 from model import CaptchaResNet, build_model, load_checkpoint, model_from_checkpoint, parameter_count, save_checkpoint
 from parameters import ProjectError, make_parameters
@@ -349,6 +349,19 @@ def test_generated_batches_are_the_same_with_any_workers_and_from_any_position(t
         assert torch.equal(images, other_images) and torch.equal(targets, other_targets)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(one[4:], resumed))
     assert not torch.equal(one[0][0], one[1][0])
+
+
+def test_generated_batches_hold_what_the_written_files_read_back(tmp_path):
+    params = tiny_params(tmp_path, data_mode="generate", train_count=16, batch_size=8, workers=1)
+    run = SimpleNamespace(params=params, ranks=Ranks(), data=SimpleNamespace(steps_per_epoch=2))
+    images = torch.cat([batch for batch, _ in generated_batches(run, 3, 0)])
+    generate_split(params, str(tmp_path / "files"), "stream3", 16)  # epoch 3's stream, written as generate_captcha does
+    names = image_names(str(tmp_path / "files"))
+    assert params.image_format == "jpg" and len(names) == 16
+    for name in names:  # LABEL_000012.jpg is image 12
+        index = int(name.rsplit("_", 1)[1].split(".")[0])
+        written, problem = read_image(str(tmp_path / "files" / name), params.image_width, params.image_height)
+        assert problem is None and torch.equal(images[index], torch.tensor(written))  # JPG artefacts and all
 
 
 def ctrl_c_as_in_a_terminal():
