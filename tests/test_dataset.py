@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_params
-from dataset import Charset, DataError, decode_logits, image_names, load_folder, load_unlabelled, preprocess
+from dataset import Charset, DataError, decode_logits, image_names, load_folder, load_unlabelled, preprocess, read_image
 from parameters import make_parameters
 from generate_captcha import generate_split
 
@@ -59,6 +59,8 @@ def test_corrupt_image_and_wrong_label_are_reported_and_skipped(folder, capsys):
     assert "abc_999997.jpg: label 'abc' has 3 characters, expected 4" in out
     assert "abqz_999996.jpg: label 'abqz' has characters outside the charset" in out
     assert len(image_set) == 60 and image_set.images.shape == (60, 24, 64, 3)
+    for name, image in zip(image_set.names, image_set.images):  # each image beside its own name, after the skipped
+        assert np.array_equal(image, read_image(os.path.join(folder.train_dir, name), 64, 24)[0])
     again = load_folder(folder.train_dir, folder)  # from the cache: the same report and data
     assert "3 of 63 files" in capsys.readouterr().out
     assert np.array_equal(again.images, image_set.images) and again.labels == image_set.labels
