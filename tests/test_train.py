@@ -14,7 +14,7 @@ import torch
 
 from conftest import ROOT, tiny_params
 from dataset import image_names, read_image
-from generate_captcha import generate_split
+from generate_captcha import NAME_PATTERN, generate_split
 from model import CaptchaResNet, build_model, load_checkpoint, model_from_checkpoint, parameter_count, save_checkpoint
 from parameters import ProjectError, make_parameters
 from train import Progress, Ranks, StopSignals, generated_batches
@@ -358,8 +358,8 @@ def test_generated_batches_hold_what_the_written_files_read_back(tmp_path):
     generate_split(params, str(tmp_path / "files"), "stream3", 16)  # epoch 3's stream, written as generate_captcha does
     names = image_names(str(tmp_path / "files"))
     assert params.image_format == "jpg" and len(names) == 16
-    for name in names:  # LABEL_000012.jpg is image 12
-        index = int(name.rsplit("_", 1)[1].split(".")[0])
+    for name in names:
+        index = int(NAME_PATTERN.match(name).group("index"))
         written, problem = read_image(str(tmp_path / "files" / name), params.image_width, params.image_height)
         assert problem is None and torch.equal(images[index], torch.tensor(written))  # JPG artefacts and all
 
