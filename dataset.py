@@ -462,7 +462,9 @@ def load_unlabelled(folder, params, quiet=False):
 
 def _cached_set(folder, entries, params, labelled):
     """(ImageSet of `entries` [(name, label)], [(name, why unreadable)]), from the cache when it has them
-    (a damaged cache is said in one line and rebuilt)."""
+    (a damaged cache is said in one line and rebuilt); with no cache_dir, decoded every time."""
+    if not params.cache_dir:
+        return _decode_folder(folder, entries, params)
     cache_file = os.path.join(params.cache_dir, _cache_name(folder, entries, params, labelled))
     arrays = _read_cache(cache_file, folder)
     if arrays is not None:

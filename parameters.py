@@ -41,7 +41,7 @@ class Parameters:
     test_split: float = 0.2  # fraction of data_dir held out for testing (seeded by seed)
     train_count: int = 200000  # captchas generated into train_dir
     test_count: int = 10000  # captchas generated into test_dir
-    cache_dir: str = "data/cache"  # decoded image folders are cached here as uint8 arrays
+    cache_dir: str = "data/cache"  # decoded image folders are cached here as uint8 arrays ('' = decode every time)
     workers: int = 0  # worker processes for generation and data loading (0 = one per CPU core)
     strict: bool = False  # fail on a bad image or label instead of reporting and skipping it
     # --- captcha: what every captcha holds (characters, length, image size) and the seed that draws them ---

@@ -107,6 +107,16 @@ def test_a_folder_cache_replaces_its_older_copies_only(folder, tmp_path):
     assert len(cache_files(folder)) == 3 and {newer, theirs} < set(cache_files(folder))
 
 
+def test_no_cache_dir_decodes_every_time_and_writes_nothing(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a cache written to '' would land in the working directory
+    before = sorted(os.listdir(tmp_path))
+    uncached = load_folder(folder.train_dir, dataclasses.replace(folder, cache_dir=""))
+    assert sorted(os.listdir(tmp_path)) == before and not os.path.exists(folder.cache_dir)
+    cached = load_folder(folder.train_dir, folder)
+    assert np.array_equal(uncached.images, cached.images) and uncached.labels == cached.labels == \
+        [name.split("_")[0] for name in image_names(folder.train_dir)]
+
+
 @pytest.mark.parametrize("damage", ["truncated", "empty", "bit flipped", "contents changed"])
 def test_a_damaged_cache_is_said_in_one_line_and_rebuilt(folder, capsys, damage):
     first = load_folder(folder.train_dir, folder)
