@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_params
-from dataset import Charset, DataError, decode_logits, image_names, load_folder, load_unlabelled, preprocess, read_image
+from dataset import (Charset, DataError, decode_logits, image_names, label_from_name, load_folder, load_unlabelled,
+                     preprocess, read_image)
 from parameters import make_parameters
 from generate_captcha import generate_split
 
@@ -114,7 +115,7 @@ def test_no_cache_dir_decodes_every_time_and_writes_nothing(folder, tmp_path, mo
     assert sorted(os.listdir(tmp_path)) == before and not os.path.exists(folder.cache_dir)
     cached = load_folder(folder.train_dir, folder)
     assert np.array_equal(uncached.images, cached.images) and uncached.labels == cached.labels == \
-        [name.split("_")[0] for name in image_names(folder.train_dir)]
+        [label_from_name(name) for name in image_names(folder.train_dir)]
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "bit flipped", "contents changed"])
