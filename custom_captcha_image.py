@@ -17,6 +17,8 @@ import io
 import math
 import os
 import random
+import shutil
+import subprocess
 from typing import NamedTuple
 
 import numpy as np
@@ -24,9 +26,14 @@ from captcha.image import DEFAULT_FONTS, ImageCaptcha
 from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from arithmetic import Grammar
+from looks import check_looks, draw_char_box, finish, glyph_room, paste_glyph_extras, shape_glyph, transparent_canvas
 from parameters import DIGITS, LOWER, UPPER, ProjectError, fail, parse_args, run_main
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
+# The Debian packages of the families styles name (make fonts installs them all).
+FONT_PACKAGES = {"dejavu": "fonts-dejavu-core fonts-dejavu-extra", "liberation": "fonts-liberation",
+                 "carlito": "fonts-crosextra-carlito", "caladea": "fonts-crosextra-caladea",
+                 "free": "fonts-freefont-ttf", "nimbus": "fonts-urw-base35", "comic neue": "fonts-comic-neue"}
 USER_FONT_DIR = "fonts"
 # The stock class pastes glyphs through their luminance boosted by ~2x, so darker text is partly
 # transparent over the background (and black text vanishes).
@@ -223,9 +230,40 @@ def resolve_fonts(fonts):
             paths.extend(found)
         elif os.path.isfile(entry):
             paths.append(entry)
+        elif is_family(entry):
+            paths.append(family_font(entry))
         else:
             raise StyleError(f"font file {entry!r} does not exist")
     return paths
+
+
+def is_family(entry):
+    """A font named by family (and style), 'DejaVu Sans:bold', rather than by a file's path."""
+    return os.sep not in entry and not entry.lower().endswith(FONT_EXTENSIONS)
+
+
+def family_font(name):
+    """The font file fontconfig holds for a family and style ('DejaVu Sans:bold'); a family or style that is
+    not installed is a one-line error naming what to install (fc-match would quietly give another font)."""
+    if shutil.which("fc-match") is None:
+        raise StyleError(f"font {name!r} is named by family, which needs fontconfig's fc-match: install fontconfig "
+                         f"(Debian: apt-get install fontconfig), or name the font's file")
+    found = subprocess.run(["fc-match", "-f", "%{file}|%{family}|%{style}", name], capture_output=True, text=True,
+                           timeout=30).stdout
+    path, families, styles = (found.split("|") + ["", "", ""])[:3]
+    family, _, style = name.partition(":")
+    has_family = family.strip().lower() in [item.strip().lower() for item in families.split(",")]
+    has_style = all(word.lower() in styles.lower() for word in style.replace(":", " ").split())
+    if not (has_family and has_style and os.path.isfile(path)):
+        package = next((package for key, package in FONT_PACKAGES.items() if key in family.lower()), None)
+        hint = f"apt-get install {package}" if package else "install a package that has it"
+        raise StyleError(f"font family {name!r} is not installed (fontconfig offers {families or 'nothing'} "
+                         f"{styles}): {hint}, or name another family (fc-list : family lists them)")
+    return path
+
+
+def style_error(message):
+    raise StyleError(message)
 
 
 def check_range(params, name, floor, ceiling=None):
@@ -333,6 +371,7 @@ def check_style(params):
         raise StyleError(f"char_pitch {params.char_pitch} x {most} characters does not fit "
                          f"image_width {params.image_width}")
     check_render_knobs(params)
+    check_looks(params, style_error)
     fonts = resolve_fonts(params.fonts)
     if not fonts:
         raise StyleError("no font files found")
@@ -356,6 +395,7 @@ class Glyph(NamedTuple):
     height: int
     below_baseline: int  # ink bottom below the baseline, pixels
     pad: int
+    fill: object = None  # with outline_width: the glyph's own ink ('L'), mask being its outline
 
 
 class Look(NamedTuple):
@@ -385,7 +425,7 @@ class StyledCaptcha(ImageCaptcha):
         self._baseline_y = (params.image_height + 0.72 * sum(params.font_sizes) / len(params.font_sizes)) / 2
         # Room around each glyph mask for ink that the shape knobs move or grow past its box.
         grow = params.stroke_weight[1] + (WEIGHT_JITTER[1] if "weight" in params.render_jitter else 0.0)
-        self._pad = math.ceil(max(params.elastic[1], params.ragged[1], grow, 0.0))
+        self._pad = math.ceil(max(params.elastic[1], params.ragged[1], grow, 0.0) + glyph_room(params))
         # What the captcha kinds draw from, prepared once rather than per image.
         self._grammar = Grammar.of(params) if params.captcha_kind == "arithmetic" else None
         self._palette = ({name: ImageColor.getrgb(name)[:3] for name in params.palette}
@@ -450,7 +490,8 @@ class StyledCaptcha(ImageCaptcha):
             mask = ragged_edges(mask, rng.uniform(*p.ragged), rng)
         if look.edge_gamma != 1.0:
             mask = mapped(mask, np.array(gamma_table(look.edge_gamma), dtype=np.uint8))
-        return Glyph(mask, width, height, below_baseline, self._pad)
+        mask, fill = shape_glyph(mask, rng, p)  # dots, outline (looks.py)
+        return Glyph(mask, width, height, below_baseline, self._pad, fill)
 
     def _draw_look(self, rng):
         """The glyph families of render_jitter drawn for one image from `rng` (None when jitter is off)."""
@@ -588,10 +629,13 @@ class StyledCaptcha(ImageCaptcha):
                 color = self._random_color(rng, p.text_color_min, p.text_color_max)
                 ink = self._ink(color, background)
             position = (x - glyph.pad, top - glyph.pad)
+            paste_glyph_extras(image, glyph.mask, glyph.fill, position, p)  # shadow, outline fill (looks.py)
             if p.dark_edges and not p.solid_text:
                 self._paste_dark_edged(image, glyph.mask, color, position)
             else:
                 image.paste(ink, position, glyph.mask)
+            if p.char_box:
+                draw_char_box(image, glyph.mask if glyph.fill is None else glyph.fill, position, color, rng, p)
 
     def render(self, text, rng, colors=None):
         """The captcha image (RGB, image_width x image_height) of `text`, drawn with `rng`; `colors`, when
@@ -620,12 +664,14 @@ class StyledCaptcha(ImageCaptcha):
         if canvas_width > p.image_width:
             image = image.resize((p.image_width, p.image_height), look.squeeze_filter)
         self._noise(image, rng, color)
+        image = finish(image, rng, p, color)  # warps, lines, specks, sparkles, border (looks.py)
         if p.smooth:
             image = image.filter(ImageFilter.SMOOTH)
         for name, family in POST_JITTER.items():
             if name in p.render_jitter:
                 image = family(image, jitter_rng)
-        return image.convert("L").convert("RGB") if p.grey else image
+        image = image.convert("L").convert("RGB") if p.grey else image
+        return transparent_canvas(image, background) if p.transparent else image
 
     def _noise(self, image, rng, color):
         """Dots, arcs, polylines and line segments over the text (segments: unless drawn under it)."""

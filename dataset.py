@@ -322,15 +322,22 @@ def list_folder(folder, params):
 
 
 def infer_charset(params):
-    """`params` with charset and captcha_length taken from the labels of the data folders.
+    """`params` with charset and captcha_length taken from the labels of the data folders (labels_charset)."""
+    folders = [params.data_dir] if params.data_dir else [params.train_dir, params.test_dir]
+    chars, length, count = labels_charset(folders, params.ignore_case)
+    print(f"inferred from {count} labels: {length} characters from {len(chars)} classes {chars!r}")
+    return make_parameters({"charset": chars, "captcha_length": length}, base=params)
+
+
+def labels_charset(folders, ignore_case):
+    """(charset, captcha_length's text, how many labels) of the labels in `folders`.
 
     The length is a range over the label lengths that are not rare (each at least INFER_LENGTH_SHARE of
     the labels and more than one label: a typo's length does not widen it); labels of other lengths are
     then reported and skipped like any bad label. The charset is every character of the labels within
     it, digits first, then lower and upper case, then the rest in code-point order.
     """
-    folders = [params.data_dir] if params.data_dir else [params.train_dir, params.test_dir]
-    labels = [fold_label(label, params.ignore_case) for folder in folders for _, label in folder_labels(folder)[0]]
+    labels = [fold_label(label, ignore_case) for folder in folders for _, label in folder_labels(folder)[0]]
     if not labels:
         raise DataError(f"no labelled images in {' or '.join(folders)} to infer the charset from")
     counts = Counter(len(label) for label in labels if label)
@@ -342,9 +349,7 @@ def infer_charset(params):
     found = {char for label in labels if low <= len(label) <= high for char in label}
     known = DIGITS + LOWER + UPPER
     chars = "".join(char for char in known if char in found) + "".join(sorted(found - set(known)))
-    length = length_text(low, high)
-    print(f"inferred from {len(labels)} labels: {length} characters from {len(chars)} classes {chars!r}")
-    return make_parameters({"charset": chars, "captcha_length": length}, base=params)
+    return chars, length_text(low, high), len(labels)
 
 
 def report(folder, problems, total, strict):

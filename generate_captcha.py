@@ -27,15 +27,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from custom_captcha_image import StyleError, make_generator
-from dataset import name_of_label
+from dataset import DataError, name_of_label
 from files import atomic_write
+from folder_settings import SETTINGS_FILE, generator_settings  # SETTINGS_FILE: how a folder's images were drawn
 from grid import image_grid
 from parameters import ParameterError, Parameters, convert, fail, layout, parse_args, run_main, worker_count
 
 NAME_PATTERN = re.compile(r"^(?P<label>.+)_(?P<index>\d+)\.(?P<ext>jpg|png)$")
 CHUNK = 256  # images per task handed to a worker
 CHUNK_MARKER = ".writing-"  # a chunk being written: its indices (see _write_chunk)
-SETTINGS_FILE = ".generator.json"  # in each folder written: the settings its images were drawn with
 # Besides the style group, the settings that change a generated file's bytes.
 DRAWING_KEYS = ("charset", "captcha_length", "captcha_kind", "arithmetic_operands", "arithmetic_operators",
                 "arithmetic_endings", "arithmetic_negative", "image_width", "image_height", "seed", "image_format",
@@ -133,7 +133,7 @@ def existing_indices(folder, params):
 
 def drawing_settings(params):
     """{setting: value as JSON reads it back} of every setting a generated image depends on."""
-    keys = DRAWING_KEYS + tuple(layout()[0]["style"][1])
+    keys = DRAWING_KEYS + tuple(layout()[0]["style"][1]) + tuple(layout()[0]["looks"][1])
     return json.loads(json.dumps({key: getattr(params, key) for key in keys}))
 
 
@@ -148,14 +148,12 @@ def as_written(key, value):
 
 def settings_conflict(folder, params):
     """A one-line reason when `folder` holds images drawn with other settings than `params` (else None)."""
-    path = os.path.join(folder, SETTINGS_FILE)
     try:
-        with open(path) as handle:
-            theirs = json.load(handle)
-    except FileNotFoundError:
+        theirs = generator_settings(folder)
+    except DataError as error:
+        return f"{error}: empty the folder or write to another"
+    if theirs is None:
         return None
-    except (OSError, ValueError) as error:
-        return f"{path} cannot be read ({error}): empty the folder or write to another"
     ours = drawing_settings(params)
     # A setting added since the folder was written is absent there: its default draws as before it existed.
     theirs = {**drawing_settings(Parameters()), **{key: as_written(key, value) for key, value in theirs.items()}}

@@ -1,12 +1,17 @@
 """Train a captcha reader on train_dir and evaluate it on test_dir every epoch.
 
     python main.py                                   # defaults from parameters.py
-    python main.py --time_budget=20                  # fit the schedule to 20 minutes of training
-    python main.py --data_dir=my_captchas --test_split=0.2 --infer_charset    # a real labelled folder
-    python main.py --data_dir=my_captchas --init_from=model/best.pt --infer_charset   # fine-tune on it
+    python main.py --time_budget=20                  # 20 minutes of training, the schedule fitted to them
+    python main.py --data_dir=my_captchas --test_split=0.2 --time_budget=10   # a real labelled folder
+    python main.py --data_dir=my_captchas --init_from=model/best.pt          # fine-tune on it
     python main.py --unlabelled_dir=site_captchas --init_from=model/last.pt --augment=on   # self-training
     python main.py --model_preset=original           # the original project's ResNet-18 on 32x32
     torchrun --standalone --nproc_per_node=4 main.py # several GPUs (batch_size is per GPU)
+
+The training folder tells its own settings (folder_settings.py): every setting its .generator.json
+records, else the image size from its images and the charset and length from its labels; a flag given
+wins. A time budget alone sets the run (--epochs, when given, caps it); with neither, 10 epochs and at
+least 2,000 steps. batch_size=0 (the default) is 64 for a training set under 20,000 images, else 256.
 
 Writes model_dir/best.pt (best case-insensitive test accuracy), model_dir/last.pt, log.csv and
 curves.png, and plots live to a visdom server when one runs (`make visdom`).

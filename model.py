@@ -24,19 +24,25 @@ Presets (`model_preset`):
   stages of two blocks at 64-512 channels) on images squashed to 32x32, global average pooling.
 """
 import io
+import json
 import os
+import platform
 import re
 import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from dataset import Charset
 from files import atomic_write
 from parameters import Parameters, ProjectError, parse_args, run_main, saved_parameters, worker_count
 
 DEFAULTS = Parameters()  # CaptchaResNet's defaults are the settings' defaults
+SPEED_TEST_BATCH = 256  # python model.py's batch when batch_size is auto (0)
+PRECISION_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                               "captcha-ocr", "precision.json")  # amp=auto's probe verdict, per machine
 
 
 class BasicBlock(nn.Module):
@@ -181,6 +187,73 @@ def autocast(device, enabled):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def use_bf16(amp, device):
+    """Whether to train in bf16 autocast: amp 'on' or 'off' as said; 'auto' on CUDA, and on a CPU only
+    where bf16 measures faster than fp32. A CPU without native bf16 (AVX2 only) runs it about 20 times
+    slower; one with AMX about 3 times faster."""
+    if amp != "auto":
+        return amp == "on"
+    return device.type == "cuda" or (device.type == "cpu" and cpu_prefers_bf16())
+
+
+def cpu_prefers_bf16():
+    """precision_probe's verdict for this machine, measured once and then read from PRECISION_CACHE."""
+    key, cache = machine_key(), read_precision_cache()
+    if isinstance(cache.get(key), dict) and isinstance(cache[key].get("bf16"), bool):
+        return cache[key]["bf16"]
+    bf16, fp32 = precision_probe()
+    cache[key] = {"bf16": bf16 < fp32, "bf16_seconds": round(bf16, 5), "fp32_seconds": round(fp32, 5)}
+    try:
+        atomic_write(PRECISION_CACHE, json.dumps(cache, indent=1))
+    except OSError:  # a read-only home: measure again next time
+        pass
+    return bf16 < fp32
+
+
+def read_precision_cache():
+    """{machine key: verdict} from PRECISION_CACHE; {} when it is missing or damaged (measured again)."""
+    try:
+        with open(PRECISION_CACHE) as handle:
+            cache = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def machine_key():
+    """What the probe's verdict depends on: the processor, its vector extensions as torch sees them, the
+    thread count and torch's version."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), name)
+    except OSError:
+        pass
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{name}|{capability}|{torch.get_num_threads()} threads|torch {torch.__version__}"
+
+
+def precision_probe(rounds=3):
+    """(bf16 seconds, fp32 seconds): the best of `rounds` training steps of a small convolutional net
+    (batch 32 of 32x96 images, channels_last, as training runs) in each precision, after a warm-up."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1),
+                        nn.BatchNorm2d(64), nn.ReLU(), nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10)).to(memory_format=torch.channels_last)
+    images = torch.randn(32, 3, 32, 96).to(memory_format=torch.channels_last)
+    seconds = {}
+    for bf16 in (True, False):
+        best = float("inf")
+        for index in range(rounds + 1):  # the first is the warm-up: kernels are chosen and packed once
+            start = time.perf_counter()
+            with autocast(torch.device("cpu"), bf16):
+                loss = net(images).float().logsumexp(-1).mean()
+            loss.backward()
+            best = min(best, time.perf_counter() - start) if index else best
+        seconds[bf16] = best
+    return seconds[True], seconds[False]
+
+
 def batch_logits(model, device, amp, images):
     """uint8 (N, H, W, 3) numpy -> float32 logits (N, length, classes) numpy, one batch through `model`."""
     with torch.inference_mode(), autocast(device, amp):
@@ -290,37 +363,39 @@ def matmul_peak(dtype, size=2048, seconds=1.0):
     return 2 * size ** 3 / best / 1e9
 
 
-def speed_line(images_per_second, gflop, amp):
-    """'... images/s x G GFLOP = A GFLOP/s, R of this CPU's bf16 matmul peak (P GFLOP/s; fp32 F)': training
-    speed as a share of what the machine can do, which compares across machines where images/s does not."""
-    bf16, fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
-    achieved = images_per_second * gflop
-    peak, name = (bf16, "bf16") if amp else (fp32, "fp32")
+def speed_line(images_per_second, gflop, bf16):
+    """'... images/s x G GFLOP = A GFLOP/s, R of this CPU's bf16 matmul peak (P GFLOP/s)': training speed as
+    a share of what the machine can do in the precision it trains in (which compares across machines where
+    images/s does not). Only that precision's peak is timed: a bf16 matmul takes minutes on an AVX2 CPU."""
+    dtype, name = (torch.bfloat16, "bf16") if bf16 else (torch.float32, "fp32")
+    peak, achieved = matmul_peak(dtype), images_per_second * gflop
     return (f"{images_per_second:.0f} images/s x {gflop:.3f} GFLOP = {achieved:.0f} GFLOP/s, "
-            f"{achieved / peak:.0%} of this CPU's {name} matmul peak ({bf16:.0f} GFLOP/s bf16, {fp32:.0f} fp32)")
+            f"{achieved / peak:.0%} of this CPU's {name} matmul peak ({peak:.0f} GFLOP/s)")
 
 
 def main(argv=None):
     params = parse_args(argv, doc=__doc__, script=__file__)
     model = build_model(params).eval()  # a setting the architecture cannot take: one line (run_main)
     print(f"{params.model_preset}: {parameter_count(model) / 1e6:.2f}M parameters, "
-          f"{file_size(model) / 1e6:.1f} MB of weights")
+          f"{file_size(model) / 1e6:.1f} MB of weights", flush=True)
     gflop = training_gflop(model, params)
-    images = torch.randint(0, 256, (params.batch_size, params.image_height, params.image_width, 3), dtype=torch.uint8)
+    bf16 = use_bf16(params.amp, torch.device("cpu"))
+    batch = params.batch_size or SPEED_TEST_BATCH
+    images = torch.randint(0, 256, (batch, params.image_height, params.image_width, 3), dtype=torch.uint8)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters())
     model = model.to(memory_format=torch.channels_last)
-    for index in range(6):
-        if index == 2:
+    for index in tqdm(range(6), desc=f"training steps ({'bf16' if bf16 else 'fp32'})", leave=False):
+        if index == 2:  # two warm-up steps: kernels are chosen and packed once
             start = time.perf_counter()
-        with autocast(torch.device("cpu"), params.amp):
+        with autocast(torch.device("cpu"), bf16):
             loss = model(images).float().logsumexp(-1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    rate = 4 * params.batch_size / (time.perf_counter() - start)
-    print(f"training speed on this machine (batch {params.batch_size}, amp={params.amp}): "
-          f"{speed_line(rate, gflop, params.amp)}")
+    rate = 4 * batch / (time.perf_counter() - start)
+    print(f"training speed on this machine (batch {batch}, amp={params.amp}: {'bf16' if bf16 else 'fp32'}): "
+          f"{speed_line(rate, gflop, bf16)}")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,14 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import json
 import os
 import re
 import sys
 from dataclasses import dataclass
 
 from arithmetic import Grammar
+from looks import LIBRARY_STYLES, LookSettings
 
 DIGITS = "0123456789"
 LOWER = "abcdefghijklmnopqrstuvwxyz"
@@ -33,7 +35,7 @@ UPPER = LOWER.upper()
 
 
 @dataclass
-class Parameters:
+class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group "looks"), in looks.py
     # --- data: labelled image folders, written by generate_captcha.py and read by training and dataset.py ---
     train_dir: str = "data/captcha/train"  # folder of labelled training images
     test_dir: str = "data/captcha/test"  # folder of labelled test images
@@ -53,13 +55,14 @@ class Parameters:
     arithmetic_operators: str = "+-x"  # captcha_kind=arithmetic: operators drawn, from + - x × * ÷ / (x × * multiply, ÷ / divide)
     arithmetic_endings: tuple[str, ...] = ("=?", "=")  # captcha_kind=arithmetic: what follows the second operand, one drawn per captcha
     arithmetic_negative: bool = False  # captcha_kind=arithmetic: also draw subtractions that answer below zero
-    infer_charset: bool = False  # main.py: take charset and captcha_length (a range when lengths vary) from the training folders' labels
+    infer_charset: bool = False  # main.py: take charset and captcha_length from the training folders' labels even where a folder's .generator.json names them (without it, labels are read for whatever no flag gives)
     image_width: int = 64  # image width, pixels (also the model's input width)
     image_height: int = 24  # image height, pixels (also the model's input height)
     max_image_side: int = 2000  # largest image_width or image_height the generator accepts, pixels (a typo must not need gigabytes)
     seed: int = 0  # seed of labels, images, splits and weight init
     # --- style: how generated captchas look ---
     style: str = "seed"  # named style preset applied before other overrides (see STYLES below)
+    style_file: str = ""  # a style file (fit_style.py writes one; a generated folder's .generator.json is one): its settings apply over --style's preset, under the flags given
     style_mix: tuple[str, ...] = ()  # draw each captcha in one of these styles, picked at random (repeat a name to weight it); empty = this style alone
     fonts: tuple[str, ...] = ()  # .ttf/.otf files or folders; empty = captcha's DroidSansMono plus fonts/*.ttf
     font_sizes: tuple[int, ...] = (20, 22, 23)  # font sizes drawn from at random, pixels
@@ -134,9 +137,9 @@ class Parameters:
     dropout: float = 0.1  # dropout before the heads
     # --- training: how main.py trains ---
     data_mode: str = "folder"  # folder (read train_dir) or generate (fresh captchas every epoch, in workers)
-    epochs: int = 10  # passes over the training set (an upper bound when time_budget is set)
-    time_budget: float = 0.0  # stop training after this many minutes, schedule fitted to it (0 = epochs only)
-    batch_size: int = 256  # images per training step
+    epochs: int = 0  # passes over the training set, a cap on time_budget when given (0 = time_budget alone sets the run; without one, DEFAULT_EPOCHS and at least MIN_STEPS steps)
+    time_budget: float = 0.0  # train this many minutes, the schedule fitted to them (0 = epochs only)
+    batch_size: int = 0  # images per training step (0 = auto: SMALL_BATCH for a training set under SMALL_SET images, else 256)
     lr: float = 3e-3  # peak learning rate of the one-cycle schedule
     weight_decay: float = 0.05  # AdamW weight decay
     warmup: float = 0.05  # fraction of training spent warming the learning rate up
@@ -157,7 +160,7 @@ class Parameters:
     train_repeat: int = 1  # each training image (train_dir, or data_dir's train split) is seen this many times an epoch
     mix_dir: str = ""  # a second labelled folder mixed into training once an epoch (e.g. generated captchas beside few real ones)
     mix_count: int = 0  # images taken from mix_dir, the first by name (0 = all)
-    amp: bool = True  # mixed precision (bf16 on CPU, fp16/bf16 on CUDA)
+    amp: str = "auto"  # bf16 mixed precision: on, off, auto (on CUDA; on a CPU where a short probe, cached per machine, measures it faster than fp32)
     # --- run: the run folder and the hardware that trains or reads with it ---
     model_dir: str = "model"  # run folder: checkpoints best.pt and last.pt, log.csv, curves.png
     device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:N
@@ -199,12 +202,22 @@ class Parameters:
     max_concurrent: int = 4  # most API requests decoding images and running the model at once; more are answered 503 at once
     api_key: str = ""  # key POST /predict requires, as X-API-Key or Authorization: Bearer ('' = none; the environment's CAPTCHA_API_KEY when unset here)
     rate_limit: int = 0  # most POST /predict requests a minute from one client address, more answered 429 (0 = no limit)
+    # --- fitting: fit_style.py's search for a style that draws like a folder of the site's captchas ---
+    fit_file: str = ""  # style file fit_style.py writes ('' = <folder>.style.json beside the folder), with <name>.png beside it
+    fit_images: int = 160  # real captchas read, and captchas drawn for each candidate style
+    fit_minutes: float = 10.0  # the search stops after this many minutes (the style found so far is written)
+    fit_rounds: int = 2  # passes of the search over the knobs
+    # --- site: site_model.py, from a folder of a site's unlabelled captchas to a model that reads them ---
+    site_dir: str = ""  # site_model.py's work folder ('' = runs/site_<the folder's name>)
+    site_train_count: int = 60000  # captchas generated in the fitted style
+    site_minutes: float = 20.0  # minutes of training on the generated captchas
+    site_self_minutes: float = 10.0  # minutes of self-training on the site's own captchas after that
     # --- benchmarks: the bench/ scripts ---
     bench_style_count: int = 1000  # bench/bench_style.py: captchas generated, and real images read (at most), for the statistics
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
     bench_kinds: tuple[str, ...] = ("arithmetic", "color_target")  # captcha kinds bench/bench_kinds.py trains and reads
     bench_heads: tuple[str, ...] = ("positions",)  # heads bench/bench_train.py compares on the default preset: positions, ctc
-    bench_real: tuple[str, ...] = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200", "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default", "swust_ctc", "captcha_images_v2_ctc", "stock_ctc")  # bench/bench_real.py experiments, in order
+    bench_real: tuple[str, ...] = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200", "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default", "swust_ctc", "captcha_images_v2_ctc", "stock_ctc", "own_data", "site_zero_label")  # bench/bench_real.py experiments, in order
     requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
     clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with --abuse_run)
     abuse_run: bool = False  # bench/bench_api.py: the abuse run instead (clients sending huge-pixel batches while one client reads captchas)
@@ -372,6 +385,7 @@ STYLES = {
         # and 0.9691.
         "render_jitter": (), **MEASURED_RENDERER,  # (its members draw; the mix's own settings name the file format)
     },
+    **LIBRARY_STYLES,  # kaptcha, securimage, gregwar, simple_captcha, pku_elective, advrpg_digits (looks.py)
 }
 
 
@@ -403,6 +417,7 @@ CHOICES = {
     "captcha_kind": ("text", "arithmetic", "color_target"),
     "data_mode": ("folder", "generate"),
     "augment": ("auto", "on", "off"),
+    "amp": ("auto", "on", "off"),
     "device": ("auto", "cpu", "cuda", "cuda:N"),
     "backend": ("torch", "onnx"),
     "server": ("flask", "waitress"),
@@ -421,27 +436,29 @@ CHOICES = {
 # its own group first: its --help lists these groups in this order, and it refuses any other setting.
 # make_parameters() (programmatic use) takes every setting. Paths are relative to this folder.
 SCRIPT_GROUPS = {
-    "generate_captcha.py": ("generation", "data", "style", "captcha"),
-    "custom_captcha_image.py": ("style", "captcha"),
+    "generate_captcha.py": ("generation", "data", "style", "looks", "captcha"),
+    "custom_captcha_image.py": ("style", "looks", "captcha"),
     "dataset.py": ("data", "captcha"),
     "model.py": ("model", "captcha", "training"),  # training: the speed test's batch_size and amp
-    "main.py": ("training", "model", "run", "data", "captcha", "style", "dashboard"),  # style: data_mode=generate
+    "main.py": ("training", "model", "run", "data", "captcha", "style", "looks", "dashboard"),  # style: data_mode=generate
     "userTest.py": ("evaluation", "prediction", "run", "data"),  # data: how the golden folder is read and cached
     "userPred.py": ("prediction", "run"),
     "api_demo.py": ("serving", "prediction", "run"),
     "export_onnx.py": ("export", "prediction", "run"),
     "visdom_server.py": ("dashboard", "run"),  # run: model_dir names the environment it prints
-    "bench/bench_train.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "dashboard"),
-    "bench/bench_real.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "generation",
+    "bench/bench_train.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks", "dashboard"),
+    "bench/bench_real.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks", "generation",
                             "dashboard"),
-    "bench/bench_generate.py": ("generation", "data", "style", "captcha"),
+    "bench/bench_generate.py": ("generation", "data", "style", "looks", "captcha"),
     "bench/bench_predict.py": ("benchmarks", "prediction", "run"),
     "bench/bench_api.py": ("benchmarks", "serving", "prediction", "run"),
-    "bench/bench_style.py": ("benchmarks", "style", "captcha"),
+    "bench/bench_style.py": ("benchmarks", "style", "looks", "captcha"),
     "arithmetic.py": ("captcha",),
-    "bench/bench_kinds.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "generation",
+    "bench/bench_kinds.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks", "generation",
                              "dashboard"),
-    "bench/preview_knobs.py": ("style", "captcha", "generation"),
+    "fit_style.py": ("fitting", "style", "looks", "captcha", "generation"),
+    "site_model.py": ("site", "fitting", "captcha"),
+    "bench/preview_knobs.py": ("style", "looks", "captcha", "generation"),
 }
 
 
@@ -451,6 +468,7 @@ class ParameterError(ProjectError):
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Parameters)}
 LENGTH_KEYS = ("captcha_length",)  # settings holding a count or a range of counts ('4' or '4-6')
+SWITCH_KEYS = ("amp",)  # auto/on/off settings that were true/false once (old checkpoints, old command lines)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -463,7 +481,8 @@ def layout():
     A group is a "# --- name: title ---" header and the settings under it, so a setting added under a header
     joins that group (and every script that takes it) with no other edit."""
     groups, comments, current = {}, {}, None
-    for line in inspect.getsource(Parameters).splitlines():
+    source = "\n".join(inspect.getsource(part) for part in (Parameters, LookSettings))
+    for line in source.splitlines():
         header = re.fullmatch(r"\s{4}# --- (\w+): (.*) ---", line)
         setting = re.match(r"\s{4}(\w+): [^=]+=.*?  # (.*)$", line)
         if header:
@@ -575,6 +594,14 @@ def _convert_list(key, value, element):
         raise ParameterError(f"--{key} expects a comma-separated list of {element.__name__}s, got {value!r}") from None
 
 
+def _convert_switch(key, value):
+    """auto/on/off, with true/false and their kin (and a bool: checkpoints saved amp as one) read as on/off."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    text = str(value).strip().lower()
+    return "on" if text in _TRUE else "off" if text in _FALSE else text
+
+
 def _convert_length(key, value):
     """A count (4) or a range ('4-6') of characters -> its canonical text ('4', '4-6')."""
     text = str(value).replace(" ", "") if not isinstance(value, bool) else ""
@@ -592,6 +619,8 @@ def _convert_length(key, value):
 def _convert_type(key, value):
     if key in LENGTH_KEYS:
         return _convert_length(key, value)
+    if key in SWITCH_KEYS:
+        return _convert_switch(key, value)
     annotation = _FIELDS[key].type
     element = _element_type(annotation)
     if element is not None:
@@ -637,13 +666,16 @@ def make_parameters(overrides=None, base=None):
     put back to the defaults before (see unstyled)."""
     overrides = dict(overrides or {})
     params = dataclasses.replace(base) if base is not None else Parameters()
+    from_file = read_style_file(overrides["style_file"]) if overrides.get("style_file") else {}
+    if from_file and "style" not in overrides:
+        overrides = {"style": from_file.get("style", params.style), **overrides}
     style = convert("style", overrides.get("style", params.style))
     if base is not None and style != base.style:
         params = unstyled(base)
     # The preset is applied when the style is chosen, not again over a base that has it (and maybe
     # settings given beside it, which it would undo).
     preset = STYLES[style] if base is None or "style" in overrides else {}
-    values = {**preset, **overrides}
+    values = {**preset, **from_file, **overrides}
     for key, value in values.items():
         setattr(params, key, convert(key, value))
     if params.captcha_kind == "arithmetic":  # what the expressions draw sets the characters and lengths
@@ -653,6 +685,22 @@ def make_parameters(overrides=None, base=None):
             raise ParameterError(problem)
         params.charset, params.captcha_length = grammar.charset(), length_text(*grammar.lengths())
     return params
+
+
+def read_style_file(path):
+    """The settings of a style file (JSON {setting: value}, as fit_style.py and generate_captcha.py write);
+    its seed is not taken (a run draws with its own). A file that cannot be read is a one-line error."""
+    try:
+        with open(path) as handle:
+            settings = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ParameterError(f"--style_file={path} cannot be read ({error})") from None
+    if not isinstance(settings, dict):
+        raise ParameterError(f"--style_file={path} is not a style file (a JSON object of settings)")
+    unknown = sorted(key for key in settings if key not in _FIELDS)
+    if unknown:
+        raise ParameterError(f"--style_file={path} names unknown settings: {', '.join(unknown[:5])}")
+    return {key: value for key, value in settings.items() if key not in ("seed", "style_file")}
 
 
 def unstyled(params):
@@ -673,6 +721,8 @@ def saved_parameters(saved):
     values.setdefault("head", "positions")
     if "captcha_length" in values:
         values["captcha_length"] = _convert_length("captcha_length", values["captcha_length"])
+    if "amp" in values:
+        values["amp"] = _convert_switch("amp", values["amp"])
     return Parameters(**values)
 
 

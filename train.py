@@ -31,16 +31,21 @@ from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from dataset import (Charset, DataError, confusions, decode_logits, fold_label, format_confusions, infer_charset,
+from dataset import (Charset, DataError, confusions, decode_logits, fold_label, format_confusions, image_names,
                      load_folder, load_training_data, load_unlabelled, preprocess, score)
 from files import atomic_write
+from folder_settings import chosen_settings, from_folders
 from model import (autocast, batch_logits, build_model, load_checkpoint, parameter_count, save_checkpoint,
-                   select_device)
+                   select_device, use_bf16)
 from parameters import (ARCHITECTURE_KEYS, Parameters, ParameterError, ProjectError, saved_parameters,
                         with_saved_settings, worker_count)
 from userPred import Predictor
 
 AUGMENT_AUTO_LIMIT = 50000  # augment='auto' augments training sets smaller than this (real data, not generated)
+SMALL_SET, SMALL_BATCH, LARGE_BATCH = 20000, 64, 256  # batch_size=0: 64 images a step under 20,000, else 256
+DEFAULT_EPOCHS, MIN_STEPS = 10, 2000  # a run with neither epochs nor time_budget: 10 epochs, at least 2,000 steps
+BUDGET_EVALUATIONS = 20  # a run its time budget alone sets is evaluated about this many times
+MIN_LEARNING_STEPS, LOW_ACCURACY = 300, 0.3  # fewer steps, or a lower test accuracy: the run says it is too short
 LOSS_EVERY_STEPS = 20  # a loss row (log, curves, dashboard) at least every this many steps...
 LOSS_EVERY_SECONDS = 2.0  # ... and at least every this many seconds of training
 # Settings a resumed run may take from the command line: where it reports, how it computes, how often it
@@ -60,6 +65,7 @@ class Progress:
     seconds: float = 0.0  # training time so far (evaluating and saving not counted)
     best: float = -1.0  # best test accuracy_ignore_case so far (that of best.pt)
     evaluated: int = -1  # step of the last evaluation
+    evaluated_seconds: float = 0.0  # training seconds at the last evaluation
     metrics: dict = dataclasses.field(default_factory=dict)  # test metrics of the last evaluation
     tail_start: float = -1.0  # training seconds at which an --extend tail began (-1: the one-cycle schedule)
     pseudo_round: int = 0  # self-training: rounds of reading the unlabelled captchas done
@@ -101,7 +107,8 @@ class Run:
     model: torch.nn.Module
     trained: torch.nn.Module  # the model, in DistributedDataParallel under torchrun
     optimizer: torch.optim.Optimizer
-    total_steps: int  # of the one-cycle schedule: epochs x steps_per_epoch
+    total_steps: int  # of the one-cycle schedule, epochs x steps_per_epoch; 0 when time_budget alone sets it
+    bf16: bool  # training and evaluating in bf16 autocast (amp, with auto resolved for this device)
 
 
 def train(params, given=None):
@@ -154,16 +161,22 @@ def start_or_resume(params, given=None):
     if not params.resume:
         if params.extend:
             raise ParameterError("--extend trains a run longer: use it with --resume --model_dir=RUN")
-        if params.infer_charset:
-            params = infer_charset(params)
-        if params.init_from:
-            params = architecture_of(params, load_checkpoint(params.init_from)["params"])
+        Charset.from_params(params)  # a bad charset given is refused before any folder is read
+        chosen = chosen_settings(params, given)
+        saved = load_checkpoint(params.init_from)["params"] if params.init_from else None
+        if saved is not None:  # fine-tuning: the network, its input size too, is the checkpoint's
+            params = with_saved_settings(params, saved, [key for key in ARCHITECTURE_KEYS if key != "head"])
+            chosen |= set(ARCHITECTURE_KEYS)
+        params = settled_batch(from_folders(params, chosen))
+        if saved is not None:
+            params = fine_tuned_head(params, saved)
         return settled_head(params), None, Progress()
     checkpoint = load_run(params.model_dir)
     saved = saved_parameters(checkpoint["params"])
-    if given is None:
-        given = [field.name for field in dataclasses.fields(params)
-                 if getattr(params, field.name) != getattr(saved, field.name)]
+    if given is None:  # a program's call: what it set away from the defaults and from the run's own settings
+        defaults = Parameters()
+        given = [field.name for field in dataclasses.fields(params) if getattr(params, field.name) !=
+                 getattr(saved, field.name) and getattr(params, field.name) != getattr(defaults, field.name)]
     given = [key for key in given if key not in ("resume", "model_dir")]
     refused = [key for key in given if key not in RESUME_MAY_CHANGE and getattr(params, key) != getattr(saved, key)]
     if refused:
@@ -181,16 +194,29 @@ def start_or_resume(params, given=None):
     return params, checkpoint, progress
 
 
-def architecture_of(params, saved):
-    """`params` with the architecture of the checkpoint a run fine-tunes from (its saved settings `saved`).
-    Its head too, unless --head names one or the checkpoint's positions heads cannot read this run's
-    lengths; a new head starts fresh on the checkpoint's backbone."""
-    params = with_saved_settings(params, saved, [key for key in ARCHITECTURE_KEYS if key != "head"])
+def fine_tuned_head(params, saved):
+    """`params` with the head of the checkpoint a run fine-tunes from (its saved settings `saved`), unless
+    --head names one or the checkpoint's positions heads cannot read this run's lengths; a new head starts
+    fresh on the checkpoint's backbone."""
     saved_head = saved_parameters(saved).reader_head
     fewest, most = params.length_range
     if params.head == "auto" and (saved_head == "ctc" or fewest == most):
         params = dataclasses.replace(params, head=saved_head)
     return params
+
+
+def settled_batch(params):
+    """`params` with batch_size=0 (auto) resolved from the size of the training set: SMALL_BATCH images a
+    step under SMALL_SET images (a small folder needs many steps more than large batches), else LARGE_BATCH."""
+    if params.batch_size:
+        return params
+    if params.data_mode == "generate":
+        size = params.train_count
+    else:
+        own = len(image_names(params.data_dir or params.train_dir)) * (1 - params.test_split if params.data_dir else 1)
+        mixed = (params.mix_count or len(image_names(params.mix_dir))) if params.mix_dir else 0
+        size = own * params.train_repeat + mixed
+    return dataclasses.replace(params, batch_size=SMALL_BATCH if size < SMALL_SET else LARGE_BATCH)
 
 
 def settled_head(params):
@@ -239,7 +265,17 @@ def set_up(params, ranks, checkpoint):
         init_from(model, params.init_from, charset)
     trained = torch.nn.parallel.DistributedDataParallel(model) if ranks.world > 1 else model
     return Run(params, ranks, device, charset, data, model, trained, optimizer,
-               params.epochs * data.steps_per_epoch)
+               schedule_steps(params, data.steps_per_epoch), use_bf16(params.amp, device))
+
+
+def schedule_steps(params, steps_per_epoch):
+    """Steps of the one-cycle schedule: `epochs` of them when given; none when time_budget alone sets the
+    run (0); with neither, DEFAULT_EPOCHS and at least MIN_STEPS."""
+    if params.epochs:
+        return params.epochs * steps_per_epoch
+    if params.time_budget:
+        return 0
+    return max(DEFAULT_EPOCHS * steps_per_epoch, MIN_STEPS)
 
 
 def load_data(params, world):
@@ -396,7 +432,7 @@ def schedule_fraction(progress, run):
     if progress.tail_start >= 0:
         return (progress.seconds - progress.tail_start) / (params.extend * 60)
     by_time = progress.seconds / (params.time_budget * 60) if params.time_budget > 0 else 0.0
-    return max(progress.step / run.total_steps, by_time)
+    return max(progress.step / run.total_steps if run.total_steps else 0.0, by_time)
 
 
 def learning_rate(progress, run):
@@ -424,7 +460,7 @@ def train_step(run, images, targets, lr):
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     images, targets = images.to(run.device, non_blocking=True), targets.to(run.device, non_blocking=True)
-    with autocast(run.device, run.params.amp):
+    with autocast(run.device, run.bf16):
         logits = run.trained(images)  # (B, steps, classes)
     if run.charset.ctc:
         loss = ctc_loss(logits, targets)
@@ -468,10 +504,17 @@ def check_label_room(model, *image_sets):
 
 
 def evaluation_due(progress, params):
-    """After this step: every eval_every steps, and at the end of every eval_epochs-th epoch."""
+    """After this step: every eval_every steps, and at the end of every eval_epochs-th epoch; in a run that
+    its time budget alone sets, at an epoch's end once 1/BUDGET_EVALUATIONS of the budget has passed since
+    the last evaluation (a small folder's epochs take seconds: evaluating each would cost a quarter of
+    the run)."""
     if params.eval_every and progress.step % params.eval_every == 0:
         return True
-    return progress.batch == 0 and progress.epoch % max(1, params.eval_epochs) == 0
+    if progress.batch != 0:
+        return False
+    if params.time_budget and not params.epochs:
+        return progress.seconds - progress.evaluated_seconds >= params.time_budget * 60 / BUDGET_EVALUATIONS
+    return progress.epoch % max(1, params.eval_epochs) == 0
 
 
 def self_training_due(progress, run):
@@ -498,7 +541,7 @@ def read_views(run, images, round_index):
             if view:
                 seed = (params.seed * 1000003 + round_index) * 1009 + view
                 batch = augment_batch(torch.from_numpy(batch), torch.Generator().manual_seed(seed)).numpy()
-            chunks.append(batch_logits(model, run.device, params.amp, batch))
+            chunks.append(batch_logits(model, run.device, run.bf16, batch))
         views.append(torch.softmax(torch.from_numpy(np.concatenate(chunks)).float(), dim=-1))
     model.train()
     return torch.stack(views)
@@ -561,13 +604,13 @@ def evaluate_and_save(run, progress, log):
     """Test the model (through userPred's Predictor, as prediction reads), log the metrics, save last.pt
     and, when the best so far, best.pt; returns the test predictions."""
     run.model.eval()
-    predictor = Predictor(functools.partial(batch_logits, run.model, run.device, run.params.amp), run.charset,
+    predictor = Predictor(functools.partial(batch_logits, run.model, run.device, run.bf16), run.charset,
                           run.params, run.params, run.device)
     test = run.data.test_set
     metrics, predictions = score(predictor.logits(test.images), test.labels, run.charset)
     run.model.train()
     improved = metrics["accuracy_ignore_case"] > progress.best
-    progress.metrics, progress.evaluated = metrics, progress.step
+    progress.metrics, progress.evaluated, progress.evaluated_seconds = metrics, progress.step, progress.seconds
     progress.best = max(progress.best, metrics["accuracy_ignore_case"])
     log.evaluation(progress, metrics, test, predictions)
     checkpoint = checkpoint_of(run, progress)
@@ -769,11 +812,12 @@ class RunLog:
         if progress.tail_start >= 0:
             print(f"extending the run by {params.extend:g} min from {progress.seconds / 60:.1f}: learning rate "
                   f"{params.lr * TAIL_FROM:.1e} down to {params.lr * TAIL_TO:.1e}, no warm-up")
-        print(f"device {run.device}, {parameter_count(run.model) / 1e6:.2f}M parameters, {params.head} head, "
-              f"{len(run.charset)} classes x {run.charset.lengths} characters, {data.size} training and "
-              f"{len(data.test_set)} test images, "
-              f"{data.steps_per_epoch} steps an epoch" + (", augmented" if data.augment else "")
-              + (f", {params.time_budget:g} min budget" if params.time_budget else ""), flush=True)
+        print(f"device {run.device} ({precision_text(params.amp, run.bf16)}), {parameter_count(run.model) / 1e6:.2f}M "
+              f"parameters, {params.head} head, {len(run.charset)} classes x {run.charset.lengths} characters at "
+              f"{params.image_width}x{params.image_height}, {data.size} training and {len(data.test_set)} test images, "
+              f"batch {params.batch_size}, {data.steps_per_epoch} steps an epoch"
+              + (", augmented" if data.augment else "")
+              + f", {run_length_text(params, run.total_steps)}", flush=True)
 
     def step(self, run, progress, lr, loss, images):
         """One training step: the loss (a 0-d tensor) and images it saw (all ranks)."""
@@ -841,6 +885,44 @@ class RunLog:
         print(f"most frequent confusions (truth->prediction): {format_confusions(confusions(predictions, labels))}")
         print(f"checkpoints: {params.model_dir}/best.pt, {params.model_dir}/last.pt; curves: "
               f"{self.curves}; log: {self.path}", flush=True)
+        for note in stop_notes(run, progress):
+            print(note, flush=True)
+
+
+def precision_text(amp, bf16):
+    """'bf16' or 'fp32', and why when amp=auto chose it."""
+    name = "bf16" if bf16 else "fp32"
+    return f"{name}: amp=auto, measured faster here" if amp == "auto" else f"{name}: amp={amp}"
+
+
+def run_length_text(params, total_steps):
+    """What ends the run: '10 min budget', '10 min budget or 5 epochs, whichever comes first', '4,000 steps'."""
+    if params.time_budget and total_steps:
+        return f"{params.time_budget:g} min budget or {params.epochs} epochs, whichever comes first"
+    if params.time_budget:
+        return f"{params.time_budget:g} min budget, schedule fitted to it"
+    return f"{total_steps:,} steps" + (f" ({params.epochs} epochs)" if params.epochs else "")
+
+
+def stop_notes(run, progress):
+    """Lines on how the run ended when that was not what the user might expect: stopped before its time
+    budget (epochs reached, target accuracy reached), or too little training to learn its data."""
+    params, notes = run.params, []
+    metric = progress.metrics.get("accuracy_ignore_case" if params.ignore_case else "accuracy", 0.0)
+    left = params.time_budget - progress.seconds / 60
+    if params.time_budget and progress.tail_start < 0 and left > 0.05 * params.time_budget:
+        if params.target_accuracy and metric >= params.target_accuracy:
+            why = f"test accuracy {metric:.4f} reached --target_accuracy={params.target_accuracy:g}"
+        else:
+            why = f"its {params.epochs} epochs (--epochs) were done; without --epochs the budget sets the run"
+        notes.append(f"stopped early: {why}, with {left:.1f} of {params.time_budget:g} minutes left")
+    speed = progress.step * params.batch_size * run.ranks.world / max(1e-9, progress.seconds)
+    if progress.step < MIN_LEARNING_STEPS or metric < LOW_ACCURACY:
+        why = f"only {progress.step} steps" if progress.step < MIN_LEARNING_STEPS else f"test accuracy {metric:.4f}"
+        notes.append(f"warning: {why}: too little training to learn this data ({speed:.0f} images/s here); train "
+                     f"longer: run again with a larger --time_budget (or --epochs), or continue this run with "
+                     f"{resume_command(run)} --extend=10")
+    return notes
 
 
 def draw_curves(rows, path):

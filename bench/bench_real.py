@@ -28,22 +28,26 @@ Runs go to runs/real_<experiment>; generated data to data/real_bench/.
 import os
 import random
 import shutil
+import subprocess
 import sys
 import time
 import types
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from dataset import load_folder, load_train_test, score  # noqa: E402
 from generate_captcha import generate_split  # noqa: E402
 from model import load_checkpoint  # noqa: E402
-from parameters import DIGITS, UPPER, fail, make_parameters, parse_args, with_saved_settings  # noqa: E402
+from parameters import (DIGITS, UPPER, fail, make_parameters, parse_args, saved_parameters,  # noqa: E402
+                        with_saved_settings)
 from train import train  # noqa: E402
 from userPred import load_model  # noqa: E402
 
 MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 12, "swust_pretrained": 4,
            "captcha_default": 36, "original_style": 20, "swust_self": 10, "swust_fine_tune_200": 8,
-           "swust_self_200": 8, "v2_sim": 10, "v2_self": 5, "swust_ctc": 4, "captcha_images_v2_ctc": 8, "stock_ctc": 100}
+           "swust_self_200": 8, "v2_sim": 10, "v2_self": 5, "swust_ctc": 4, "captcha_images_v2_ctc": 8, "stock_ctc": 100,
+           "own_data": 10, "site_zero_label": 60}  # own_data: README's --time_budget, for each of its folders
 SMALL_DATA = {"batch_size": 64, "augment": "on", "infer_charset": True}
 GENERATED = {"sim_to_real": (80000, 2000), "captcha_default": (150000, 2000), "original_style": (200000, 10000),
              "v2_sim": (60000, 2000), "stock_ctc": (450000, 2000)}  # (train, test) images
@@ -266,6 +270,69 @@ def exp_original_style(params, ctx):
     return original
 
 
+OWN_DATA_FOLDERS = ("pku_elective", "advrpg_digits", "captcha_images_v2", "swust_cas/20190121", "swust_cas/20191218",
+                    "swust_cas/20200226")  # own_data: each trained with README's own-data command alone
+
+
+def exp_own_data(params, ctx):
+    """README's own-data command, exactly (`python main.py --data_dir=F --test_split=0.2 --time_budget=10`,
+    plus a model_dir of its own), on each OWN_DATA_FOLDERS folder; its seeded 20% read by last.pt. The
+    folders' size, charset and length come from the folders themselves, as for a user."""
+    results = {}
+    for name in OWN_DATA_FOLDERS:
+        folder, model_dir = os.path.join(ctx.datasets, name), f"runs/own_{name.replace('/', '_')}"
+        command = [sys.executable, os.path.join(ROOT, "main.py"), f"--data_dir={folder}", "--test_split=0.2",
+                   f"--time_budget={ctx.budget['time_budget']:g}", f"--model_dir={model_dir}"]
+        print(f"--- {name}: {' '.join(command[1:])}", flush=True)
+        started = time.perf_counter()
+        subprocess.run(command, check=True)
+        trained = saved_parameters(load_checkpoint(os.path.join(model_dir, "last.pt"))["params"])
+        metrics = evaluate(model_dir, load_train_test(make_parameters({"strict": False}, base=trained))[1], trained)
+        metrics["wall minutes"] = (time.perf_counter() - started) / 60
+        results[f"folder {name}"] = metrics
+        print(f"{name}: {metrics['accuracy']:.4f} case-sensitive, {metrics['accuracy_ignore_case']:.4f} "
+              f"case-insensitive on {metrics['count']} held-out captchas; {metrics['minutes']:.1f} min of training, "
+              f"{metrics['wall minutes']:.1f} min in all", flush=True)
+    worst = min(results.values(), key=lambda metrics: metrics["accuracy_ignore_case"])
+    return {**{key: worst[key] for key in ("count", "accuracy", "accuracy_ignore_case", "minutes")}, **results}
+
+
+# site_zero_label: (folder, charset, length, ddddocr 1.6.1 zero-shot, the hand-made style's zero-label figure or None)
+SITES = (("pku_elective", "2345678abcdefgmnpwxy", 4, 0.880, None), ("advrpg_digits", DIGITS, 4, 0.530, None),
+         ("swust_cas", DIGITS + UPPER, 4, 0.849, 0.9766), ("captcha_images_v2", "2345678bcdefgmnpwxy", 5, 0.841, 1.0))
+
+
+def exp_site_zero_label(params, ctx):
+    """README's one command for a new site (site_model.py: fit, generate, train, self-train) given only the
+    seeded 80% of each SITES folder as unlabelled captchas (opaque names), the charset and the length;
+    its model read on the other 20% (case-insensitive: swust's labels are lower case)."""
+    results = {}
+    for name, charset, length, ddddocr, hand_made in SITES:
+        folder = ctx.swust if name == "swust_cas" else os.path.join(ctx.datasets, name)
+        both_cases = "".join(dict.fromkeys(charset.lower() + charset.upper()))  # swust's labels are lower case
+        split = make_parameters({"data_dir": folder, "test_split": 0.2, "charset": both_cases,
+                                 "captcha_length": length, "strict": False}, base=params)
+        train_set, test_set = load_train_test(split)
+        unlabelled = link_folder(os.path.join(ctx.work, f"site_{name}"),
+                                 [os.path.join(folder, image) for image in train_set.names], opaque=True)
+        work = f"runs/site_{name}"
+        started = time.perf_counter()
+        subprocess.run([sys.executable, os.path.join(ROOT, "site_model.py"), unlabelled, f"--charset={charset}",
+                        f"--captcha_length={length}", f"--site_dir={work}"], check=True)
+        model = os.path.join(work, "model")
+        trained = saved_parameters(load_checkpoint(os.path.join(model, "last.pt"))["params"])
+        metrics = evaluate(model, load_train_test(make_parameters({"image_width": trained.image_width,
+                                                                   "image_height": trained.image_height},
+                                                                  base=split))[1], trained)
+        metrics["minutes"] = (time.perf_counter() - started) / 60
+        results[f"folder {name}"] = metrics
+        print(f"{name}: zero labels {metrics['accuracy_ignore_case']:.4f} case-insensitive on {len(test_set)} held-out "
+              f"captchas in {metrics['minutes']:.0f} min (ddddocr zero-shot {ddddocr:.3f}"
+              + (f", hand-made style {hand_made:.4f}" if hand_made else "") + ")", flush=True)
+    worst = min(results.values(), key=lambda metrics: metrics["accuracy_ignore_case"])
+    return {**{key: worst[key] for key in ("count", "accuracy", "accuracy_ignore_case", "minutes")}, **results}
+
+
 def swust_self_folders(params, ctx, labelled):
     """(labelled folder or None, unlabelled folder, test ImageSet) from the seeded 80/20 split of all swust
     (the `swust` experiment's): `labelled` images of the 80% keep their labels, the rest of it loses them."""
@@ -343,7 +410,7 @@ def print_results(results, started):
         print(f"{name:22s} {metrics['count']:11d} {metrics['accuracy']:9.4f} {metrics['accuracy_ignore_case']:8.4f} "
               f"{metrics['minutes']:9.1f}")
         for key, value in metrics.items():
-            if key.startswith("batch ") or key == "own test":
+            if key.startswith(("batch ", "folder ")) or key == "own test":
                 print(f"  {key:20s} {value.get('count', 0) or '':>11} {value['accuracy']:9.4f} "
                       f"{value['accuracy_ignore_case']:8.4f}")
         if "transfer" in metrics:

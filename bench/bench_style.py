@@ -28,6 +28,9 @@ when it holds more: names sort by label, so the first ones would all start with 
 - grey images: fraction of images whose three channels are equal everywhere.
 - PNG fraction: fraction of files stored as PNG (the rest: JPEG or other), by content, not by name.
 - width / height: mean image size, pixels.
+
+With a folder it also prints the style distance (style_distance.py) of the style's captchas to the
+folder's, both read at the style's image size: what fit_style.py minimises (0: indistinguishable).
 """
 import io
 import os
@@ -42,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from custom_captcha_image import StyleError, make_generator  # noqa: E402
 from dataset import DataError, folder_labels  # noqa: E402
 from generate_captcha import encode  # noqa: E402
-from parameters import fail, parse_args, run_main  # noqa: E402
+from parameters import fail, make_parameters, parse_args, run_main  # noqa: E402
 
 INK_DEPTH = 30  # grey levels below the background estimate that make a pixel ink
 WINDOW = 9  # columns in the background estimate's window
@@ -167,6 +170,15 @@ def main(argv=None):
     print(f"{params.bench_style_count} generated images of style {name} (seed {params.seed})"
           + (f" beside {folders[0]}" if folders else ""))
     print_table(params.style, ours, os.path.basename(os.path.normpath(folders[0])) if folders else None, real)
+    if folders:
+        print(f"style distance (style_distance.py, what fit_style.py minimises): {style_distance(params, folders[0]):.3f}")
+
+
+def style_distance(params, folder):
+    """style_distance.distance of the style's captchas to the folder's, both read at the style's size."""
+    from fit_style import Scorer, real_images  # the fit's own scoring: one home
+    real = real_images(folder, (params.image_width, params.image_height), params.bench_style_count, params.seed)
+    return Scorer(real, make_parameters({"fit_images": min(params.bench_style_count, 300)}, base=params))(params)
 
 
 if __name__ == "__main__":

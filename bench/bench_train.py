@@ -17,11 +17,13 @@ import os
 import sys
 import time
 
+import torch
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset import confusions, format_confusions, load_folder, score  # noqa: E402
-from model import file_size, load_checkpoint, model_from_checkpoint, speed_line, training_gflop  # noqa: E402
-from parameters import make_parameters, parse_args  # noqa: E402
+from model import file_size, load_checkpoint, model_from_checkpoint, speed_line, training_gflop, use_bf16  # noqa: E402
+from parameters import make_parameters, parse_args, saved_parameters  # noqa: E402
 from train import train  # noqa: E402
 from userPred import load_model  # noqa: E402
 
@@ -40,7 +42,9 @@ def run(params, preset, head):
     metrics, predictions = score(predictor.logits(test.images), test.labels, predictor.charset)
     progress = checkpoint["progress"]
     model = model_from_checkpoint(checkpoint)[0]
-    return {"preset": name, "speed": progress["step"] * run_params.batch_size / progress["seconds"],
+    saved = checkpoint["params"]
+    return {"preset": name, "speed": progress["step"] * saved["batch_size"] / progress["seconds"],
+            "bf16": use_bf16(saved_parameters(saved).amp, torch.device("cpu")),
             "gflop": training_gflop(model, run_params), "minutes": progress["seconds"] / 60, "wall": wall / 60,
             "parameters": predictor.parameters,
             "bytes": os.path.getsize(last), "weights": file_size(model),
@@ -61,7 +65,7 @@ def main(argv=None):
         print(f"{r['preset']:12s} {r['parameters'] / 1e6:7.2f}M {r['weights'] / 1e6:7.1f}MB {r['speed']:7.0f} "
               f"{r['accuracy']:7.4f} {r['accuracy_ignore_case']:14.4f} {r['char_accuracy']:9.4f}")
     for r in results:  # the machine's peak measured now, after training, with nothing else running
-        print(f"{r['preset']} training speed: {speed_line(r['speed'], r['gflop'], params.amp)}")
+        print(f"{r['preset']} training speed: {speed_line(r['speed'], r['gflop'], r['bf16'])}")
     for r in results:
         print(f"confusions of {r['preset']} (truth->prediction): {format_confusions(r['confusions'])}")
 

@@ -1,5 +1,6 @@
-"""A PNG grid of what each glyph knob and render_jitter family does to a style: one row per knob, the
-same labels and random draws in every row, the first row as the style draws it without jitter.
+"""A PNG grid of what each glyph knob, library look (looks.py) and render_jitter family does to a style: one
+row per knob, the same labels and random draws in every row, the first row as the style draws it without
+jitter.
 
     python bench/preview_knobs.py                                   # the seed style -> knobs.png
     python bench/preview_knobs.py --style=captcha_images_v2 --preview_file=v2_knobs.png
@@ -28,6 +29,21 @@ KNOBS = (
     ("char_jitter_y 4", {"char_jitter_y": 4.0}),
     ("off_edge 1", {"off_edge": 1.0}),
     ("dark_edges", {"dark_edges": True, "solid_text": False}),
+    # the library looks (looks.py)
+    ("outline_width 1 (hollow)", {"outline_width": 1}),
+    ("outline_width 1, outline_fill white", {"outline_width": 1, "outline_fill": "white", "solid_text": True,
+                                             "background_gradient": (60.0, 60.0)}),
+    ("shadow_offset 2,2", {"shadow_offset": (2, 2)}),
+    ("glyph_dots 1.5", {"glyph_dots": 1.5, "glyph_dot_size": (0.5, 0.8)}),
+    ("char_box 1, tilt 10", {"char_box": 1, "char_box_padding": (1.0, 2.0), "char_box_tilt": 10.0}),
+    ("fisheye 0.4", {"fisheye": 0.4}),
+    ("ripple 1.5,16", {"ripple": (1.5, 16.0)}),
+    ("dotted_lines 1", {"dotted_lines": 1, "dotted_line_spacing": 2.0, "glyph_dot_size": (0.5, 0.8)}),
+    ("branch_lines 2", {"branch_lines": 2, "branch_line_width": (1, 1)}),
+    ("speckles 60", {"speckles": 60}),
+    ("sparkles 8", {"sparkles": 8, "sparkle_size": (0.8, 2.0)}),
+    ("border_width 1, green", {"border_width": 1, "border_color": "green"}),
+    ("transparent (on grey)", {"transparent": True, "image_format": "png", "smooth": False}),
 ) + tuple((f"render_jitter {name}", {"render_jitter": (name,)}) for name in JITTER)
 COLUMNS = 6
 SCALE = 3
@@ -54,6 +70,8 @@ def main(argv=None):
     for row, (name, images) in enumerate(rows):
         draw.text((4, row * cell_h + cell_h // 2 - 6), name, fill="black")
         for column, image in enumerate(images):
+            if image.mode == "RGBA":  # a transparent canvas, shown on grey so its transparency is seen
+                image = Image.alpha_composite(Image.new("RGBA", image.size, (160, 160, 160, 255)), image).convert("RGB")
             enlarged = image.resize((image.width * SCALE, image.height * SCALE), Image.Resampling.NEAREST)
             grid.paste(enlarged, (LABEL_WIDTH + column * cell_w, row * cell_h))
     os.makedirs(os.path.dirname(os.path.abspath(params.preview_file)), exist_ok=True)

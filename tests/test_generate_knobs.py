@@ -225,7 +225,8 @@ def test_bench_style_prints_statistics_beside_a_folder(tmp_path, script):
     generate_split(params, str(tmp_path / "real"), "train", 40)
     result = script("bench/bench_style.py", "--style=seed", "--render_jitter=", "--bench_style_count=40",
                     str(tmp_path / "real"))
-    rows = {line[:22].strip(): line.split()[-3:] for line in result.stdout.splitlines()[2:]}
+    rows = {line[:22].strip(): line.split()[-3:] for line in result.stdout.splitlines()[2:]
+            if not line.startswith("style distance")}
     assert set(rows) >= {"ink fraction", "contrast", "ink saturation", "ink top row", "digit fraction",
                          "PNG fraction", "width"}
     assert rows["PNG fraction"] == ["1.000", "1.000", "+0.000"] and rows["width"][0] == "64.000"
@@ -237,8 +238,11 @@ def test_bench_style_prints_statistics_beside_a_folder(tmp_path, script):
 def test_bench_style_tells_seed_from_captcha_default(tmp_path, script):
     def statistics(style, folder):
         result = script("bench/bench_style.py", f"--style={style}", "--bench_style_count=40", str(folder))
-        return {line[:22].strip(): [float(value) for value in line.split()[-3:]]
-                for line in result.stdout.splitlines()[2:] if len(line.split()) >= 3}
+        lines = result.stdout.splitlines()
+        rows = {line[:22].strip(): [float(value) for value in line.split()[-3:]]
+                for line in lines[2:] if len(line.split()) >= 3 and not line.startswith("style distance")}
+        rows["distance"] = float(lines[-1].split(": ")[-1])  # style_distance's, what fit_style.py minimises
+        return rows
 
     for style in ("seed", "captcha_default"):
         generate_split(make_parameters({"style": style, "workers": 1}), str(tmp_path / style), "train", 40)
@@ -247,3 +251,4 @@ def test_bench_style_tells_seed_from_captcha_default(tmp_path, script):
     assert other["width"][1] == 160 and other["PNG fraction"][1] == 0  # the stock size, saved as JPEG
     for key in ("ink fraction", "sharpness", "ink top row", "digit fraction"):
         assert abs(other[key][2]) > 2 * abs(same[key][2]) + 1e-3, key  # far apart where seed meets itself
+    assert other["distance"] > 10 * same["distance"]

@@ -78,10 +78,12 @@ def test_grey_pngs_of_another_size_train_end_to_end(real_run):
     checkpoint = load_checkpoint(real_run["checkpoint"])
     assert checkpoint["params"]["captcha_length"] == str(REAL_LENGTH)
     assert set(checkpoint["charset"]) <= set(REAL_CHARSET) and checkpoint["params"]["infer_charset"]
-    assert checkpoint["params"]["image_width"] == 64 and checkpoint["params"]["image_height"] == 24
-    trained = make_parameters({"charset": checkpoint["charset"], "captcha_length": REAL_LENGTH}, base=real_run["params"])
+    # the size the folder's images have (folder_settings: no size flag given)
+    assert checkpoint["params"]["image_width"] == 96 and checkpoint["params"]["image_height"] == 32
+    trained = make_parameters({"charset": checkpoint["charset"], "captcha_length": REAL_LENGTH, "image_width": 64,
+                               "image_height": 24}, base=real_run["params"])
     split = load_folder(str(real_run["folder"]), trained, quiet=True)
-    assert split.images.shape[1:] == (24, 64, 3) and len(split) == 900  # grey 96x32 -> RGB 64x24
+    assert split.images.shape[1:] == (24, 64, 3) and len(split) == 900  # grey 96x32 read as RGB 64x24
 
 
 def test_user_pred_and_api_use_the_inferred_charset_without_flags(real_run):
@@ -115,7 +117,7 @@ def test_onnx_export_agrees_with_pytorch(real_run, tmp_path):
     torch_predictor = load_model(real_run["checkpoint"], device="cpu")
     onnx_predictor = load_model(result["onnx"], make_parameters({"backend": "onnx"}))
     assert onnx_predictor.charset.chars == torch_predictor.charset.chars
-    assert (onnx_predictor.width, onnx_predictor.height) == (64, 24)
+    assert (onnx_predictor.width, onnx_predictor.height) == (96, 32)  # the folder's own size
     by_torch, by_onnx = predict(torch_predictor, images), predict(onnx_predictor, images)
     assert [r["text"] for r in by_onnx] == [r["text"] for r in by_torch]
     assert [r["text_ignore_case"] for r in by_onnx] == [r["text_ignore_case"] for r in by_torch]
@@ -154,7 +156,7 @@ def test_ddddocr_files_read_like_our_model(real_run, tmp_path):
     with open(result["ddddocr_json"], encoding="utf-8") as handle:
         info = json.load(handle)
     charset = load_checkpoint(real_run["checkpoint"])["charset"]
-    assert info == {"charset": [""] + list(charset), "word": False, "image": [64, 24], "channel": 3}
+    assert info == {"charset": [""] + list(charset), "word": False, "image": [96, 32], "channel": 3}
     session = onnxruntime.InferenceSession(result["ddddocr_onnx"], providers=["CPUExecutionProvider"])
     predictor = load_model(real_run["checkpoint"])
     files = sorted(name for name in os.listdir(real_run["folder"]) if name.endswith(".png"))[:20]
@@ -163,12 +165,12 @@ def test_ddddocr_files_read_like_our_model(real_run, tmp_path):
             ours = predict(predictor, [image.copy()])[0]["text"]
             # ddddocr's steps for a custom model: resize to "image" (it uses LANCZOS; bilinear here, as
             # our preprocess() does, so the texts must agree exactly), scale to 0-1, CHW, batch of 1
-            pixels = np.asarray(image.convert("RGB").resize((64, 24), Image.Resampling.BILINEAR), np.float32) / 255
+            pixels = np.asarray(image.convert("RGB").resize((96, 32), Image.Resampling.BILINEAR), np.float32) / 255
         output = session.run(None, {session.get_inputs()[0].name: pixels.transpose(2, 0, 1)[None]})[0]
         assert output.shape == (1, 2 * REAL_LENGTH, len(charset) + 1)
         assert ctc_greedy(output[0], info["charset"]) == ours
     # Whatever an image reads as, ddddocr's repeat collapsing must keep all characters (doubled ones too).
-    white = np.ones((1, 3, 24, 64), np.float32)
+    white = np.ones((1, 3, 32, 96), np.float32)
     output = session.run(None, {session.get_inputs()[0].name: white})[0]
     assert len(ctc_greedy(output[0], info["charset"])) == REAL_LENGTH
 

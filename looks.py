@@ -1,0 +1,311 @@
+"""The looks of the common captcha libraries, as generator knobs: outlined (hollow) and shadowed glyphs,
+glyphs drawn as dots, a box around each character, fisheye and water-ripple warps, wavy dotted lines,
+branching lines, speckles, sparkles, a border and a transparent canvas; and presets for the libraries
+that draw them (LIBRARY_STYLES: Kaptcha, Securimage, Gregwar/Captcha, django-simple-captcha) and for
+the two shared sites drawn with them.
+
+Every knob is off by default, and a knob that is off draws nothing and takes no random number, so a
+style without them draws the same bytes as before they existed. The renderer (custom_captcha_image.py)
+calls shape_glyph() for each glyph, paste_glyph_extras() beside each paste, finish() on the whole
+image and transparent_canvas() last.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageFilter
+
+
+@dataclass
+class LookSettings:
+    # --- looks: what the common captcha libraries draw (Kaptcha, Securimage, Gregwar, simple-captcha); all off by default ---
+    outline_width: int = 0  # draw each glyph as its outline, this many pixels wide (0 = off): hollow letters
+    outline_fill: str = ""  # with outline_width: colour inside the outline, a name or #rrggbb ('' = hollow)
+    shadow_offset: tuple[int, ...] = (0, 0)  # each glyph's shadow, right,down pixels (0,0 = off)
+    shadow_gray: int = 150  # grey level of the shadows (0-255)
+    glyph_dots: float = 0.0  # draw each glyph as dots this many pixels apart (0 = off)
+    glyph_dot_size: tuple[float, ...] = (0.8, 1.3)  # range of the radius of glyph and line dots, min,max pixels
+    glyph_dot_jitter: float = 0.5  # each glyph dot moves by up to +/- this many pixels
+    char_box: int = 0  # line width of a box drawn around each character, pixels (0 = off)
+    char_box_padding: tuple[float, ...] = (2.0, 4.0)  # range of the room between a character's ink and its box, pixels
+    char_box_tilt: float = 0.0  # each box tilts by up to +/- this many degrees
+    fisheye: float = 0.0  # fisheye bulge of the whole image: 0 = off, 0.3 strong (Kaptcha's FishEyeGimpy)
+    ripple: tuple[float, ...] = (0.0, 0.0)  # water-ripple warp of the whole image: amplitude, wavelength, pixels (0 = off)
+    dotted_lines: int = 0  # wavy dotted lines across the image, in the text colour
+    dotted_line_spacing: float = 3.0  # pixels between a dotted line's dots
+    branch_lines: int = 0  # random branching lines across the text (Securimage's lines)
+    branch_line_width: tuple[int, ...] = (1, 2)  # range of branching line widths, min,max pixels
+    branch_depth: int = 2  # times each branching line forks
+    speckles: int = 0  # one-pixel specks in the text colour, anywhere
+    sparkles: int = 0  # small filled circles (sparkles, bubbles) in tints of the text colour
+    sparkle_size: tuple[float, ...] = (1.0, 3.0)  # range of sparkle radius, min,max pixels
+    border_width: int = 0  # a border around the image, pixels (0 = off)
+    border_color: str = "black"  # border colour, a name or #rrggbb
+    transparent: bool = False  # the canvas stays transparent where nothing is drawn (saved as a PNG with alpha); reading composites it onto white
+
+
+def check_looks(params, fail):
+    """Each look setting within its range; `fail(message)` raises the style's one-line error."""
+    for name in ("outline_width", "char_box", "border_width", "dotted_lines", "branch_lines", "speckles", "sparkles",
+                 "branch_depth"):
+        if getattr(params, name) < 0:
+            fail(f"{name} must be 0 (off) or more, got {getattr(params, name)}")
+    for name in ("glyph_dots", "glyph_dot_jitter", "char_box_tilt", "fisheye", "dotted_line_spacing"):
+        value = getattr(params, name)
+        if not math.isfinite(value) or value < 0:
+            fail(f"{name} must be a finite number, 0 or more, got {value}")
+    for name in ("glyph_dot_size", "char_box_padding", "sparkle_size", "branch_line_width"):
+        pair = getattr(params, name)
+        if len(pair) != 2 or not 0 <= pair[0] <= pair[1] or not all(map(math.isfinite, pair)):
+            fail(f"{name} must be a range min,max with 0 <= min <= max, got {','.join(map(str, pair))}")
+    if len(params.shadow_offset) != 2 or len(params.ripple) != 2:
+        fail("shadow_offset and ripple each take two numbers (right,down and amplitude,wavelength)")
+    if params.ripple[0] and params.ripple[1] <= 0:
+        fail(f"ripple's wavelength must be above 0 pixels, got {params.ripple[1]}")
+    if params.dotted_lines and params.dotted_line_spacing <= 0:
+        fail("dotted_line_spacing must be above 0 pixels")
+    if params.transparent and params.image_format != "png":
+        fail("transparent needs --image_format=png (JPEG has no alpha)")
+    for name in ("outline_fill", "border_color"):
+        if getattr(params, name):
+            try:
+                ImageColor.getrgb(getattr(params, name))
+            except ValueError:
+                fail(f"{name} {getattr(params, name)!r} is not a colour name or #rrggbb")
+
+
+def glyph_room(params):
+    """Pixels of room a glyph mask needs around its ink for what shape_glyph() grows past it."""
+    dots = params.glyph_dot_size[1] + params.glyph_dot_jitter if params.glyph_dots else 0.0
+    return params.outline_width + dots
+
+
+def shape_glyph(mask, rng, params):
+    """(ink mask, fill mask or None) of one glyph mask ('L'): outlined (its ink the ring, its fill the glyph),
+    then drawn as dots (the ring's dots, for an outlined glyph)."""
+    fill = None
+    if params.outline_width:
+        mask, fill = outline(mask, params.outline_width), mask
+    if params.glyph_dots:
+        mask = dotted_glyph(mask, rng, params)
+    return mask, fill
+
+
+def dotted_glyph(mask, rng, params):
+    """The glyph redrawn as dots on a grid glyph_dots apart, each jittered, where its ink is."""
+    coverage = np.asarray(mask)
+    dotted = Image.new("L", mask.size)
+    draw = ImageDraw.Draw(dotted)
+    step, jitter = params.glyph_dots, params.glyph_dot_jitter
+    for y in np.arange(step / 2, mask.height, step):
+        for x in np.arange(step / 2, mask.width, step):
+            if coverage[int(y), int(x)] < 128:
+                continue
+            cx, cy = x + rng.uniform(-jitter, jitter), y + rng.uniform(-jitter, jitter)
+            radius = rng.uniform(*params.glyph_dot_size)
+            draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=255)
+    return dotted
+
+
+def outline(mask, width):
+    """The ring of `width` pixels around the ink of `mask`: ink on the outline, none inside."""
+    grown = mask.filter(ImageFilter.MaxFilter(2 * width + 1))
+    return ImageChops.subtract(grown, mask)
+
+
+def paste_glyph_extras(image, mask, fill, position, params):
+    """What is drawn under a glyph before it is pasted at `position`: its shadow, the fill inside its outline."""
+    if any(params.shadow_offset):
+        shape = ImageChops.lighter(mask, fill) if fill is not None else mask
+        dx, dy = params.shadow_offset
+        image.paste((params.shadow_gray,) * 3, (position[0] + dx, position[1] + dy), shape)
+    if fill is not None and params.outline_fill:
+        image.paste(ImageColor.getrgb(params.outline_fill)[:3], position, fill)
+
+
+def draw_char_box(image, mask, position, color, rng, params):
+    """A box (tilted by up to char_box_tilt) around the ink of one glyph mask pasted at `position`."""
+    box = mask.getbbox()
+    if box is None:
+        return
+    pad = rng.uniform(*params.char_box_padding)
+    left, top = position[0] + box[0] - pad, position[1] + box[1] - pad
+    right, bottom = position[0] + box[2] + pad, position[1] + box[3] + pad
+    centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
+    angle = math.radians(rng.uniform(-params.char_box_tilt, params.char_box_tilt))
+    cos, sin = math.cos(angle), math.sin(angle)
+    corners = [(centre_x + (x - centre_x) * cos - (y - centre_y) * sin, centre_y + (x - centre_x) * sin
+                + (y - centre_y) * cos) for x, y in ((left, top), (right, top), (right, bottom), (left, bottom))]
+    ImageDraw.Draw(image).line(corners + corners[:1], fill=color, width=params.char_box, joint="curve")
+
+
+def finish(image, rng, params, color):
+    """The whole-image looks on an RGB image: warps, then lines, specks, sparkles and the border."""
+    if params.fisheye:
+        image = fisheye(image, params.fisheye)
+    if params.ripple[0]:
+        image = ripple(image, *params.ripple, rng)
+    draw = ImageDraw.Draw(image)
+    for _ in range(params.dotted_lines):
+        dotted_line(draw, image.size, rng, params, color)
+    for _ in range(params.branch_lines):
+        branching_line(draw, image.size, rng, params, color)
+    for _ in range(params.speckles):
+        draw.point((rng.randrange(image.width), rng.randrange(image.height)), fill=color)
+    for _ in range(params.sparkles):
+        sparkle(draw, image.size, rng, params, color)
+    if params.border_width:
+        draw.rectangle((0, 0, image.width - 1, image.height - 1), outline=ImageColor.getrgb(params.border_color)[:3],
+                       width=params.border_width)
+    return image
+
+
+def remap(image, source_x, source_y):
+    """`image` sampled at float pixel coordinates (H, W) each, bilinearly; edges repeat."""
+    pixels = np.asarray(image, dtype=np.float32)  # (H, W, 3)
+    height, width = pixels.shape[:2]
+    x = np.clip(source_x, 0, width - 1.001)
+    y = np.clip(source_y, 0, height - 1.001)
+    x0, y0 = x.astype(np.int64), y.astype(np.int64)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    top = pixels[y0, x0] * (1 - fx) + pixels[y0, x0 + 1] * fx
+    bottom = pixels[y0 + 1, x0] * (1 - fx) + pixels[y0 + 1, x0 + 1] * fx
+    return Image.fromarray(np.rint(top * (1 - fy) + bottom * fy).astype(np.uint8), "RGB")
+
+
+def fisheye(image, strength):
+    """A bulge about the centre: each pixel within the inscribed ellipse reads from nearer the centre."""
+    height, width = image.height, image.width
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    dx, dy = (x - cx) / max(cx, 1), (y - cy) / max(cy, 1)
+    radius = np.sqrt(dx * dx + dy * dy)
+    scale = np.where(radius < 1, 1 - strength * (1 - radius) ** 2, 1.0)
+    return remap(image, cx + dx * scale * cx, cy + dy * scale * cy)
+
+
+def ripple(image, amplitude, wavelength, rng):
+    """Water ripples: rows shift sideways and columns up and down along sine waves of random phase."""
+    phase_x, phase_y = rng.uniform(0, 2 * math.pi), rng.uniform(0, 2 * math.pi)
+    y, x = np.mgrid[0:image.height, 0:image.width].astype(np.float32)
+    source_x = x + amplitude * np.sin(2 * math.pi * y / wavelength + phase_x)
+    source_y = y + amplitude / 2 * np.sin(2 * math.pi * x / wavelength + phase_y)
+    return remap(image, source_x, source_y)
+
+
+def dotted_line(draw, size, rng, params, color):
+    """A wavy line of dots from the left edge to the right, about the middle rows."""
+    width, height = size
+    middle, amplitude = rng.uniform(0.3, 0.8) * height, rng.uniform(0.05, 0.2) * height
+    wavelength, phase = rng.uniform(0.4, 1.2) * width, rng.uniform(0, 2 * math.pi)
+    for x in np.arange(0, width, params.dotted_line_spacing):
+        y = middle + amplitude * math.sin(2 * math.pi * x / wavelength + phase)
+        radius = rng.uniform(*params.glyph_dot_size)
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=color)
+
+
+def branching_line(draw, size, rng, params, color):
+    """A line that wanders from near the left edge to the right and forks branch_depth times."""
+    width, height = size
+    stack = [((rng.uniform(0, 0.2) * width, rng.uniform(0.1, 0.9) * height), rng.uniform(-0.6, 0.6), 0)]
+    while stack:
+        (x, y), heading, depth = stack.pop()
+        points = [(x, y)]
+        for _ in range(rng.randint(2, 4)):
+            heading += rng.uniform(-0.7, 0.7)
+            step = rng.uniform(0.08, 0.2) * width
+            x, y = x + step * math.cos(heading), min(height, max(0.0, y + step * math.sin(heading)))
+            points.append((x, y))
+        draw.line(points, fill=color, width=rng.randint(*params.branch_line_width), joint="curve")
+        if depth < params.branch_depth:
+            stack += [((x, y), heading + turn, depth + 1) for turn in (-0.6, 0.6)]
+
+
+def sparkle(draw, size, rng, params, color):
+    """A small filled circle anywhere, in a tint of `color` (mixed with white by a random share)."""
+    x, y, radius = rng.uniform(0, size[0]), rng.uniform(0, size[1]), rng.uniform(*params.sparkle_size)
+    tint = rng.uniform(0.0, 0.7)
+    fill = tuple(round(c + tint * (255 - c)) for c in color)
+    draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill)
+
+
+def transparent_canvas(image, background):
+    """RGBA: `image` opaque where it differs from the flat `background` colour, transparent where it shows
+    the background (which stays underneath, so a viewer without alpha sees the same picture)."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    drawn = np.abs(pixels - np.array(background, dtype=np.int16)).max(axis=-1) > 0
+    rgba = image.convert("RGBA")
+    rgba.putalpha(Image.fromarray((drawn * 255).astype(np.uint8), "L"))
+    return rgba
+
+
+DIGITS = "0123456789"
+# The libraries' documented default looks, and the two shared sites drawn with them. Fonts are named by
+# family (fontconfig): the libraries ship their own fonts, so these are the closest free families.
+LIBRARY_STYLES = {
+    "kaptcha": {  # Kaptcha (Java) defaults: 200x50, 5 characters of abcde2345678gfynmnpwx in black 40 px Arial or
+        # Courier bold, 2 px apart, a curve of noise, the water-ripple warp, a light grey to white gradient, a
+        # 1 px black border
+        "image_width": 200, "image_height": 50, "charset": "2345678abcdefgmnpwxy", "captcha_length": "5",
+        "fonts": ("Liberation Sans:bold", "Liberation Mono:bold"), "font_sizes": (36, 38, 40),
+        "stretch_glyphs": False, "baseline": True, "rotation": 0.0, "warp_x": (0.0, 0.0), "warp_y": (0.0, 0.0),
+        "space_probability": 0.0, "char_spacing": (2.0, 2.0), "left_margin": (8.0, 16.0), "solid_text": True,
+        "text_color_min": 0, "text_color_max": 0, "background_min": 255, "background_max": 255,
+        "background_gradient": (63.0, 63.0), "noise_curves": 1, "noise_curve_width": 2, "noise_dots": 0,
+        "ripple": (2.5, 24.0), "border_width": 1, "smooth": False, "render_jitter": (),
+    },
+    "securimage": {  # Securimage (PHP) defaults: 215x80, 6 characters of a charset without look-alikes, grey
+        # #707070 bold sans text 0.4 of the height, distorted, random lines crossing it, speckles, white
+        "image_width": 215, "image_height": 80, "charset": "23456789ABCDEFGHKLMNPRSTUVWYZabcdefghklmnprstuvwyz",
+        "captcha_length": "6", "fonts": ("DejaVu Sans:bold",), "font_sizes": (32,), "stretch_glyphs": False,
+        "baseline": True, "rotation": 10.0, "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05), "space_probability": 0.0,
+        "char_spacing": (0.0, 4.0), "left_margin": (10.0, 30.0), "solid_text": True, "text_color_min": 112,
+        "text_color_max": 112, "background_min": 255, "background_max": 255, "ripple": (2.5, 40.0),
+        "noise_curves": 0, "noise_dots": 0, "branch_lines": 5, "branch_depth": 1,
+        "branch_line_width": (1, 2), "speckles": 200, "smooth": False, "render_jitter": (),
+    },
+    "gregwar": {  # Gregwar/Captcha (PHP) defaults: 150x40, 5 characters in one of several fonts, each turned a
+        # little, on a random light colour, random lines behind and in front, a sine distortion
+        "image_width": 150, "image_height": 40, "charset": "abcdefghijklmnpqrstuvwxyz123456789",
+        "captcha_length": "5", "fonts": ("DejaVu Sans:bold", "DejaVu Serif:bold", "Liberation Serif:bold",
+                                         "DejaVu Sans Mono:bold"),
+        "font_sizes": (22, 24, 26), "stretch_glyphs": False, "baseline": True, "rotation": 12.0,
+        "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05), "space_probability": 0.0, "char_spacing": (0.0, 3.0),
+        "left_margin": (6.0, 20.0), "char_jitter_y": 3.0, "solid_text": True, "color_per_char": True,
+        "text_color_min": 0, "text_color_max": 150, "background_min": 180, "background_max": 255,
+        "noise_curves": 0, "noise_dots": 0, "noise_lines": (4, 8), "noise_line_length": (30.0, 120.0),
+        "noise_line_gray": (60, 200), "noise_lines_under_text": True, "noise_polylines": 1,
+        "noise_polyline_width": (1, 2), "ripple": (1.5, 30.0), "smooth": False, "render_jitter": (),
+    },
+    "simple_captcha": {  # django-simple-captcha defaults: 4 capitals in 22-point Vera (DejaVu Sans is its
+        # descendant) of #001100 on white, each turned by up to 35 degrees, noise arcs and dots, smoothed
+        "image_width": 100, "image_height": 32, "charset": "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "captcha_length": "4",
+        "fonts": ("DejaVu Sans",), "font_sizes": (22,), "stretch_glyphs": False, "rotation": 35.0,
+        "warp_x": (0.0, 0.0), "warp_y": (0.0, 0.0), "space_probability": 0.0, "char_spacing": (-2.0, 1.0),
+        "left_margin": (6.0, 12.0), "solid_text": True, "text_color_min": 0, "text_color_max": 17,
+        "background_min": 255, "background_max": 255, "noise_curves": 1, "noise_dots": 25, "noise_dot_width": 1,
+        "render_jitter": (),
+    },
+    "pku_elective": {  # shared/datasets/pku_elective, by eye: a Kaptcha-like 130x52, white letters in a dark
+        # rough outline (hollow glyphs filled white) on a grey gradient, a fisheye bulge, a green border
+        "image_width": 130, "image_height": 52, "charset": "2345678abcdefgmnpwxy", "captcha_length": "4",
+        "fonts": ("DejaVu Sans:bold", "Liberation Sans:bold", "DejaVu Sans"), "font_sizes": (34, 36, 38),
+        "stretch_glyphs": False, "baseline": True, "rotation": 8.0, "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05),
+        "space_probability": 0.0, "char_spacing": (-2.0, 2.0), "left_margin": (8.0, 18.0), "row_shift_y": (-2.0, 2.0),
+        "solid_text": True, "text_color_min": 60, "text_color_max": 140, "background_min": 230, "background_max": 250,
+        "background_gradient": (40.0, 70.0), "outline_width": 1, "outline_fill": "white", "ragged": (0.5, 1.5),
+        "fisheye": 0.25, "border_width": 1, "border_color": "#66b366", "noise_curves": 0, "noise_dots": 0,
+        "smooth": False, "render_jitter": (),
+    },
+    "advrpg_digits": {  # shared/datasets/advrpg_digits, by eye: 240x80 transparent PNG, four large digits in one
+        # random colour, their outlines drawn as dots, overlapping, a wavy dotted line, sparkles and bubbles in tints
+        "image_width": 240, "image_height": 80, "charset": DIGITS, "captcha_length": "4",
+        "fonts": ("DejaVu Sans:bold", "Liberation Sans:bold"), "font_sizes": (50, 54, 58), "stretch_glyphs": False,
+        "baseline": True, "rotation": 12.0, "warp_x": (0.0, 0.1), "warp_y": (0.0, 0.1), "space_probability": 0.0,
+        "char_spacing": (-14.0, -4.0), "left_margin": (40.0, 100.0), "row_shift_y": (-6.0, 2.0), "char_jitter_y": 4.0,
+        "solid_text": True, "text_color_min": 30, "text_color_max": 160, "background_min": 255, "background_max": 255,
+        "outline_width": 2, "glyph_dots": 1.5, "glyph_dot_size": (0.6, 1.0), "dotted_lines": 1,
+        "dotted_line_spacing": 1.5, "sparkles": 25, "sparkle_size": (0.5, 3.5), "speckles": 20, "transparent": True,
+        "noise_curves": 0, "noise_dots": 0, "smooth": False, "image_format": "png", "render_jitter": (),
+    },
+}

@@ -1,0 +1,96 @@
+"""One command from a folder of a site's unlabelled captchas to a model that reads them.
+
+    python site_model.py my_site/ --charset=2345678abcdefgmnpwxy --captcha_length=4
+    make site SITE=my_site CHARSET=2345678abcdefgmnpwxy LENGTH=4        # the same
+
+Five steps, each a script of this project run as a user would run it, into site_dir (runs/site_<name>):
+1. fit_style.py: a style fitted to the site's captchas (style.json, style.png side by side);
+2. generate_captcha.py: site_train_count captchas in that style (generated/train, generated/test);
+3. main.py: a model trained on them for site_minutes (generated_model/);
+4. main.py --unlabelled_dir: that model self-trained on the site's own captchas for site_self_minutes
+   (model/): its confident reads of them join training;
+5. userTest.py --least_sure: the site's captchas the model is least sure of, to label first
+   (model/report/<name>_least_sure.tsv).
+
+Ctrl-C stops it; the same command again goes on where it stopped (a finished step is not redone, a
+training resumes from its last.pt).
+"""
+import os
+import subprocess
+import sys
+import time
+
+from parameters import fail, parse_args, run_main
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LEAST_SURE = 50  # captchas listed to label first
+SELF_TRAINING = ["--augment=on", "--lr=1e-3", "--warmup=0.1"]  # README's recipe for training on from a model
+
+
+def steps(folder, params, work):
+    """[(title, minutes it should take, command, done)] of the five steps."""
+    style, generated = os.path.join(work, "style.json"), os.path.join(work, "generated")
+    first, second = os.path.join(work, "generated_model"), os.path.join(work, "model")
+    shape = [f"--charset={params.charset}", f"--captcha_length={params.captcha_length}", f"--seed={params.seed}"]
+    folders = [f"--train_dir={generated}/train", f"--test_dir={generated}/test", f"--style_file={style}"]
+    return [
+        ("fit a style to the site's captchas", params.fit_minutes,
+         ["fit_style.py", folder, *shape, f"--fit_file={style}", f"--fit_minutes={params.fit_minutes:g}",
+          f"--fit_images={params.fit_images}", f"--fit_rounds={params.fit_rounds}"], os.path.isfile(style)),
+        ("generate captchas in that style", params.site_train_count / 60000,
+         ["generate_captcha.py", *folders, f"--train_count={params.site_train_count}", "--test_count=2000",
+          f"--preview_file={work}/preview.png"], False),
+        ("train on them", params.site_minutes,
+         training(first, ["main.py", *folders, "--augment=on", f"--time_budget={params.site_minutes:g}",
+                          f"--model_dir={first}"]), False),
+        ("self-train on the site's own captchas", params.site_self_minutes,
+         training(second, ["main.py", *folders, f"--unlabelled_dir={folder}", f"--init_from={first}/last.pt",
+                           *SELF_TRAINING, f"--time_budget={params.site_self_minutes:g}", f"--model_dir={second}"]),
+         False),
+        ("list the captchas to label first", 0.2,
+         ["userTest.py", f"--golden_dir={folder}", f"--least_sure={LEAST_SURE}", f"--model_dir={second}"], False),
+    ]
+
+
+def training(model_dir, command):
+    """The training command, or the one that resumes it when model_dir holds a run already."""
+    if os.path.isfile(os.path.join(model_dir, "last.pt")):
+        return ["main.py", "--resume", f"--model_dir={model_dir}", "--visdom=false"]
+    return command + ["--visdom=false"]
+
+
+def run_steps(folder, params, work):
+    """Run the steps not done yet, saying each with the minutes left in all."""
+    plan = steps(folder, params, work)
+    started = time.monotonic()
+    for number, (title, minutes, command, done) in enumerate(plan, 1):
+        left = sum(step[1] for step in plan[number - 1:] if not step[3])
+        if done:
+            print(f"[{number}/{len(plan)}] {title}: done already", flush=True)
+            continue
+        print(f"\n[{number}/{len(plan)}] {title} (about {minutes:.0f} min; {left:.0f} min left in all): "
+              f"python {' '.join(command)}", flush=True)
+        result = subprocess.run([sys.executable, os.path.join(HERE, command[0]), *command[1:]])
+        if result.returncode:
+            fail(f"step {number} ({title}) failed with exit status {result.returncode}; fix what it said and run "
+                 f"the same command again to go on from there")
+    print(f"\nsite model: {work}/model/best.pt in {(time.monotonic() - started) / 60:.0f} min; label first: "
+          f"{work}/model/report/{os.path.basename(folder)}_least_sure.tsv", flush=True)
+
+
+def main(argv=None):
+    params, folders = parse_args(argv, doc=__doc__, positional=True, script=__file__)
+    if len(folders) != 1 or not os.path.isdir(folders[0]):
+        fail("give the folder of the site's captchas: python site_model.py my_site/ --charset=... --captcha_length=N")
+    folder = os.path.normpath(folders[0])
+    work = params.site_dir or os.path.join("runs", f"site_{os.path.basename(folder)}")
+    os.makedirs(work, exist_ok=True)
+    try:
+        run_steps(folder, params, work)
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to go on where it stopped", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,87 @@
+"""fit_style.py: a style fitted to unlabelled captchas recovers how they were drawn; style files load."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from conftest import run_script
+from generate_captcha import SETTINGS_FILE, generate_split
+from parameters import ParameterError, make_parameters
+from style_distance import distance, features
+
+# How the "site" draws: hollow glyphs turned up to 20 degrees, a green border (what the fit must find).
+SITE = {"style": "kaptcha", "image_width": 120, "image_height": 40, "charset": "2345678abcdefgmnpwxy",
+        "captcha_length": 4, "font_sizes": (28, 30), "left_margin": (6.0, 10.0), "outline_width": 1,
+        "rotation": 20.0, "ripple": (0.0, 0.0), "border_color": "#00aa00", "image_format": "png"}
+
+
+@pytest.fixture(scope="module")
+def site_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fit")
+    params = make_parameters({**SITE, "seed": 7})
+    generate_split(params, str(root / "site"), "site", 120)
+    os.remove(root / "site" / SETTINGS_FILE)  # a real site's folder says nothing of how it was drawn
+    return root / "site"
+
+
+def test_fit_recovers_how_a_folder_was_drawn(site_folder, tmp_path):
+    style_file = tmp_path / "site.style.json"
+    result = run_script("fit_style.py", str(site_folder), f"--charset={SITE['charset']}", "--captcha_length=4",
+                        f"--fit_file={style_file}", "--fit_images=60", "--fit_rounds=1", "--fit_minutes=5",
+                        timeout=600)
+    fitted = make_parameters({"style_file": str(style_file)})
+    assert (fitted.image_width, fitted.image_height, fitted.image_format) == (120, 40, "png")  # measured
+    assert fitted.border_width == 1 and fitted.border_color == "#00aa00"
+    assert fitted.outline_width >= 1 and fitted.style == "kaptcha"  # the nearest preset, and the hollow letters
+    # (rotation is not recovered yet: the search trades it for a ripple, a local minimum; docs/RESULTS.md)
+    found = re.search(r"distance ([\d.]+) \(nearest preset \w+\) -> ([\d.]+);", result.stdout)
+    assert found and float(found.group(2)) < float(found.group(1))
+    assert os.path.isfile(tmp_path / "site.style.png")
+    # the same seed, the same fit
+    again = tmp_path / "again.style.json"
+    run_script("fit_style.py", str(site_folder), f"--charset={SITE['charset']}", "--captcha_length=4",
+               f"--fit_file={again}", "--fit_images=60", "--fit_rounds=1", "--fit_minutes=5", timeout=600)
+    assert json.loads(again.read_text()) == json.loads(style_file.read_text())
+
+
+def test_a_style_file_applies_under_the_flags_and_bad_ones_are_one_line_errors(tmp_path):
+    path = tmp_path / "style.json"
+    path.write_text(json.dumps({"style": "kaptcha", "rotation": 7.0, "outline_width": 2, "seed": 99}))
+    params = make_parameters({"style_file": str(path), "outline_width": 1})
+    assert (params.style, params.rotation, params.outline_width, params.seed) == ("kaptcha", 7.0, 1, 0)
+    assert params.image_width == 200  # the kaptcha preset, under the file
+    path.write_text(json.dumps({"rotation": 7.0, "no_such_knob": 1}))
+    with pytest.raises(ParameterError, match="names unknown settings: no_such_knob"):
+        make_parameters({"style_file": str(path)})
+    with pytest.raises(ParameterError, match="cannot be read"):
+        make_parameters({"style_file": str(tmp_path / "missing.json")})
+
+
+def test_the_distance_is_zero_for_the_same_captchas_and_grows_with_a_change():
+    rng = np.random.default_rng(0)
+    images = np.full((40, 32, 96, 3), 255, np.uint8)
+    for image in images:
+        x = rng.integers(10, 60)
+        image[8:24, x:x + 20] = 0
+    same = distance(features(images), features(images))[0]
+    shifted = distance(features(np.roll(images, 10, axis=1)), features(images))[0]
+    assert same == 0 and shifted > 1
+
+
+def test_one_command_from_unlabelled_captchas_to_a_model_and_again_goes_on(site_folder, tmp_path):
+    """site_model.py with tiny budgets: every step runs, writes its part, and a second run redoes none."""
+    work = tmp_path / "site"
+    command = [str(site_folder), f"--charset={SITE['charset']}", "--captcha_length=4", f"--site_dir={work}",
+               "--fit_images=30", "--fit_rounds=1", "--fit_minutes=0.3", "--site_train_count=400",
+               "--site_minutes=0.15", "--site_self_minutes=0.1"]
+    first = run_script("site_model.py", *command, timeout=900)
+    assert "[5/5] list the captchas to label first" in first.stdout
+    for part in ("style.json", "style.png", "generated/train", "generated_model/last.pt", "model/best.pt"):
+        assert (work / part).exists(), part
+    listed = (work / "model" / "report" / "site_least_sure.tsv").read_text().splitlines()
+    assert len(listed) >= 10
+    again = run_script("site_model.py", *command, timeout=900)
+    assert "[1/5] fit a style to the site's captchas: done already" in again.stdout
+    assert again.stdout.count("is over") == 2  # both trainings were finished: resumed, nothing more to do
