@@ -2,11 +2,9 @@
 
 Each image (uint8 (H, W, 3), as the model reads it: transparency composited onto white) is described by
 feature groups: grey-level and saturation histograms (colours), gradient histograms (sharpness, stroke
-edges), where the ink lies (row and column profiles, ink share) and the responses of a small fixed random
-convolutional network (stroke shapes and textures: outlines, dots, lines). For each feature the distance
-compares the generated images' mean with the real ones', in units of the real images' spread, and the
-two spreads; a group's distance is the mean over its features, and the distance is the mean of the groups.
-0 is indistinguishable by these features; a preset of another site is typically 2-20.
+edges), where the ink lies (row and column profiles) and the responses of a small fixed random convolutional network
+(stroke shapes and textures: outlines, dots, lines). distance() compares each group (see there) and
+averages the groups: 0 is indistinguishable by these features.
 """
 import numpy as np
 import torch
@@ -15,8 +13,7 @@ from torch import nn
 GREY_BINS, SATURATION_BINS, GRADIENT_BINS = 16, 8, 8
 ROW_BINS, COLUMN_BINS = 8, 16
 INK_DEPTH = 30  # grey levels below an image's paper (its 90th percentile) that make a pixel ink
-SPREAD_WEIGHT = 0.5  # weight of the spreads' difference beside the means'
-FLOOR = 0.02  # spread below which a feature counts as this spread (a feature constant in the real images)
+SHARE_SCALE = 4.0  # a share distance of 0.25 (a quarter of the mass moved) weighs 1, as a pooled spread does
 
 
 def histograms(values, bins, high):
@@ -67,8 +64,8 @@ def features(images):
     gradient = np.abs(np.diff(grey, axis=2))[:, 1:, :] + np.abs(np.diff(grey, axis=1))[:, :, 1:]
     paper = np.percentile(grey.reshape(len(grey), -1), 90, axis=1)[:, None, None]
     ink = grey <= paper - INK_DEPTH
-    layout = np.concatenate([profile(ink, 2, ROW_BINS), profile(ink, 1, COLUMN_BINS), ink.mean(axis=(1, 2))[:, None]],
-                            axis=1)
+    rows, columns = profile(ink, 2, ROW_BINS), profile(ink, 1, COLUMN_BINS)  # ink shares along each axis
+    layout = np.concatenate([rows / ROW_BINS, columns / COLUMN_BINS], axis=1)
     shapes = _SHAPES(torch.from_numpy(grey / 255)).numpy()
     return {"colours": np.concatenate([histograms(grey, GREY_BINS, 256), histograms(saturation, SATURATION_BINS, 256)],
                                       axis=1),
@@ -76,12 +73,18 @@ def features(images):
 
 
 def distance(generated, real):
-    """(distance, {group: distance}) between two feature dicts (features() of generated and real images)."""
+    """(distance, {group: distance}) between two feature dicts (features() of generated and real images).
+
+    Histograms and profiles (colours, edges, layout) compare their mean shares: half the L1 distance,
+    0 (the same) to 1 (disjoint), times SHARE_SCALE. Shapes compare each response's means in units of
+    the two sets' pooled spread (squared, averaged): a feature the real images never vary in cannot
+    outweigh the others."""
     parts = {}
     for group, theirs in real.items():
         ours = generated[group]
-        spread = np.maximum(theirs.std(axis=0), FLOOR * (np.abs(theirs).mean() + 1e-9))
-        means = ((ours.mean(axis=0) - theirs.mean(axis=0)) / spread) ** 2
-        spreads = np.log((ours.std(axis=0) + spread * 0.1) / (theirs.std(axis=0) + spread * 0.1)) ** 2
-        parts[group] = float(np.mean(means + SPREAD_WEIGHT * spreads))
+        if group == "shapes":
+            pooled = np.sqrt((ours.var(axis=0) + theirs.var(axis=0)) / 2) + 1e-6
+            parts[group] = float(np.mean(((ours.mean(axis=0) - theirs.mean(axis=0)) / pooled) ** 2))
+        else:
+            parts[group] = SHARE_SCALE * float(np.abs(ours.mean(axis=0) - theirs.mean(axis=0)).sum() / 2)
     return float(np.mean(list(parts.values()))), parts
