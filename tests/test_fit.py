@@ -34,7 +34,7 @@ def test_fit_recovers_how_a_folder_was_drawn(site_folder, tmp_path):
     fitted = make_parameters({"style_file": str(style_file)})
     assert (fitted.image_width, fitted.image_height, fitted.image_format) == (120, 40, "png")  # measured
     assert fitted.border_width == 1 and fitted.border_color == "#00aa00"
-    assert fitted.outline_width >= 1 and fitted.style == "kaptcha"  # the nearest preset, and the hollow letters
+    assert fitted.outline_width >= 1  # the hollow letters
     # (rotation is not recovered yet: the search trades it for a ripple, a local minimum; docs/RESULTS.md)
     found = re.search(r"distance ([\d.]+) \(nearest preset \w+\) -> ([\d.]+);", result.stdout)
     assert found and float(found.group(2)) < float(found.group(1))
