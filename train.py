@@ -174,9 +174,7 @@ def start_or_resume(params, given=None):
     checkpoint = load_run(params.model_dir)
     saved = saved_parameters(checkpoint["params"])
     if given is None:  # a program's call: what it set away from the defaults and from the run's own settings
-        defaults = Parameters()
-        given = [field.name for field in dataclasses.fields(params) if getattr(params, field.name) !=
-                 getattr(saved, field.name) and getattr(params, field.name) != getattr(defaults, field.name)]
+        given = [key for key in chosen_settings(params, None) if getattr(params, key) != getattr(saved, key)]
     given = [key for key in given if key not in ("resume", "model_dir")]
     refused = [key for key in given if key not in RESUME_MAY_CHANGE and getattr(params, key) != getattr(saved, key)]
     if refused:

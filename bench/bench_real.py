@@ -274,6 +274,12 @@ OWN_DATA_FOLDERS = ("pku_elective", "advrpg_digits", "captcha_images_v2", "swust
                     "swust_cas/20200226")  # own_data: each trained with README's own-data command alone
 
 
+def with_worst(results):
+    """{"folder NAME": metrics} with the worst folder's figures as the experiment's own (print_results' row)."""
+    worst = min(results.values(), key=lambda metrics: metrics["accuracy_ignore_case"])
+    return {**{key: worst[key] for key in ("count", "accuracy", "accuracy_ignore_case", "minutes")}, **results}
+
+
 def exp_own_data(params, ctx):
     """README's own-data command, exactly (`python main.py --data_dir=F --test_split=0.2 --time_budget=10`,
     plus a model_dir of its own), on each OWN_DATA_FOLDERS folder; its seeded 20% read by last.pt. The
@@ -293,8 +299,7 @@ def exp_own_data(params, ctx):
         print(f"{name}: {metrics['accuracy']:.4f} case-sensitive, {metrics['accuracy_ignore_case']:.4f} "
               f"case-insensitive on {metrics['count']} held-out captchas; {metrics['minutes']:.1f} min of training, "
               f"{metrics['wall minutes']:.1f} min in all", flush=True)
-    worst = min(results.values(), key=lambda metrics: metrics["accuracy_ignore_case"])
-    return {**{key: worst[key] for key in ("count", "accuracy", "accuracy_ignore_case", "minutes")}, **results}
+    return with_worst(results)
 
 
 # site_zero_label: (folder, charset, length, ddddocr 1.6.1 zero-shot, the hand-made style's zero-label figure or None)
@@ -329,8 +334,7 @@ def exp_site_zero_label(params, ctx):
         print(f"{name}: zero labels {metrics['accuracy_ignore_case']:.4f} case-insensitive on {len(test_set)} held-out "
               f"captchas in {metrics['minutes']:.0f} min (ddddocr zero-shot {ddddocr:.3f}"
               + (f", hand-made style {hand_made:.4f}" if hand_made else "") + ")", flush=True)
-    worst = min(results.values(), key=lambda metrics: metrics["accuracy_ignore_case"])
-    return {**{key: worst[key] for key in ("count", "accuracy", "accuracy_ignore_case", "minutes")}, **results}
+    return with_worst(results)
 
 
 def swust_self_folders(params, ctx, labelled):
