@@ -6,11 +6,12 @@
 
 1. Measured from the folder: the image size (its median), the file format, grey or colour, a transparent
    canvas, a border of one colour.
-2. The nearest preset: every text style of STYLES (the libraries' looks of looks.py among them), drawn at
-   that size with the charset and length given, each scored by style_distance.distance() against the
-   real captchas; the closest is the start.
-3. A search: pass after pass (fit_rounds) over the knobs of SEARCH, each tried at a few values; a value
-   is kept when it brings the distance down. Every candidate draws the same captchas (image i from the
+2. The nearest presets: every text style of STYLES (the libraries' looks of looks.py among them), drawn
+   at that size with the charset and length given, each scored by style_distance.distance() against the
+   real captchas; the STARTS closest are the starts.
+3. A search from each start, in an equal share of the time: pass after pass (fit_rounds) over the knobs
+   of SEARCH, each tried at a few values; a value is kept when it brings the distance down. The best
+   style of all the searches is the fit. Every candidate draws the same captchas (image i from the
    same seed), so candidates differ by their settings, not by luck; a fit is deterministic for a seed.
    It stops after fit_minutes with the best style so far.
 
@@ -41,6 +42,14 @@ SCALED_BY_HEIGHT = ("font_sizes",)  # a preset drawn at another size: these foll
 SCALED_BY_WIDTH = ("left_margin", "char_pitch", "row_shift")  # ... and these the width
 SHOWN = 8  # captchas of each kind in the side-by-side picture
 KEEP_GAIN = 0.005  # a candidate is kept when it lowers the distance by more than this share
+STARTS = 3  # the nearest presets a search starts from (one start can end in another's local minimum)
+
+
+# Font families the search tries (a set each), by kind: sans bold and regular, narrow, serif, mono, geometric,
+# rounded handwriting; all installed by .ci/install_browser.sh (a missing one is skipped as a StyleError).
+FONT_CHOICES = (("DejaVu Sans:bold",), ("DejaVu Sans",), ("Liberation Sans:bold",), ("Liberation Sans",),
+                ("Liberation Sans Narrow:bold",), ("Nimbus Sans:bold", "FreeSans:bold"), ("Liberation Serif:bold",),
+                ("DejaVu Serif",), ("Liberation Mono:bold",), ("URW Gothic",), ("Comic Neue:bold",))
 
 
 def scaled(values, factor):
@@ -60,7 +69,9 @@ def range_around(pair, steps, low=0.0):
 # The knobs the search tries, each with the values to try given the style so far: coarse jumps and the
 # neighbours of the current value (so a later pass refines what an earlier one found).
 SEARCH = (
-    # what is drawn first (the looks, the noise), then colours, then sizes and places
+    # the turn of the glyphs first (other knobs can mimic it: a ripple, a bolder font), then what is
+    # drawn (the looks, the noise), then colours, then fonts, sizes and places
+    ("rotation", lambda p: around(p.rotation, (-10, -5, -2.5, 2.5, 5, 10)) + [0.0, 30.0]),
     ("outline_width", lambda p: [0, 1, 2]),
     ("outline_fill", lambda p: ["", "white"]),
     ("glyph_dots", lambda p: [0.0, 1.5, 2.5]),
@@ -82,8 +93,8 @@ SEARCH = (
     ("background_min", lambda p: [160, 200, 230, 250]),
     ("background_gradient", lambda p: [(0.0, 0.0), (20.0, 40.0), (50.0, 70.0)]),
     ("stroke_weight", lambda p: [(0.0, 0.0), (-0.4, 0.0), (0.4, 0.8), (1.0, 1.5)]),
+    ("fonts", lambda p: list(FONT_CHOICES)),
     ("font_sizes", lambda p: [scaled(p.font_sizes, f) for f in (0.8, 0.9, 0.95, 1.05, 1.12, 1.25)]),
-    ("rotation", lambda p: around(p.rotation, (-10, -5, 5, 10)) + [0.0, 30.0]),
     ("stretch_glyphs", lambda p: [not p.stretch_glyphs]),
     ("left_margin", lambda p: range_around(p.left_margin, (-6, -3, 3, 6), -p.image_width / 4)),
     ("char_spacing", lambda p: range_around(p.char_spacing or (0.0, 0.0), (-4, -2, 2, 4), -p.image_width / 4)),
@@ -171,26 +182,25 @@ class Scorer:
             return math.inf
 
 
-def nearest_preset(scorer, size, base):
-    """(distance, preset name, its Parameters) of the text style closest to the real captchas."""
-    best = (math.inf, None, None)
+def nearest_presets(scorer, size, base):
+    """[(distance, preset name, its Parameters)] of the STARTS text styles closest to the real captchas."""
+    scored = []
     for style in tqdm([name for name in STYLES if name not in NOT_FITTED], desc="presets", leave=False):
         try:
             candidate = at_size(style, size, base)
         except (StyleError, ProjectError):
             continue
-        score = scorer(candidate)
-        if score < best[0]:
-            best = (score, style, candidate)
-    if best[2] is None:
+        scored.append((scorer(candidate), style, candidate))
+    scored = sorted((entry for entry in scored if math.isfinite(entry[0])), key=lambda entry: entry[:2])
+    if not scored:
         raise StyleError("no preset can draw captchas of this size, charset and length")
-    return best
+    return scored[:STARTS]
 
 
-def search(scorer, params, score, deadline, rounds):
+def search(scorer, params, score, deadline, rounds, name):
     """(distance, Parameters): coordinate search over SEARCH from `params`, until `deadline` (monotonic)."""
     tried = sum(len(values(params)) for _, values in SEARCH) * rounds
-    with tqdm(total=tried, desc="search", unit="style") as bar:
+    with tqdm(total=tried, desc=f"search from {name}", unit="style") as bar:
         for _ in range(rounds):
             improved = False
             for key, values in SEARCH:
@@ -227,12 +237,19 @@ def fit(folder, params):
     size = (base["image_width"], base["image_height"])
     real = real_images(folder, size, params.fit_images, params.seed)
     scorer = Scorer(real, params)
-    start_score, preset, start = nearest_preset(scorer, size, base)
-    print(f"nearest preset: {preset} (distance {start_score:.3f}); measured: "
+    starts = nearest_presets(scorer, size, base)
+    print("nearest presets: " + ", ".join(f"{style} ({score:.3f})" for score, style, _ in starts) + "; measured: "
           + ", ".join(f"{key}={value}" for key, value in base.items() if key not in ("charset", "seed")), flush=True)
-    score, fitted = search(scorer, start, start_score, deadline, params.fit_rounds)
-    return fitted, {"preset": preset, "start": start_score, "fitted": score, "start_params": start,
-                    "real": real, "scorer": scorer}
+    best = (math.inf, None, None)
+    for number, (start_score, preset, start) in enumerate(starts):
+        # each start searches until its share of the time left, so every start gets one
+        share = time.monotonic() + (deadline - time.monotonic()) / (len(starts) - number)
+        score, fitted = search(scorer, start, start_score, share, params.fit_rounds, preset)
+        if score < best[0]:
+            best = (score, preset, fitted)
+    start_score, _, start = starts[0]
+    return best[2], {"preset": starts[0][1], "start": start_score, "fitted": best[0], "start_params": start,
+                     "fitted_from": best[1], "real": real, "scorer": scorer}
 
 
 def main(argv=None):
@@ -251,7 +268,8 @@ def main(argv=None):
     side_by_side(figures["real"], scorer.images(figures["start_params"]), scorer.images(fitted),
                  ["real", f"preset {figures['preset']}", "fitted"], picture)
     print(f"fitted {folder} in {(time.monotonic() - started) / 60:.1f} min ({scorer.scored} styles scored): distance "
-          f"{figures['start']:.3f} (nearest preset {figures['preset']}) -> {figures['fitted']:.3f}; style file "
+          f"{figures['start']:.3f} (nearest preset {figures['preset']}) -> {figures['fitted']:.3f} (searched from "
+          f"{figures['fitted_from']}); style file "
           f"{path}, side by side {picture}")
 
 

@@ -260,6 +260,24 @@ def batch_logits(model, device, amp, images):
         return model(torch.from_numpy(images).to(device)).float().cpu().numpy()
 
 
+def measure_batch_norms(model, device, images, batch_size):
+    """Re-measure every batch-norm layer's running mean and variance on uint8 images (N, H, W, 3), as their
+    plain average over these images' batches (AdaBN): a model trained on generated captchas then
+    normalises its features as the site's captchas need when it reads them. Weights do not change."""
+    norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    momenta, training = [norm.momentum for norm in norms], model.training
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # None: a cumulative average over the batches below
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            model(torch.from_numpy(images[start:start + batch_size]).to(device))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(training)
+
+
 def save_checkpoint(path, checkpoint):
     """torch.save of a checkpoint dict, atomically: a crash never leaves a half-written checkpoint, and the
     temporary files of a killed earlier save of `path` are removed."""

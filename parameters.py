@@ -154,6 +154,7 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     pseudo_threshold: float = 0.8  # self-training: lowest confidence (mean over the views) of each character of a read that is used
     pseudo_views: int = 4  # self-training: views each unlabelled captcha is read in (as it is, and augmented copies); all must agree
     pseudo_align: bool = False  # self-training: rescale each round's reads so every class's mean probability matches its share of the training labels (for a site whose characters are drawn as the generator's are)
+    target_batch_norm: bool = False  # self-training: batch-norm statistics re-measured on the unlabelled captchas before each read and each save (AdaBN)
     pseudo_every: int = 0  # self-training: steps between re-reads of the unlabelled captchas (0 = at every epoch's start)
     extend: float = 0.0  # with --resume: train this many more minutes on a short cosine tail from lr/10, no warm-up (0 = off)
     init_from: str = ""  # start from this checkpoint's weights (fine-tuning)
@@ -206,7 +207,7 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     fit_file: str = ""  # style file fit_style.py writes ('' = <folder>.style.json beside the folder), with <name>.png beside it
     fit_images: int = 160  # real captchas read, and captchas drawn for each candidate style
     fit_minutes: float = 10.0  # the search stops after this many minutes (the style found so far is written)
-    fit_rounds: int = 2  # passes of the search over the knobs
+    fit_rounds: int = 4  # passes of the search over the knobs (it stops sooner when a pass changes nothing, or at fit_minutes)
     # --- site: site_model.py, from a folder of a site's unlabelled captchas to a model that reads them ---
     site_dir: str = ""  # site_model.py's work folder ('' = runs/site_<the folder's name>)
     site_train_count: int = 60000  # captchas generated in the fitted style
@@ -224,6 +225,7 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     abuse_seconds: float = 30.0  # bench/bench_api.py --abuse_run: how long the abusive clients send, seconds
     abuse_images: int = 64  # bench/bench_api.py --abuse_run: blank 2000x2000 lossless WebP images in each abusive request (64: 256 M pixels; 2: within max_request_pixels)
     bench_rounds: int = 2000  # bench scripts: timed single-image calls per latency measurement
+    bench_sites: tuple[str, ...] = ()  # bench/bench_real.py site_zero_label: the sites to run (empty = all of its SITES)
 
     @property
     def length_range(self):

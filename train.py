@@ -35,8 +35,8 @@ from dataset import (Charset, DataError, confusions, decode_logits, fold_label, 
                      load_folder, load_training_data, load_unlabelled, preprocess, score)
 from files import atomic_write
 from folder_settings import chosen_settings, from_folders
-from model import (autocast, batch_logits, build_model, load_checkpoint, parameter_count, save_checkpoint,
-                   select_device, use_bf16)
+from model import (autocast, batch_logits, build_model, load_checkpoint, measure_batch_norms, parameter_count,
+                   save_checkpoint, select_device, use_bf16)
 from parameters import (ARCHITECTURE_KEYS, Parameters, ParameterError, ProjectError, saved_parameters,
                         with_saved_settings, worker_count)
 from userPred import Predictor
@@ -586,6 +586,7 @@ def self_training_round(run, progress, log):
     with the text read."""
     unlabelled, params = run.data.unlabelled, run.params
     round_index = self_training_round_index(progress, params)
+    normalise_for_the_site(run)
     probabilities = read_views(run, unlabelled.images, round_index)  # (views, N, length, classes)
     if params.pseudo_align:
         probabilities = aligned(probabilities, training_label_shares(run))
@@ -598,9 +599,17 @@ def self_training_round(run, progress, log):
     log.self_training(progress, len(unlabelled))
 
 
+def normalise_for_the_site(run):
+    """With target_batch_norm, the batch-norm statistics measured on the unlabelled captchas (the model then
+    reads them, and is saved, normalising as they need; training's batches measure their own)."""
+    if run.params.target_batch_norm and run.data.unlabelled is not None:
+        measure_batch_norms(run.model, run.device, run.data.unlabelled.images, run.params.eval_batch_size)
+
+
 def evaluate_and_save(run, progress, log):
     """Test the model (through userPred's Predictor, as prediction reads), log the metrics, save last.pt
     and, when the best so far, best.pt; returns the test predictions."""
+    normalise_for_the_site(run)
     run.model.eval()
     predictor = Predictor(functools.partial(batch_logits, run.model, run.device, run.bf16), run.charset,
                           run.params, run.params, run.device)

@@ -311,8 +311,14 @@ def exp_site_zero_label(params, ctx):
     """README's one command for a new site (site_model.py: fit, generate, train, self-train) given only the
     seeded 80% of each SITES folder as unlabelled captchas (opaque names), the charset and the length;
     its model read on the other 20% (case-insensitive: swust's labels are lower case)."""
+    unknown = sorted(set(params.bench_sites) - {site[0] for site in SITES})
+    if unknown:
+        fail(f"--bench_sites names no site of site_zero_label: {', '.join(unknown)} (sites: "
+             f"{', '.join(site[0] for site in SITES)})")
     results = {}
     for name, charset, length, ddddocr, hand_made in SITES:
+        if params.bench_sites and name not in params.bench_sites:
+            continue
         folder = ctx.swust if name == "swust_cas" else os.path.join(ctx.datasets, name)
         both_cases = "".join(dict.fromkeys(charset.lower() + charset.upper()))  # swust's labels are lower case
         split = make_parameters({"data_dir": folder, "test_split": 0.2, "charset": both_cases,

@@ -30,7 +30,10 @@ when it holds more: names sort by label, so the first ones would all start with 
 - width / height: mean image size, pixels.
 
 With a folder it also prints the style distance (style_distance.py) of the style's captchas to the
-folder's, both read at the style's image size: what fit_style.py minimises (0: indistinguishable).
+folder's, both read at the style's image size: what fit_style.py minimises (0: indistinguishable); and
+with --style_file (a fitted style) beside it the distance of the nearest preset, as the fit starts:
+
+    python bench/bench_style.py --style_file=runs/site_pku/style.json ../shared/datasets/pku_elective
 """
 import io
 import os
@@ -172,6 +175,9 @@ def main(argv=None):
     print_table(params.style, ours, os.path.basename(os.path.normpath(folders[0])) if folders else None, real)
     if folders:
         print(f"style distance (style_distance.py, what fit_style.py minimises): {style_distance(params, folders[0]):.3f}")
+    if folders and params.style_file:
+        preset, score = nearest_preset(params, folders[0])
+        print(f"beside it, the preset nearest the folder (as fit_style.py starts): {preset} {score:.3f}")
 
 
 def style_distance(params, folder):
@@ -179,6 +185,19 @@ def style_distance(params, folder):
     from fit_style import Scorer, real_images  # the fit's own scoring: one home
     real = real_images(folder, (params.image_width, params.image_height), params.bench_style_count, params.seed)
     return Scorer(real, make_parameters({"fit_images": min(params.bench_style_count, 300)}, base=params))(params)
+
+
+def nearest_preset(params, folder):
+    """(name, distance) of the preset closest to the folder's captchas, each drawn at the folder's measured
+    size as fit_style.py draws the starts of its search."""
+    from fit_style import Scorer, measured, nearest_presets, real_images
+    base = {"charset": params.charset, "captcha_length": params.captcha_length, "seed": params.seed,
+            "render_jitter": (), **measured(folder, params.seed)}
+    size = (base["image_width"], base["image_height"])
+    real = real_images(folder, size, params.bench_style_count, params.seed)
+    scorer = Scorer(real, make_parameters({"fit_images": min(params.bench_style_count, 300)}, base=params))
+    score, name, _ = nearest_presets(scorer, size, base)[0]
+    return name, score
 
 
 if __name__ == "__main__":

@@ -26,24 +26,29 @@ def site_folder(tmp_path_factory):
     return root / "site"
 
 
+def fit(folder, style_file, *flags):
+    return run_script("fit_style.py", str(folder), f"--charset={SITE['charset']}", "--captcha_length=4",
+                      f"--fit_file={style_file}", "--fit_images=60", "--fit_minutes=5", *flags, timeout=600)
+
+
 def test_fit_recovers_how_a_folder_was_drawn(site_folder, tmp_path):
     style_file = tmp_path / "site.style.json"
-    result = run_script("fit_style.py", str(site_folder), f"--charset={SITE['charset']}", "--captcha_length=4",
-                        f"--fit_file={style_file}", "--fit_images=60", "--fit_rounds=1", "--fit_minutes=5",
-                        timeout=600)
+    result = fit(site_folder, style_file, "--fit_rounds=2")
     fitted = make_parameters({"style_file": str(style_file)})
     assert (fitted.image_width, fitted.image_height, fitted.image_format) == (120, 40, "png")  # measured
     assert fitted.border_width == 1 and fitted.border_color == "#00aa00"
     assert fitted.outline_width >= 1  # the hollow letters
-    # (rotation is not recovered yet: the search trades it for a ripple, a local minimum; docs/RESULTS.md)
-    found = re.search(r"distance ([\d.]+) \(nearest preset \w+\) -> ([\d.]+);", result.stdout)
-    assert found and float(found.group(2)) < float(found.group(1))
+    assert abs(fitted.rotation - SITE["rotation"]) <= 5
+    found = re.search(r"distance ([\d.]+) \(nearest preset \w+\) -> ([\d.]+) ", result.stdout)
+    assert found and float(found.group(2)) < float(found.group(1)) / 4
     assert os.path.isfile(tmp_path / "site.style.png")
-    # the same seed, the same fit
-    again = tmp_path / "again.style.json"
-    run_script("fit_style.py", str(site_folder), f"--charset={SITE['charset']}", "--captcha_length=4",
-               f"--fit_file={again}", "--fit_images=60", "--fit_rounds=1", "--fit_minutes=5", timeout=600)
-    assert json.loads(again.read_text()) == json.loads(style_file.read_text())
+
+
+def test_the_same_seed_fits_the_same_style(site_folder, tmp_path):
+    first, again = tmp_path / "first.style.json", tmp_path / "again.style.json"
+    fit(site_folder, first, "--fit_rounds=1", "--fit_images=30")
+    fit(site_folder, again, "--fit_rounds=1", "--fit_images=30")
+    assert json.loads(again.read_text()) == json.loads(first.read_text())
 
 
 def test_a_style_file_applies_under_the_flags_and_bad_ones_are_one_line_errors(tmp_path):
@@ -66,8 +71,8 @@ def test_the_distance_is_zero_for_the_same_captchas_and_grows_with_a_change():
         x = rng.integers(10, 60)
         image[8:24, x:x + 20] = 0
     same = distance(features(images), features(images))[0]
-    shifted = distance(features(np.roll(images, 10, axis=1)), features(images))[0]
-    assert same == 0 and shifted > 1
+    shifted, parts = distance(features(np.roll(images, 10, axis=1)), features(images))
+    assert same == 0 and shifted > 0.3 and parts["layout"] > 0.2 and parts["shapes"] > 1
 
 
 def test_one_command_from_unlabelled_captchas_to_a_model_and_again_goes_on(site_folder, tmp_path):

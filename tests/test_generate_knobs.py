@@ -2,13 +2,14 @@
 are one-line StyleErrors; the seed style draws labels as the original did; bench_style.py reports."""
 import os
 import random
+import re
 
 import numpy as np
 import pytest
 
 from custom_captcha_image import JITTER, StyledCaptcha, StyleError, layer_rotate, make_generator, warp_glyph
 from PIL import Image
-from generate_captcha import check_settings, generate_split
+from generate_captcha import SETTINGS_FILE, check_settings, generate_split
 from parameters import DIGITS, Parameters, make_parameters
 
 DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -252,3 +253,14 @@ def test_bench_style_tells_seed_from_captcha_default(tmp_path, script):
     for key in ("ink fraction", "sharpness", "ink top row", "digit fraction"):
         assert abs(other[key][2]) > 2 * abs(same[key][2]) + 1e-3, key  # far apart where seed meets itself
     assert other["distance"] > 3 * same["distance"]
+
+
+def test_bench_style_puts_a_style_file_beside_the_nearest_preset(tmp_path, script):
+    params = make_parameters({"style": "seed", "render_jitter": (), "workers": 1})
+    generate_split(params, str(tmp_path / "real"), "train", 40)
+    style_file = tmp_path / "real" / SETTINGS_FILE  # how the folder was drawn: a perfect fit
+    result = script("bench/bench_style.py", f"--style_file={style_file}", "--bench_style_count=40",
+                    f"--charset={params.charset}", str(tmp_path / "real"))
+    fitted = float(re.search(r"minimises\): ([\d.]+)", result.stdout).group(1))
+    preset, distance = re.search(r"as fit_style.py starts\): (\w+) ([\d.]+)", result.stdout).groups()
+    assert preset == "seed" and fitted <= float(distance) + 0.05

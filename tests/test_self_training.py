@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import ROOT, tiny_params
-from dataset import Charset, image_names, load_folder, score
+from dataset import Charset, image_names, load_folder, load_unlabelled, score
 from generate_captcha import generate_split
-from model import load_checkpoint
+from model import load_checkpoint, measure_batch_norms, model_from_checkpoint
 from test_train import interrupt, resumed_as_printed
 from train import aligned, confident_reads, train
 from userPred import load_model
@@ -128,3 +128,24 @@ def test_interrupted_self_training_resumes_with_its_reads(site):
     assert torch.equal(done["progress"]["pseudo_used"], expected["progress"]["pseudo_used"])
     for key, value in expected["model"].items():
         assert torch.equal(done["model"][key], value), key
+
+
+def batch_norm_means(model_dir):
+    state = load_checkpoint(str(model_dir / "last.pt"))["model"]
+    return {key: value for key, value in state.items() if key.endswith("running_mean")}
+
+
+def test_target_batch_norm_saves_the_statistics_of_the_site_and_reads_it_no_worse(site):
+    """AdaBN: the saved model's batch-norm statistics are those of the site's captchas (measured again
+    from the saved weights, they stay the same), not of the training batches."""
+    train(self_training(site, site / "adabn", epochs=1, target_batch_norm=True))
+    train(self_training(site, site / "plain", epochs=1))
+    adapted, plain = batch_norm_means(site / "adabn"), batch_norm_means(site / "plain")
+    assert any(not torch.allclose(adapted[key], plain[key]) for key in adapted)
+    predictor_model, _ = model_from_checkpoint(load_checkpoint(str(site / "adabn" / "last.pt")))
+    unlabelled = load_unlabelled(str(site / "unlabelled"), tiny_params(site, **EASY))
+    measure_batch_norms(predictor_model, "cpu", unlabelled.images, self_training(site, site / "adabn").eval_batch_size)
+    for key, value in predictor_model.state_dict().items():
+        if key.endswith("running_mean"):
+            assert torch.allclose(value, adapted[key], rtol=1e-3, atol=1e-4), key
+    assert site_accuracy(site, site / "adabn") >= site_accuracy(site, site / "plain") - 0.05
