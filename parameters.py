@@ -210,6 +210,7 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     fit_rounds: int = 4  # passes of the search over the knobs (it stops sooner when a pass changes nothing, or at fit_minutes)
     # --- site: site_model.py, from a folder of a site's unlabelled captchas to a model that reads them ---
     site_dir: str = ""  # site_model.py's work folder ('' = runs/site_<the folder's name>)
+    site_style_file: str = ""  # a style file to use instead of fitting one (a style made by eye, or fitted before; '' = fit)
     site_train_count: int = 60000  # captchas generated in the fitted style
     site_minutes: float = 20.0  # minutes of training on the generated captchas
     site_self_minutes: float = 10.0  # minutes of self-training on the site's own captchas after that

@@ -12,7 +12,7 @@ Five steps, each a script of this project run as a user would run it, into site_
 5. userTest.py --least_sure: the site's captchas the model is least sure of, to label first
    (model/report/<name>_least_sure.tsv).
 
-With --style_file=F (a style made by eye, or fitted before) step 1 is skipped and F is the style.
+With --site_style_file=F (a style made by eye, or fitted before) step 1 is skipped and F is the style.
 
 Ctrl-C stops it; the same command again goes on where it stopped (a finished step is not redone, a
 training resumes from its last.pt).
@@ -33,12 +33,12 @@ SELF_TRAINING = ["--augment=on", "--lr=1e-3", "--warmup=0.1", "--target_batch_no
 
 def steps(folder, params, work):
     """[(title, minutes it should take, command, done)] of the five steps."""
-    style, generated = params.style_file or os.path.join(work, "style.json"), os.path.join(work, "generated")
+    style, generated = params.site_style_file or os.path.join(work, "style.json"), os.path.join(work, "generated")
     first, second = os.path.join(work, "generated_model"), os.path.join(work, "model")
     shape = [f"--charset={params.charset}", f"--captcha_length={params.captcha_length}", f"--seed={params.seed}"]
     folders = [f"--train_dir={generated}/train", f"--test_dir={generated}/test", f"--style_file={style}"]
     return [
-        ("fit a style to the site's captchas" if not params.style_file else "the style given (--style_file): no fit",
+        ("fit a style to the site's captchas" if not params.site_style_file else "the style given (--site_style_file): no fit",
          params.fit_minutes,
          ["fit_style.py", folder, *shape, f"--fit_file={style}", f"--fit_minutes={params.fit_minutes:g}",
           f"--fit_images={params.fit_images}", f"--fit_rounds={params.fit_rounds}"], os.path.isfile(style)),

@@ -90,3 +90,14 @@ def test_one_command_from_unlabelled_captchas_to_a_model_and_again_goes_on(site_
     again = run_script("site_model.py", *command, timeout=900)
     assert "[1/5] fit a style to the site's captchas: done already" in again.stdout
     assert again.stdout.count("is over") == 2  # both trainings were finished: resumed, nothing more to do
+
+
+def test_a_style_file_given_to_site_model_replaces_the_fit(tmp_path):
+    from site_model import steps
+    style = tmp_path / "by_eye.json"
+    style.write_text(json.dumps({"style": "kaptcha"}))
+    params = make_parameters({"site_style_file": str(style), "charset": SITE["charset"], "captcha_length": "4"})
+    plan = steps(str(tmp_path / "site"), params, str(tmp_path / "work"))
+    title, _, _, done = plan[0]
+    assert done and "no fit" in title
+    assert all(f"--style_file={style}" in step[2] for step in plan[1:3])  # generation and training draw with it
