@@ -229,11 +229,16 @@ def side_by_side(real, preset_images, fitted_images, names, path):
     image_grid(images, captions, scale=2, columns=SHOWN).save(path)
 
 
+def fit_base(folder, params):
+    """The settings every candidate shares: the charset and length given, and what measured() reads."""
+    return {"charset": params.charset, "captcha_length": params.captcha_length, "seed": params.seed,
+            "render_jitter": (), **measured(folder, params.seed)}
+
+
 def fit(folder, params):
     """(fitted Parameters, {distance figures}) for the folder's captchas."""
     deadline = time.monotonic() + params.fit_minutes * 60
-    base = {"charset": params.charset, "captcha_length": params.captcha_length, "seed": params.seed,
-            "render_jitter": (), **measured(folder, params.seed)}
+    base = fit_base(folder, params)
     size = (base["image_width"], base["image_height"])
     real = real_images(folder, size, params.fit_images, params.seed)
     scorer = Scorer(real, params)

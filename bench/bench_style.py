@@ -190,9 +190,8 @@ def style_distance(params, folder):
 def nearest_preset(params, folder):
     """(name, distance) of the preset closest to the folder's captchas, each drawn at the folder's measured
     size as fit_style.py draws the starts of its search."""
-    from fit_style import Scorer, measured, nearest_presets, real_images
-    base = {"charset": params.charset, "captcha_length": params.captcha_length, "seed": params.seed,
-            "render_jitter": (), **measured(folder, params.seed)}
+    from fit_style import Scorer, fit_base, nearest_presets, real_images
+    base = fit_base(folder, params)
     size = (base["image_width"], base["image_height"])
     real = real_images(folder, size, params.bench_style_count, params.seed)
     scorer = Scorer(real, make_parameters({"fit_images": min(params.bench_style_count, 300)}, base=params))
