@@ -6,7 +6,8 @@
 
 1. Measured from the folder: the image size (its median), the file format, grey or colour, a transparent
    canvas, a border of one colour.
-2. The nearest presets: every text style of STYLES (the libraries' looks of looks.py among them), drawn
+2. The nearest presets: every text style of STYLES (the libraries' looks of looks.py among them; or
+   those fit_presets names, when the site's library is known), drawn
    at that size with the charset and length given, each scored by style_distance.distance() against the
    real captchas; the STARTS closest are the starts.
 3. A search from each start, in an equal share of the time: pass after pass (fit_rounds) over the knobs
@@ -17,7 +18,8 @@
 
 Writes the style file (fit_file: the settings the captchas are drawn with, as a generated folder's
 .generator.json holds them) and a PNG beside it: rows of real captchas, the nearest preset's and the
-fitted style's; prints the distance of each.
+fitted style's; prints the distance of each. With fit_candidates=K, also the style files of the K
+first candidates (see candidates()), for choose_style.py to try.
 """
 import json
 import math
@@ -182,10 +184,11 @@ class Scorer:
             return math.inf
 
 
-def nearest_presets(scorer, size, base):
-    """[(distance, preset name, its Parameters)] of the STARTS text styles closest to the real captchas."""
+def nearest_presets(scorer, size, base, names=()):
+    """[(distance, preset name, its Parameters)] of the STARTS text styles closest to the real captchas, of
+    `names` (empty: every style that is not NOT_FITTED)."""
     scored = []
-    for style in tqdm([name for name in STYLES if name not in NOT_FITTED], desc="presets", leave=False):
+    for style in tqdm(list(names) or [name for name in STYLES if name not in NOT_FITTED], desc="presets", leave=False):
         try:
             candidate = at_size(style, size, base)
         except (StyleError, ProjectError):
@@ -242,32 +245,60 @@ def fit(folder, params):
     size = (base["image_width"], base["image_height"])
     real = real_images(folder, size, params.fit_images, params.seed)
     scorer = Scorer(real, params)
-    starts = nearest_presets(scorer, size, base)
+    starts = nearest_presets(scorer, size, base, params.fit_presets)
     print("nearest presets: " + ", ".join(f"{style} ({score:.3f})" for score, style, _ in starts) + "; measured: "
           + ", ".join(f"{key}={value}" for key, value in base.items() if key not in ("charset", "seed")), flush=True)
-    best = (math.inf, None, None)
+    searched = []
     for number, (start_score, preset, start) in enumerate(starts):
         # each start searches until its share of the time left, so every start gets one
         share = time.monotonic() + (deadline - time.monotonic()) / (len(starts) - number)
-        score, fitted = search(scorer, start, start_score, share, params.fit_rounds, preset)
-        if score < best[0]:
-            best = (score, preset, fitted)
+        searched.append((*search(scorer, start, start_score, share, params.fit_rounds, preset), preset))
+    searched.sort(key=lambda entry: entry[0])
+    best_score, best, best_from = searched[0]
     start_score, _, start = starts[0]
-    return best[2], {"preset": starts[0][1], "start": start_score, "fitted": best[0], "start_params": start,
-                     "fitted_from": best[1], "real": real, "scorer": scorer}
+    return best, {"preset": starts[0][1], "start": start_score, "fitted": best_score, "start_params": start,
+                  "fitted_from": best_from, "real": real, "scorer": scorer,
+                  "candidates": candidates(searched, starts)}
+
+
+def candidates(searched, starts):
+    """[(name, Parameters)]: the searches' results and their starts in turn, each kind closest first (the
+    fit, the nearest preset, the next search, the next preset...), no style twice. A lower distance does
+    not always train a model that reads the site better (docs/RESULTS.md): choose_style.py tries them."""
+    found = [(f"searched from {preset} ({score:.3f})", fitted) for score, fitted, preset in searched]
+    presets = [(f"preset {preset} ({score:.3f})", start) for score, preset, start in starts]
+    ordered, seen = [], []
+    for name, style in (pair for both in zip(found, presets) for pair in both):
+        if drawing_settings(style) not in seen:
+            seen.append(drawing_settings(style))
+            ordered.append((name, style))
+    return ordered
+
+
+def write_candidates(path, figures, count):
+    """The first `count` candidates' style files beside the fit file: <stem>.candidate<k>.json, k from 1."""
+    stem = os.path.splitext(path)[0]
+    for number, (name, style) in enumerate(figures["candidates"][:count], 1):
+        atomic_write(f"{stem}.candidate{number}.json", json.dumps(drawing_settings(style), indent=1, sort_keys=True))
+        print(f"candidate {number}: {name}: {stem}.candidate{number}.json")
 
 
 def main(argv=None):
     params, folders = parse_args(argv, doc=__doc__, positional=True, script=__file__)
     if len(folders) != 1:
         fail("give one folder of the site's captchas: python fit_style.py my_site/ --charset=... --captcha_length=N")
+    unknown = [name for name in params.fit_presets if name not in STYLES or name in NOT_FITTED]
+    if unknown:
+        fail(f"--fit_presets names no text style: {', '.join(unknown)} (choose from "
+             f"{', '.join(name for name in STYLES if name not in NOT_FITTED)})")
     folder = folders[0].rstrip("/") or folders[0]
-    if params.fit_images < 10 or params.fit_minutes <= 0 or params.fit_rounds < 1:
-        fail("fit_images must be at least 10, fit_minutes above 0 and fit_rounds at least 1")
+    if params.fit_images < 10 or params.fit_minutes <= 0 or params.fit_rounds < 1 or params.fit_candidates < 0:
+        fail("fit_images must be at least 10, fit_minutes above 0, fit_rounds at least 1 and fit_candidates not below 0")
     started = time.monotonic()
     fitted, figures = fit(folder, params)
     path = params.fit_file or f"{folder}.style.json"
     atomic_write(path, json.dumps(drawing_settings(fitted), indent=1, sort_keys=True))
+    write_candidates(path, figures, params.fit_candidates)
     picture = os.path.splitext(path)[0] + ".png"
     scorer = figures["scorer"]
     side_by_side(figures["real"], scorer.images(figures["start_params"]), scorer.images(fitted),

@@ -208,9 +208,17 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     fit_images: int = 160  # real captchas read, and captchas drawn for each candidate style
     fit_minutes: float = 10.0  # the search stops after this many minutes (the style found so far is written)
     fit_rounds: int = 4  # passes of the search over the knobs (it stops sooner when a pass changes nothing, or at fit_minutes)
+    fit_presets: tuple[str, ...] = ()  # the presets the fit may start from, e.g. securimage when the site is known to run it (empty = every text style)
+    fit_candidates: int = 0  # also write the styles of this many of the best starts and their searches (<fit_file>.candidate<k>.json), for choose_style.py to try (0 = none)
+    # --- choosing: choose_style.py, which of a few styles trains a model that reads the site's captchas best ---
+    choose_file: str = ""  # where choose_style.py copies the chosen style file ('' = <the site folder>.style.json)
+    choose_dir: str = ""  # choose_style.py's work folder: each candidate's generated captchas and trial model ('' = runs/choose_<the folder's name>)
+    choose_count: int = 8000  # captchas generated for each candidate's trial model
+    choose_minutes: float = 2.0  # minutes of training each candidate's trial model
     # --- site: site_model.py, from a folder of a site's unlabelled captchas to a model that reads them ---
     site_dir: str = ""  # site_model.py's work folder ('' = runs/site_<the folder's name>)
     site_style_file: str = ""  # a style file to use instead of fitting one (a style made by eye, or fitted before; '' = fit)
+    site_candidates: int = 4  # styles of the fit (its searches' results and their presets) that choose_style.py tries (1 = the fit, untried)
     site_train_count: int = 60000  # captchas generated in the fitted style
     site_minutes: float = 20.0  # minutes of training on the generated captchas
     site_self_minutes: float = 10.0  # minutes of self-training on the site's own captchas after that
@@ -460,7 +468,8 @@ SCRIPT_GROUPS = {
     "bench/bench_kinds.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks", "generation",
                              "dashboard"),
     "fit_style.py": ("fitting", "style", "looks", "captcha", "generation"),
-    "site_model.py": ("site", "fitting", "captcha"),
+    "site_model.py": ("site", "fitting", "choosing", "captcha"),
+    "choose_style.py": ("choosing", "captcha"),
     "bench/preview_knobs.py": ("style", "looks", "captcha", "generation"),
 }
 

@@ -3,28 +3,30 @@
     python site_model.py my_site/ --charset=2345678abcdefgmnpwxy --captcha_length=4
     make site SITE=my_site CHARSET=2345678abcdefgmnpwxy LENGTH=4        # the same
 
-Five steps, each a script of this project run as a user would run it, into site_dir (runs/site_<name>):
-1. fit_style.py: a style fitted to the site's captchas (style.json, style.png side by side);
-2. generate_captcha.py: site_train_count captchas in that style (generated/train, generated/test);
-3. main.py: a model trained on them for site_minutes (generated_model/);
-4. main.py --unlabelled_dir: that model self-trained on the site's own captchas for site_self_minutes
+Six steps, each a script of this project run as a user would run it, into site_dir (runs/site_<name>):
+1. fit_style.py: styles fitted to the site's captchas, and the presets they started from (candidates/);
+2. choose_style.py: a short trial model trained on each of site_candidates of them; the style whose
+   model reads the site's captchas steadiest is the style (style.json; style.png: the site's and theirs);
+3. generate_captcha.py: site_train_count captchas in that style (generated/train, generated/test);
+4. main.py: a model trained on them for site_minutes (generated_model/);
+5. main.py --unlabelled_dir: that model self-trained on the site's own captchas for site_self_minutes
    (model/): its confident reads of them join training, and it normalises as they need (target_batch_norm);
-5. userTest.py --least_sure: the site's captchas the model is least sure of, to label first
+6. userTest.py --least_sure: the site's captchas the model is least sure of, to label first
    (model/report/<name>_least_sure.tsv).
 
-With --site_style_file=F (a style made by eye, or fitted before) step 1 is skipped and F is the style.
+With --site_style_file=F (a style made by eye, or fitted before) steps 1 and 2 are skipped and F is the
+style; with --site_candidates=1 the fit is the style, untried.
 
 Ctrl-C stops it; the same command again goes on where it stopped (a finished step is not redone, a
 training resumes from its last.pt).
 """
 import os
-import subprocess
 import sys
 import time
 
 from parameters import fail, parse_args, run_main
+from steps import run_step, training
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 LEAST_SURE = 50  # captchas listed to label first
 # README's recipe for training on from a model, with the batch-norm statistics of the site's captchas
 # (AdaBN: measured on pku_elective, the generated model's read of the site went from 0.065 to 0.210 by it alone)
@@ -32,16 +34,26 @@ SELF_TRAINING = ["--augment=on", "--lr=1e-3", "--warmup=0.1", "--target_batch_no
 
 
 def steps(folder, params, work):
-    """[(title, minutes it should take, command, done)] of the five steps."""
+    """[(title, minutes it should take, command, done)] of the six steps."""
     style, generated = params.site_style_file or os.path.join(work, "style.json"), os.path.join(work, "generated")
     first, second = os.path.join(work, "generated_model"), os.path.join(work, "model")
+    fitted = os.path.join(work, "candidates", "fit.json") if params.site_candidates > 1 else style
     shape = [f"--charset={params.charset}", f"--captcha_length={params.captcha_length}", f"--seed={params.seed}"]
     folders = [f"--train_dir={generated}/train", f"--test_dir={generated}/test", f"--style_file={style}"]
+    given = bool(params.site_style_file)
     return [
-        ("fit a style to the site's captchas" if not params.site_style_file else "the style given (--site_style_file): no fit",
+        ("fit styles to the site's captchas" if not given else "the style given (--site_style_file): no fit",
          params.fit_minutes,
-         ["fit_style.py", folder, *shape, f"--fit_file={style}", f"--fit_minutes={params.fit_minutes:g}",
-          f"--fit_images={params.fit_images}", f"--fit_rounds={params.fit_rounds}"], os.path.isfile(style)),
+         ["fit_style.py", folder, *shape, f"--fit_file={fitted}", f"--fit_minutes={params.fit_minutes:g}",
+          f"--fit_images={params.fit_images}", f"--fit_rounds={params.fit_rounds}",
+          f"--fit_candidates={params.site_candidates}",
+          *([f"--fit_presets={','.join(params.fit_presets)}"] if params.fit_presets else [])],
+         given or os.path.isfile(fitted)),
+        ("try them: the style whose trial model reads the site steadiest" if fitted != style else
+         "no trial (the style is given, or site_candidates=1)", params.site_candidates * (params.choose_minutes + 0.5),
+         ["choose_style.py", folder, os.path.dirname(fitted), *shape,
+          f"--choose_file={style}", f"--choose_dir={work}/trials", f"--choose_minutes={params.choose_minutes:g}",
+          f"--choose_count={params.choose_count}"], fitted == style or os.path.isfile(style)),
         ("generate captchas in that style", params.site_train_count / 60000,
          ["generate_captcha.py", *folders, f"--train_count={params.site_train_count}", "--test_count=2000",
           f"--preview_file={work}/preview.png"], False),
@@ -57,13 +69,6 @@ def steps(folder, params, work):
     ]
 
 
-def training(model_dir, command):
-    """The training command, or the one that resumes it when model_dir holds a run already."""
-    if os.path.isfile(os.path.join(model_dir, "last.pt")):
-        return ["main.py", "--resume", f"--model_dir={model_dir}", "--visdom=false"]
-    return command + ["--visdom=false"]
-
-
 def run_steps(folder, params, work):
     """Run the steps not done yet, saying each with the minutes left in all."""
     plan = steps(folder, params, work)
@@ -75,10 +80,7 @@ def run_steps(folder, params, work):
             continue
         print(f"\n[{number}/{len(plan)}] {title} (about {minutes:.0f} min; {left:.0f} min left in all): "
               f"python {' '.join(command)}", flush=True)
-        result = subprocess.run([sys.executable, os.path.join(HERE, command[0]), *command[1:]])
-        if result.returncode:
-            fail(f"step {number} ({title}) failed with exit status {result.returncode}; fix what it said and run "
-                 f"the same command again to go on from there")
+        run_step(number, title, command)
     print(f"\nsite model: {work}/model/last.pt in {(time.monotonic() - started) / 60:.0f} min; label first: "
           f"{work}/model/report/{os.path.basename(folder)}_least_sure.tsv", flush=True)
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_script
 from generate_captcha import SETTINGS_FILE, generate_split
-from parameters import ParameterError, make_parameters
+from parameters import ParameterError, make_parameters, read_style_file
 from style_distance import distance, features
 
 # How the "site" draws: hollow glyphs turned up to 20 degrees, a green border (what the fit must find).
@@ -46,9 +46,14 @@ def test_fit_recovers_how_a_folder_was_drawn(site_folder, tmp_path):
 
 def test_the_same_seed_fits_the_same_style(site_folder, tmp_path):
     first, again = tmp_path / "first.style.json", tmp_path / "again.style.json"
-    fit(site_folder, first, "--fit_rounds=1", "--fit_images=30")
-    fit(site_folder, again, "--fit_rounds=1", "--fit_images=30")
+    result = fit(site_folder, first, "--fit_rounds=1", "--fit_images=30", "--fit_candidates=2")
+    fit(site_folder, again, "--fit_rounds=1", "--fit_images=30", "--fit_candidates=2")
     assert json.loads(again.read_text()) == json.loads(first.read_text())
+    # the candidates: the fit itself, then the preset its search started from
+    candidates = [tmp_path / f"first.style.candidate{number}.json" for number in (1, 2)]
+    assert json.loads(candidates[0].read_text()) == json.loads(first.read_text())
+    assert json.loads(candidates[1].read_text()) != json.loads(first.read_text())
+    assert re.search(r"candidate 2: preset \w+ \(", result.stdout)
 
 
 def test_a_style_file_applies_under_the_flags_and_bad_ones_are_one_line_errors(tmp_path):
@@ -80,15 +85,20 @@ def test_one_command_from_unlabelled_captchas_to_a_model_and_again_goes_on(site_
     work = tmp_path / "site"
     command = [str(site_folder), f"--charset={SITE['charset']}", "--captcha_length=4", f"--site_dir={work}",
                "--fit_images=30", "--fit_rounds=1", "--fit_minutes=0.3", "--site_train_count=400",
-               "--site_minutes=0.15", "--site_self_minutes=0.1"]
+               "--site_minutes=0.15", "--site_self_minutes=0.1", "--site_candidates=2", "--choose_count=300",
+               "--choose_minutes=0.1"]
     first = run_script("site_model.py", *command, timeout=900)
-    assert "[5/5] list the captchas to label first" in first.stdout
-    for part in ("style.json", "style.png", "generated/train", "generated_model/last.pt", "model/best.pt"):
+    assert "[6/6] list the captchas to label first" in first.stdout
+    for part in ("candidates/fit.json", "candidates/fit.png", "candidates/fit.candidate2.json", "trials/trial2/model",
+                 "style.json", "style.png", "generated/train", "generated_model/last.pt", "model/best.pt"):
         assert (work / part).exists(), part
+    chosen = read_style_file(str(work / "style.json"))
+    assert chosen in [read_style_file(str(work / "candidates" / f"fit.candidate{k}.json")) for k in (1, 2)]
     listed = (work / "model" / "report" / "site_least_sure.tsv").read_text().splitlines()
     assert len(listed) >= 10
     again = run_script("site_model.py", *command, timeout=900)
-    assert "[1/5] fit a style to the site's captchas: done already" in again.stdout
+    assert "[1/6] fit styles to the site's captchas: done already" in again.stdout
+    assert "[2/6] try them: the style whose trial model reads the site steadiest: done already" in again.stdout
     assert again.stdout.count("is over") == 2  # both trainings were finished: resumed, nothing more to do
 
 
@@ -99,5 +109,18 @@ def test_a_style_file_given_to_site_model_replaces_the_fit(tmp_path):
     params = make_parameters({"site_style_file": str(style), "charset": SITE["charset"], "captcha_length": "4"})
     plan = steps(str(tmp_path / "site"), params, str(tmp_path / "work"))
     title, _, _, done = plan[0]
-    assert done and "no fit" in title
-    assert all(f"--style_file={style}" in step[2] for step in plan[1:3])  # generation and training draw with it
+    assert done and "no fit" in title and plan[1][3]  # neither a fit nor a trial of candidates
+    assert all(f"--style_file={style}" in step[2] for step in plan[2:4])  # generation and training draw with it
+
+
+def test_fit_presets_are_the_only_starts_and_a_wrong_name_is_one_line(site_folder):
+    from fit_style import Scorer, fit_base, nearest_presets, real_images
+    params = make_parameters({"charset": SITE["charset"], "captcha_length": "4", "fit_images": 10})
+    base = fit_base(str(site_folder), params)
+    scorer = Scorer(real_images(str(site_folder), (120, 40), 10, 0), params)
+    starts = nearest_presets(scorer, (120, 40), base, ("gregwar", "securimage"))
+    assert sorted(name for _, name, _ in starts) == ["gregwar", "securimage"]
+    result = run_script("fit_style.py", str(site_folder), f"--charset={SITE['charset']}", "--captcha_length=4",
+                        "--fit_presets=kaptcha,no_such_style", check=False)
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
+    assert "--fit_presets names no text style: no_such_style" in result.stderr

@@ -1,0 +1,174 @@
+"""Choose, of a few styles, the one whose captchas train a model that reads the site's own captchas best,
+without labels.
+
+    python choose_style.py my_site/ a.style.json b.style.json --charset=2345678abcdefgmnpwxy --captcha_length=4
+    python choose_style.py my_site/ runs/site_my_site/candidates ...   # a folder: every style file in it
+
+A style's distance (fit_style.py) says how alike its captchas look to the site's, but a lower distance does
+not always train a model that reads the site better (docs/RESULTS.md). So each style is tried:
+1. choose_count captchas generated in it, and a trial model trained on them for choose_minutes;
+2. that model's batch-norm statistics measured on the site's captchas (as self-training does), then its
+   reads of them, as they are and moved SHIFT pixels to the right: the share read alike is the style's
+   steadiness. A model that has learnt glyphs like the site's reads them the same either way; one that
+   has not guesses, and its guesses change with the shift. The score is that share times the balance of
+   the characters read (a model stuck on one answer is steady too). On pku_elective both ranked five
+   styles in the order of their accuracy on its labels, where the distance and the mean confidence did not.
+The best scoring style's file is copied to choose_file, with a PNG beside it: a row of the site's
+captchas, then one of each style's, the best first. Styles drawing the same settings are tried once; a
+rerun reuses the trials done (a trial stopped part way resumes).
+"""
+import collections
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+from dataset import decode_logits
+from files import atomic_write
+from fit_style import SHOWN, real_images
+from grid import image_grid
+from model import batch_logits, load_checkpoint, measure_batch_norms, model_from_checkpoint
+from parameters import ParameterError, fail, make_parameters, parse_args, read_style_file, run_main
+from steps import run_step, training
+from userPred import charset_of
+
+SHIFT = 3  # pixels the site's captchas are moved for the second read
+SITE_IMAGES = 2000  # most of the site's captchas read (a seeded draw)
+TEST_COUNT = 500  # generated test captchas of each trial (its training reports its own accuracy on them)
+
+
+def style_files(paths):
+    """The style files named, a folder standing for the .json files in it (by name); those that draw the
+    same settings as an earlier one left out."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += [os.path.join(path, name) for name in sorted(os.listdir(path)) if name.endswith(".json")]
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            fail(f"{path} is neither a style file nor a folder of them")
+    kept, seen = [], []
+    for path in files:
+        settings = read_style_file(path)
+        if settings not in seen:
+            seen.append(settings)
+            kept.append(path)
+    return kept
+
+
+def trial(number, style, work, params):
+    """Generate the style's captchas into work/ and train its trial model there; the model's path."""
+    shape = [f"--charset={params.charset}", f"--captcha_length={params.captcha_length}", f"--seed={params.seed}"]
+    folders = [f"--train_dir={work}/train", f"--test_dir={work}/test", f"--style_file={style}"]
+    title = f"trial of {style}"
+    run_step(number, title, ["generate_captcha.py", *folders, *shape, f"--train_count={params.choose_count}",
+                             f"--test_count={TEST_COUNT}", f"--preview_file={work}/preview.png"], quiet=True)
+    run_step(number, title, training(f"{work}/model", ["main.py", *folders, "--augment=on",
+                                                       f"--time_budget={params.choose_minutes:g}",
+                                                       f"--model_dir={work}/model"]), quiet=True)
+    return os.path.join(work, "model", "last.pt")
+
+
+def balance(reads, classes):
+    """How evenly the reads use the charset's `classes` characters: their entropy over its largest possible,
+    1 when every character is read as often, 0 when one alone is (a model stuck on one answer reads it
+    the same when moved, and would seem steady)."""
+    counts = collections.Counter("".join(reads))
+    shares = np.array([counts[name] for name in classes], np.float64) / max(1, sum(counts[name] for name in classes))
+    shares = shares[shares > 0]
+    return float(-(shares * np.log(shares)).sum() / np.log(len(classes))) if len(classes) > 1 else 1.0
+
+
+@dataclasses.dataclass
+class Trial:
+    """What one style's trial measured."""
+    style: str  # its style file
+    work: str  # its folder: generated captchas (train/, test/) and trial model (model/)
+    alike: float  # share of the site's captchas read alike as they are and moved SHIFT pixels
+    even: float  # balance() of those reads
+    own: float  # the trial model's accuracy on its own generated test captchas
+
+    @property
+    def score(self):
+        return self.alike * self.even
+
+
+def steadiness(style, work, model_path, folder, params):
+    """The Trial of a trained trial model, its batch norms measured on the site's captchas first."""
+    checkpoint = load_checkpoint(model_path)
+    model, trained = model_from_checkpoint(checkpoint)
+    charset = charset_of(checkpoint["charset"], trained)
+    images = real_images(folder, (trained.image_width, trained.image_height), SITE_IMAGES, params.seed)
+    device = torch.device("cpu")
+    measure_batch_norms(model, device, images, params.eval_batch_size)
+    model.eval()
+    # moved right, the first columns repeated: the paper's colour at the edge, not the other side's
+    moved = np.concatenate([images[:, :, :1].repeat(SHIFT, axis=2), images[:, :, :-SHIFT]], axis=2)
+    reads = []
+    for view in (images, moved):
+        logits = np.concatenate([batch_logits(model, device, False, view[start:start + params.eval_batch_size])
+                                 for start in range(0, len(view), params.eval_batch_size)])
+        reads.append(decode_logits(logits, charset, fold_case=True)[0])
+    alike = float(np.mean([first == second for first, second in zip(*reads)]))
+    even = balance(reads[0], sorted(set(trained.charset.lower())))
+    return Trial(style, work, alike, even, checkpoint["progress"]["metrics"].get("accuracy_ignore_case", 0.0))
+
+
+def choose(folder, styles, params):
+    """The Trial of every style, the best score first."""
+    root = params.choose_dir or os.path.join("runs", f"choose_{os.path.basename(folder)}")
+    trials = []
+    for number, style in enumerate(styles, 1):
+        print(f"[{number}/{len(styles)}] {style}: {params.choose_count} captchas, {params.choose_minutes:g} min of "
+              f"training", flush=True)
+        work = os.path.join(root, f"trial{number}")
+        tried = steadiness(style, work, trial(number, style, work, params), folder, params)
+        print(f"  score {tried.score:.3f}: reads {tried.alike:.3f} of the site's captchas alike when moved {SHIFT} px, "
+              f"their characters' balance {tried.even:.3f} (its own test: {tried.own:.3f})", flush=True)
+        trials.append(tried)
+    return sorted(trials, key=lambda tried: -tried.score)
+
+
+def side_by_side(folder, trials, size, path, seed):
+    """A PNG: a row of the site's captchas, then a row of each style's, the best first."""
+    rows = [real_images(folder, size, SHOWN, seed)] + [real_images(f"{tried.work}/train", size, SHOWN, seed)
+                                                        for tried in trials]
+    names = ["site"] + [f"{os.path.basename(tried.style)} {tried.score:.3f}" for tried in trials]
+    image_grid([image for row in rows for image in row], [name for name, row in zip(names, rows) for _ in row],
+               scale=2, columns=SHOWN).save(path)
+
+
+def main(argv=None):
+    params, paths = parse_args(argv, doc=__doc__, positional=True, script=__file__)
+    if len(paths) < 2 or not os.path.isdir(paths[0]):
+        fail("give the folder of the site's captchas, then the style files to try: "
+             "python choose_style.py my_site/ a.json b.json --charset=... --captcha_length=N")
+    if params.choose_count < 100 or params.choose_minutes <= 0:
+        fail("choose_count must be at least 100 and choose_minutes above 0")
+    folder = os.path.normpath(paths[0])
+    styles = style_files(paths[1:])
+    for style in styles:  # a style that cannot be drawn is said before any trial trains
+        try:
+            make_parameters({"style_file": style, "charset": params.charset, "captcha_length": params.captcha_length})
+        except ParameterError as error:
+            fail(f"{style}: {error}")
+    started = time.monotonic()
+    results = choose(folder, styles, params)
+    best = results[0]
+    target = params.choose_file or f"{folder}.style.json"
+    if os.path.abspath(target) != os.path.abspath(best.style):
+        atomic_write(target, json.dumps(read_style_file(best.style), indent=1, sort_keys=True))
+    chosen = make_parameters({"style_file": target})
+    picture = os.path.splitext(target)[0] + ".png"
+    side_by_side(folder, results, (chosen.image_width, chosen.image_height), picture, params.seed)
+    others = ", ".join(f"{os.path.basename(tried.style)} {tried.score:.3f}" for tried in results[1:])
+    print(f"chose {best.style} in {(time.monotonic() - started) / 60:.1f} min: score {best.score:.3f} ("
+          + (others or "no other style") + f"); style file {target}, side by side {picture}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,58 @@
+"""choose_style.py: of a few styles, the one whose trial model reads the site's own captchas steadiest."""
+import json
+import os
+
+import pytest
+
+from choose_style import balance, style_files
+from conftest import run_script
+from fit_style import at_size
+from generate_captcha import SETTINGS_FILE, drawing_settings, generate_split
+from parameters import make_parameters, read_style_file
+
+DIGITS = "0123456789"
+SITE = {"style": "seed_v1", "charset": DIGITS, "captcha_length": 4, "render_jitter": (), "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A site drawn in the seed_v1 look (its captchas unlabelled), its own style file and another look's."""
+    root = tmp_path_factory.mktemp("choose")
+    params = make_parameters(SITE)
+    generate_split(params, str(root / "site"), "site", 300)
+    os.remove(root / "site" / SETTINGS_FILE)
+    (root / "own.json").write_text(json.dumps(drawing_settings(params)))
+    other = at_size("kaptcha", (params.image_width, params.image_height),
+                    {"charset": DIGITS, "captcha_length": 4, "outline_width": 1, "rotation": 40.0, "glyph_dots": 1.5})
+    (root / "other.json").write_text(json.dumps(drawing_settings(other)))
+    return root
+
+
+def test_the_style_the_site_is_drawn_in_is_chosen(site):
+    chosen = site / "chosen.json"
+    result = run_script("choose_style.py", str(site / "site"), str(site / "other.json"), str(site / "own.json"),
+                        f"--charset={DIGITS}", "--captcha_length=4", f"--choose_dir={site / 'trials'}",
+                        f"--choose_file={chosen}", "--choose_count=1500", "--choose_minutes=0.3", timeout=600)
+    assert f"chose {site / 'own.json'}" in result.stdout
+    assert read_style_file(str(chosen)) == read_style_file(str(site / "own.json"))
+    assert (site / "chosen.png").is_file()
+    scores = [float(line.split("score ")[1].split(":")[0]) for line in result.stdout.splitlines() if "  score " in line]
+    assert len(scores) == 2 and scores[1] > scores[0] + 0.1  # own look's trial reads the site far steadier
+
+
+def test_a_model_stuck_on_one_answer_is_not_balanced():
+    assert balance(["1111", "1111"], list(DIGITS)) == 0
+    assert balance(["0123", "4567", "89"], list(DIGITS)) == pytest.approx(1.0)
+    assert 0 < balance(["0011", "0012"], list(DIGITS)) < 0.5
+
+
+def test_a_folder_stands_for_its_style_files_and_a_style_is_tried_once(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"style": "kaptcha", "seed": 1}))
+    (tmp_path / "b.json").write_text(json.dumps({"style": "kaptcha", "seed": 2}))  # the same drawing
+    (tmp_path / "c.json").write_text(json.dumps({"style": "gregwar"}))
+    (tmp_path / "notes.txt").write_text("not a style")
+    assert style_files([str(tmp_path)]) == [str(tmp_path / "a.json"), str(tmp_path / "c.json")]
+    result = run_script("choose_style.py", str(tmp_path), str(tmp_path / "missing.json"), "--charset=0123",
+                        "--captcha_length=4", check=False)
+    assert result.returncode != 0 and "missing.json is neither a style file nor a folder of them" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
