@@ -19,6 +19,7 @@ rerun reuses the trials done (a trial stopped part way resumes).
 """
 import collections
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -33,7 +34,7 @@ from grid import image_grid
 from model import batch_logits, load_checkpoint, measure_batch_norms, model_from_checkpoint
 from parameters import ParameterError, fail, make_parameters, parse_args, read_style_file, run_main
 from steps import run_step, training
-from userPred import charset_of
+from userPred import Predictor, charset_of
 
 SHIFT = 3  # pixels the site's captchas are moved for the second read
 SITE_IMAGES = 2000  # most of the site's captchas read (a seeded draw)
@@ -108,11 +109,8 @@ def steadiness(style, work, model_path, folder, params):
     model.eval()
     # moved right, the first columns repeated: the paper's colour at the edge, not the other side's
     moved = np.concatenate([images[:, :, :1].repeat(SHIFT, axis=2), images[:, :, :-SHIFT]], axis=2)
-    reads = []
-    for view in (images, moved):
-        logits = np.concatenate([batch_logits(model, device, False, view[start:start + params.eval_batch_size])
-                                 for start in range(0, len(view), params.eval_batch_size)])
-        reads.append(decode_logits(logits, charset, fold_case=True)[0])
+    predictor = Predictor(functools.partial(batch_logits, model, device, False), charset, params, trained, device)
+    reads = [decode_logits(predictor.logits(view), charset, fold_case=True)[0] for view in (images, moved)]
     alike = float(np.mean([first == second for first, second in zip(*reads)]))
     even = balance(reads[0], sorted(set(trained.charset.lower())))
     return Trial(style, work, alike, even, checkpoint["progress"]["metrics"].get("accuracy_ignore_case", 0.0))

@@ -44,6 +44,7 @@ SCALED_BY_HEIGHT = ("font_sizes",)  # a preset drawn at another size: these foll
 SCALED_BY_WIDTH = ("left_margin", "char_pitch", "row_shift")  # ... and these the width
 SHOWN = 8  # captchas of each kind in the side-by-side picture
 KEEP_GAIN = 0.005  # a candidate is kept when it lowers the distance by more than this share
+TEXT_STYLES = tuple(name for name in STYLES if name not in NOT_FITTED)  # the presets a fit may start from
 STARTS = 3  # the nearest presets a search starts from (one start can end in another's local minimum)
 
 
@@ -186,9 +187,9 @@ class Scorer:
 
 def nearest_presets(scorer, size, base, names=()):
     """[(distance, preset name, its Parameters)] of the STARTS text styles closest to the real captchas, of
-    `names` (empty: every style that is not NOT_FITTED)."""
+    `names` (empty: every one of TEXT_STYLES)."""
     scored = []
-    for style in tqdm(list(names) or [name for name in STYLES if name not in NOT_FITTED], desc="presets", leave=False):
+    for style in tqdm(list(names or TEXT_STYLES), desc="presets", leave=False):
         try:
             candidate = at_size(style, size, base)
         except (StyleError, ProjectError):
@@ -287,10 +288,9 @@ def main(argv=None):
     params, folders = parse_args(argv, doc=__doc__, positional=True, script=__file__)
     if len(folders) != 1:
         fail("give one folder of the site's captchas: python fit_style.py my_site/ --charset=... --captcha_length=N")
-    unknown = [name for name in params.fit_presets if name not in STYLES or name in NOT_FITTED]
+    unknown = [name for name in params.fit_presets if name not in TEXT_STYLES]
     if unknown:
-        fail(f"--fit_presets names no text style: {', '.join(unknown)} (choose from "
-             f"{', '.join(name for name in STYLES if name not in NOT_FITTED)})")
+        fail(f"--fit_presets names no text style: {', '.join(unknown)} (choose from {', '.join(TEXT_STYLES)})")
     folder = folders[0].rstrip("/") or folders[0]
     if params.fit_images < 10 or params.fit_minutes <= 0 or params.fit_rounds < 1 or params.fit_candidates < 0:
         fail("fit_images must be at least 10, fit_minutes above 0, fit_rounds at least 1 and fit_candidates not below 0")
