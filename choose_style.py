@@ -30,6 +30,7 @@ import torch
 from dataset import decode_logits
 from files import atomic_write
 from fit_style import SHOWN, real_images
+from folder_settings import read_size_flags
 from grid import image_grid
 from model import batch_logits, load_checkpoint, measure_batch_norms, model_from_checkpoint
 from parameters import ParameterError, fail, make_parameters, parse_args, read_style_file, run_main
@@ -61,8 +62,9 @@ def style_files(paths):
     return kept
 
 
-def trial(number, style, work, params):
-    """Generate the style's captchas into work/ and train its trial model there; the model's path."""
+def trial(number, style, work, folder, params):
+    """Generate the style's captchas into work/ and train its trial model there, reading at the size the
+    site's captchas are read at; the model's path."""
     shape = [f"--charset={params.charset}", f"--captcha_length={params.captcha_length}", f"--seed={params.seed}"]
     folders = [f"--train_dir={work}/train", f"--test_dir={work}/test", f"--style_file={style}"]
     title = f"trial of {style}"
@@ -70,7 +72,8 @@ def trial(number, style, work, params):
                              f"--test_count={TEST_COUNT}", f"--preview_file={work}/preview.png"], quiet=True)
     run_step(number, title, training(f"{work}/model", ["main.py", *folders, "--augment=on",
                                                        f"--time_budget={params.choose_minutes:g}",
-                                                       f"--model_dir={work}/model"]), quiet=True)
+                                                       *read_size_flags(folder), f"--model_dir={work}/model"]),
+             quiet=True)
     return os.path.join(work, "model", "last.pt")
 
 
@@ -124,7 +127,7 @@ def choose(folder, styles, params):
         print(f"[{number}/{len(styles)}] {style}: {params.choose_count} captchas, {params.choose_minutes:g} min of "
               f"training", flush=True)
         work = os.path.join(root, f"trial{number}")
-        tried = steadiness(style, work, trial(number, style, work, params), folder, params)
+        tried = steadiness(style, work, trial(number, style, work, folder, params), folder, params)
         print(f"  score {tried.score:.3f}: reads {tried.alike:.3f} of the site's captchas alike when moved {SHIFT} px, "
               f"their characters' balance {tried.even:.3f} (its own test: {tried.own:.3f})", flush=True)
         trials.append(tried)

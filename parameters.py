@@ -220,8 +220,8 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     site_style_file: str = ""  # a style file to use instead of fitting one (a style made by eye, or fitted before; '' = fit)
     site_candidates: int = 4  # styles of the fit (its searches' results and their presets) that choose_style.py tries (1 = the fit, untried)
     site_train_count: int = 60000  # captchas generated in the fitted style
-    site_minutes: float = 20.0  # minutes of training on the generated captchas
-    site_self_minutes: float = 10.0  # minutes of self-training on the site's own captchas after that
+    site_minutes: float = 15.0  # minutes of training on the generated captchas
+    site_self_minutes: float = 20.0  # minutes of self-training on the site's own captchas after that
     # --- benchmarks: the bench/ scripts ---
     bench_style_count: int = 1000  # bench/bench_style.py: captchas generated, and real images read (at most), for the statistics
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares

@@ -10,7 +10,8 @@ Each model trains on train_dir for `time_budget` minutes (generation and decodin
 schedule fitted to that budget, then is evaluated on all of test_dir. Prints training images/s,
 whole-captcha accuracy (case-sensitive and case-insensitive), per-character accuracy, parameter
 count, checkpoint size, the 15 most frequent character confusions, and training speed as a share of the
-machine's matmul peak (GFLOP per training image x images/s, against a bf16 and an fp32 matmul timed then).
+machine's peak (GFLOP per training image x images/s, against the best of a matmul and a convolution in
+that precision, timed then).
 Runs go to runs/bench_<preset> (runs/bench_<preset>_ctc for the ctc head).
 """
 import os

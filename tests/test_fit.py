@@ -103,14 +103,22 @@ def test_one_command_from_unlabelled_captchas_to_a_model_and_again_goes_on(site_
 
 
 def test_a_style_file_given_to_site_model_replaces_the_fit(tmp_path):
+    from PIL import Image
     from site_model import steps
+    site = tmp_path / "site"
+    site.mkdir()
+    for number in range(3):  # a site of 240x80 captchas: read at 120x40 (about 4,800 pixels), as a labelled folder
+        Image.new("RGB", (240, 80), "white").save(site / f"u{number}.png")
     style = tmp_path / "by_eye.json"
     style.write_text(json.dumps({"style": "kaptcha"}))
     params = make_parameters({"site_style_file": str(style), "charset": SITE["charset"], "captcha_length": "4"})
-    plan = steps(str(tmp_path / "site"), params, str(tmp_path / "work"))
+    plan = steps(str(site), params, str(tmp_path / "work"))
     title, _, _, done = plan[0]
     assert done and "no fit" in title and plan[1][3]  # neither a fit nor a trial of candidates
     assert all(f"--style_file={style}" in step[2] for step in plan[2:4])  # generation and training draw with it
+    for training in plan[3:5]:  # both trainings read at the site's model size, whatever size the style draws
+        assert "--image_width=120" in training[2] and "--image_height=40" in training[2]
+    assert "--pseudo_every=100" in plan[4][2]  # self-training re-reads the site many times, not once an epoch
 
 
 def test_fit_presets_are_the_only_starts_and_a_wrong_name_is_one_line(site_folder):
