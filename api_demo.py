@@ -61,8 +61,9 @@ from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException
 
+from images import ImageError, image_size, open_image
 from parameters import ProjectError, make_parameters, parse_args, run_main
-from userPred import ImageError, image_size, load_model_or_exit, open_image, predict, use_predict_threads
+from predictor import load_model_or_exit, predict, use_predict_threads
 
 DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
 API_KEY_VARIABLE = "CAPTCHA_API_KEY"

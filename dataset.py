@@ -1,5 +1,5 @@
-"""Labelled image folders -> uint8 arrays, plus the charset, preprocess(), decoding and scoring that
-every script shares (training, evaluation, prediction and the API take one path from pixels to text).
+"""Labelled image folders -> uint8 arrays (each image read by images.py), plus the charset, decoding and scoring
+that every script shares (training, evaluation, prediction and the API take one path from pixels to text).
 Numpy only, no torch: serving with onnxruntime imports this module.
 
     python dataset.py                                  # check train_dir and test_dir, report bad files
@@ -26,9 +26,9 @@ import re
 from collections import Counter
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from files import atomic_write
+from images import read_image
 from parameters import (DIGITS, LOWER, UPPER, ProjectError, length_bounds, length_text, make_parameters, parse_args,
                         run_main, worker_count)
 
@@ -207,47 +207,6 @@ def confusions(predictions, labels, top=15):
 
 def format_confusions(pairs):
     return ", ".join(f"{t or '(none)'}->{p or '(none)'} x{n}" for (t, p), n in pairs) or "none"
-
-
-def preprocess(image, width, height):
-    """Any PIL image (any size, any mode, animated or not) -> uint8 array (height, width, 3), the model's
-    input: the picture a person sees (an animated file's first frame; transparent parts as white paper;
-    16-bit, 32-bit and float grey scaled to 8 bits, not clipped to white)."""
-    if getattr(image, "is_animated", False):
-        image.seek(0)
-    image = eight_bit(image)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.new("RGB", rgba.size, "white")
-        image.paste(rgba, mask=rgba.getchannel("A"))
-    elif image.mode != "RGB":
-        image = image.convert("RGB")
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
-
-
-def eight_bit(image):
-    """Grey images of more than 8 bits (I;16*, I, F) as 'L': Pillow's own conversion clips them, so a
-    16-bit captcha would read as a white page. Integers span 16 bits; floats 0-1 (or 0-255 when larger)."""
-    if not (image.mode.startswith("I") or image.mode == "F"):
-        return image
-    grey = np.asarray(image, dtype=np.float64)
-    if image.mode == "F":
-        grey = grey * 255 if grey.size and grey.max() <= 1.0 else grey
-    else:
-        grey = grey / 257  # 65535 -> 255
-    return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
-
-
-def read_image(path, width, height):
-    """(array, None) or (None, why it cannot be read)."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return preprocess(image, width, height), None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        return None, f"cannot read image ({type(error).__name__}: {error})"
 
 
 # Label characters a file name cannot hold on some system, or that would end the label: a name holds each as

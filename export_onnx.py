@@ -8,7 +8,7 @@
 Writes:
 - `<name>.onnx`: uint8 images (batch, height, width, 3) -> logits (batch, steps, classes), any batch
   size: a positions model's steps are its character places, a ctc model's its feature columns (class 0
-  CTC's blank); userPred's decode_logits turns either into text. The charset, captcha length, image
+  CTC's blank); dataset.decode_logits turns either into text. The charset, captcha length, image
   size and training settings travel inside the file (ONNX metadata `captcha_ocr`), so `--backend=onnx`
   needs no other flag.
 - with `--ddddocr` (default on): `<name>.ddddocr.onnx` and `<name>.ddddocr.json`, the two files that
@@ -41,8 +41,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dataset import image_names, load_folder, read_image, score
+from dataset import image_names, load_folder, score
 from files import atomic_write
+from images import read_image
 from model import load_checkpoint, model_from_checkpoint, parameter_count
 from parameters import ProjectError, fail, make_parameters, parse_args, run_main
 
@@ -173,13 +174,13 @@ def quantize_int8(float_path, images, batch=32):
 
 
 def onnx_predictor(path):
-    """userPred's Predictor on the ONNX model at `path`, reading batches on every core."""
-    from userPred import load_model
+    """predictor.py's Predictor on the ONNX model at `path`, reading batches on every core."""
+    from predictor import load_model
     return load_model(path, make_parameters({"backend": "onnx", "predict_threads": 0}))
 
 
 def accuracy_of(predictor, test):
-    """Whole-captcha accuracy of a Predictor on an ImageSet (read as userPred reads)."""
+    """Whole-captcha accuracy of a Predictor on an ImageSet (read as predictor.py reads)."""
     return score(predictor.logits(test.images), test.labels, predictor.charset)[0]["accuracy"]
 
 

@@ -31,11 +31,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from custom_captcha_image import StyleError, make_generator
-from dataset import DataError, image_names, preprocess, read_image
+from dataset import DataError, image_names
 from files import atomic_write
 from folder_settings import folder_image_size
 from generate_captcha import as_saved, drawing_settings, image_rng
 from grid import image_grid
+from images import preprocess, read_image
 from parameters import STYLES, ProjectError, fail, make_parameters, parse_args, run_main
 from style_distance import distance, features
 

@@ -14,7 +14,7 @@ the columns (dataset.decode_logits reads both).
 This module is also the one home of checkpoints (save_checkpoint writes atomically, load_checkpoint
 loads with weights_only and checks that the heads fit the charset and length saved with them,
 model_from_checkpoint), of the device (select_device) and of mixed precision
-(autocast); batch_logits is the PyTorch side of userPred's Predictor.
+(autocast); batch_logits is the PyTorch side of predictor.py's Predictor.
 
 Presets (`model_preset`):
 - `default`: residual stages at the native 24x64 resolution (no resizing: thin strokes survive);

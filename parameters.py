@@ -363,7 +363,7 @@ STYLES = {
     },
     "arithmetic": {  # an expression to answer, such as 3+8=? (many sites built on kaptcha-like generators): coloured
         # bold sans digits and operators on one baseline, spaced by their widths, an arc and dots over them.
-        # The label is the expression as drawn; userPred, userTest and the API also give its answer.
+        # The label is the expression as drawn; predictor.py (userPred, userTest, the API) also gives its answer.
         "captcha_kind": "arithmetic", "image_width": 128, "image_height": 40,
         "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
                   "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",

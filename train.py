@@ -32,14 +32,15 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from dataset import (Charset, DataError, confusions, decode_logits, fold_label, format_confusions, image_names,
-                     load_folder, load_training_data, load_unlabelled, preprocess, score)
+                     load_folder, load_training_data, load_unlabelled, score)
 from files import atomic_write
 from folder_settings import chosen_settings, from_folders
+from images import preprocess
 from model import (autocast, batch_logits, build_model, load_checkpoint, measure_batch_norms, parameter_count,
                    save_checkpoint, select_device, use_bf16)
 from parameters import (ARCHITECTURE_KEYS, Parameters, ParameterError, ProjectError, saved_parameters,
                         with_saved_settings, worker_count)
-from userPred import Predictor
+from predictor import Predictor
 
 AUGMENT_AUTO_LIMIT = 50000  # augment='auto' augments training sets smaller than this (real data, not generated)
 SMALL_SET, SMALL_BATCH, LARGE_BATCH = 20000, 64, 256  # batch_size=0: 64 images a step under 20,000, else 256
@@ -607,7 +608,7 @@ def normalise_for_the_site(run):
 
 
 def evaluate_and_save(run, progress, log):
-    """Test the model (through userPred's Predictor, as prediction reads), log the metrics, save last.pt
+    """Test the model (through predictor.py's Predictor, as prediction reads), log the metrics, save last.pt
     and, when the best so far, best.pt; returns the test predictions."""
     normalise_for_the_site(run)
     run.model.eval()

@@ -29,7 +29,7 @@ from dataset import (confusions, decode_logits, format_confusions, image_names, 
 from files import atomic_write
 from grid import image_grid
 from parameters import fail, parse_args, run_main
-from userPred import is_unsure, load_model_or_exit
+from predictor import is_unsure, load_model_or_exit
 
 TOP_CONFUSIONS = 15
 GRID_LIMIT = 120  # captchas drawn in the error grid; the JSON report lists them all
@@ -157,7 +157,7 @@ def main(argv=None):
         fail(f"the golden set {folder!r} has no usable labelled captchas; {HOW_TO_FILL}")
     refuse_partial_score(folder, len(golden), total, predictor.charset)
 
-    logits = predictor.logits(golden.images)  # the path userPred and the API read images by
+    logits = predictor.logits(golden.images)  # the path predictor.py reads images by (userPred, the API)
     metrics, predictions = score(logits, golden.labels, predictor.charset, predictor.grammar)
     folded, folded_confidences = decode_logits(logits, predictor.charset, fold_case=True)
     _, confidences = decode_logits(logits, predictor.charset)

@@ -40,7 +40,7 @@ from PIL import Image  # noqa: E402
 
 from bench_predict import percentiles, sample_captcha  # noqa: E402
 from parameters import ProjectError, fail, parse_args  # noqa: E402
-from userPred import checkpoint_path, load_model  # noqa: E402
+from predictor import checkpoint_path, load_model  # noqa: E402
 
 START_TIMEOUT = 120  # seconds for the server to load the model and answer /health
 WARM_UP = 200  # untimed requests before the measurements

@@ -109,7 +109,7 @@ def check_security_headers(headers):
 
 @pytest.fixture(scope="module")
 def predictor(tiny_run):
-    from userPred import load_model
+    from predictor import load_model
     return load_model(tiny_run["checkpoint"])
 
 

@@ -20,7 +20,7 @@ from dataset import Charset, confusions, decode_logits, format_confusions, image
 from parameters import ParameterError, make_parameters
 from test_api import call, post_json, running_server
 from train import confident_reads, ctc_loss, settled_head, train
-from userPred import load_model
+from predictor import load_model
 
 ALL_LENGTHS = range(CTC_LENGTHS[0], CTC_LENGTHS[1] + 1)
 
@@ -168,7 +168,7 @@ def test_onnx_and_ddddocr_exports_read_what_pytorch_reads(ctc_run, tmp_path):
     exported = export(str(checkpoint))
     files = read_files(ctc_run)
     images = [open(path, "rb").read() for path in files]
-    from userPred import predict
+    from predictor import predict
     by_torch = predict(load_model(str(checkpoint)), images)
     by_onnx = predict(load_model(params=make_parameters({"backend": "onnx", "checkpoint": str(checkpoint)})), images)
     assert [read["text"] for read in by_onnx] == [read["text"] for read in by_torch]

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_params
-from dataset import (Charset, DataError, decode_logits, image_names, label_from_name, load_folder, load_unlabelled,
-                     preprocess, read_image)
+from dataset import Charset, DataError, decode_logits, image_names, label_from_name, load_folder, load_unlabelled
+from images import preprocess, read_image
 from parameters import make_parameters
 from generate_captcha import generate_split
 

@@ -17,7 +17,7 @@ from generate_captcha import generate_split
 from parameters import ParameterError, make_parameters
 from test_api import call, chromium, needs_chromium, post_json, read_on_page, running_server
 from train import train
-from userPred import load_model, predict
+from predictor import load_model, predict
 
 EVERY_OPERATOR = Grammar((0, 99), "+-x×*÷/", ("=?", "="))
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from conftest import ROOT
 from custom_captcha_image import StyleError, make_generator, resolve_fonts
-from dataset import preprocess
 from generate_captcha import encode, make_sample
+from images import preprocess
 from looks import LIBRARY_STYLES, LookSettings, outline
 from parameters import STYLES, make_parameters
 

@@ -22,7 +22,7 @@ from dataset import image_names
 from generate_captcha import generate_split
 from parameters import ProjectError, make_parameters
 from test_api import post_json, running_server
-from userPred import load_model, predict
+from predictor import load_model, predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -206,7 +206,7 @@ import http.client, json, sys, threading
 import waitress
 from api_demo import create_app
 from parameters import make_parameters
-from userPred import load_model, predict
+from predictor import load_model, predict
 params = make_parameters({"backend": "onnx", "checkpoint": sys.argv[1]})
 files = sys.argv[2:]
 texts = [result["text"] for result in predict(load_model(params=params), [open(f, "rb").read() for f in files])]
@@ -301,7 +301,7 @@ def test_webp_size_is_read_before_pillow_opens_it():
     WebP's first chunk (lossy, lossless, extended) and refuses one over max_pixels before that."""
     import io
 
-    from userPred import ImageError, image_size, open_image, webp_size
+    from images import ImageError, image_size, open_image, webp_size
 
     def webp(size, mode="RGB", **options):
         buffer = io.BytesIO()

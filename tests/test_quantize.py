@@ -8,7 +8,7 @@ from PIL import Image
 
 from dataset import load_folder
 from parameters import make_parameters
-from userPred import load_model, predict
+from predictor import load_model, predict
 
 AGREEMENT = 0.95  # the share of a tiny model's test captchas the int8 model must read as the float one does
 

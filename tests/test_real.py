@@ -27,7 +27,7 @@ from model import load_checkpoint
 from parameters import make_parameters
 from test_api import call, post_json, running_server
 from train import remap_heads, train
-from userPred import load_model, predict
+from predictor import load_model, predict
 
 REAL_CHARSET = "2345678abcdefghkmnpx"  # not the tiny model's hex charset: g, h, k, ... are new classes
 REAL_LENGTH = 5

@@ -16,7 +16,7 @@ from generate_captcha import generate_split
 from model import load_checkpoint, measure_batch_norms, model_from_checkpoint
 from test_train import interrupt, resumed_as_printed
 from train import aligned, confident_reads, train
-from userPred import load_model
+from predictor import load_model
 
 # A plain look the tiny model learns in seconds; the site draws it rotated and with dots it never saw.
 EASY = {"charset": "0123456789", "rotation": 0.0, "warp_x": (0.0, 0.0), "warp_y": (0.0, 0.0), "noise_curves": 0,
