@@ -752,10 +752,6 @@ class StyledCaptcha(ImageCaptcha):
                         for c in self._palette[name]) for name in names]
         return "".join(text), colors
 
-    def generate_image(self, chars, bg_color=None, fg_color=None):
-        """Stock-compatible entry point (unseeded): a fresh random.Random per call."""
-        return self.render(chars, random.Random())
-
 
 class StyleMix:
     """Captchas of several styles in one data set (a site that changed its look): each image's style is

@@ -220,8 +220,8 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     site_style_file: str = ""  # a style file to use instead of fitting one (a style made by eye, or fitted before; '' = fit)
     site_candidates: int = 4  # styles of the fit (its searches' results and their presets) that choose_style.py tries (1 = the fit, untried)
     site_train_count: int = 60000  # captchas generated in the fitted style
-    site_minutes: float = 15.0  # minutes of training on the generated captchas
-    site_self_minutes: float = 20.0  # minutes of self-training on the site's own captchas after that
+    site_minutes: float = 20.0  # minutes of training on the generated captchas
+    site_self_minutes: float = 10.0  # minutes of self-training on the site's own captchas after that
     # --- benchmarks: the bench/ scripts ---
     bench_style_count: int = 1000  # bench/bench_style.py: captchas generated, and real images read (at most), for the statistics
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
@@ -266,7 +266,7 @@ def length_bounds(value):
     return int(low), int(high or low)
 
 
-# The renderer every measured run of the swust and captcha_images_v2 styles drew with: until issue 17 the benchmark
+# The renderer every measured run of the swust and captcha_images_v2 styles drew with: the benchmark once
 # built these styles over the seed style's settings, which they kept (Pillow < 8 text boxes, nearest-neighbour
 # glyph warps, a digit as likely as a letter, PNG). Stated here, users draw what was measured.
 MEASURED_RENDERER = {"font_box": "textsize", "glyph_resample": "nearest", "squeeze_resample": "nearest",
@@ -290,7 +290,7 @@ STYLES = {
         # v from V at 64x24 (20 minutes: original_style 0.9190 without it, 0.8610 with; own test 0.9748, 0.9339).
         "render_jitter": (),
     },
-    "seed_v1": {},  # the seed style before issue 15: the captcha 0.7 package's look at 64x24, uniform labels, JPEG q75
+    "seed_v1": {},  # the seed style before its 2019 renderer was rebuilt: the captcha 0.7 package's look at 64x24, uniform labels, JPEG q75
     "captcha_default": {  # the captcha package's own ImageCaptcha defaults
         "image_width": 160, "image_height": 60, "font_sizes": (42, 50, 56), "rotation": 30.0,
         "noise_dots": 30, "noise_dot_width": 3,

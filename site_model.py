@@ -31,9 +31,7 @@ from steps import run_step, training
 LEAST_SURE = 50  # captchas listed to label first
 # README's recipe for training on from a model, with the batch-norm statistics of the site's captchas
 # (AdaBN: measured on pku_elective, the generated model's read of the site went from 0.065 to 0.210 by it alone)
-# Re-read the site every 100 steps rather than every epoch: each round's confident reads teach the next round
-# to read more (pku_elective's three epoch-long rounds used 3, 33 and 359 of 1,414 captchas).
-SELF_TRAINING = ["--augment=on", "--lr=1e-3", "--warmup=0.1", "--target_batch_norm=true", "--pseudo_every=100"]
+SELF_TRAINING = ["--augment=on", "--lr=1e-3", "--warmup=0.1", "--target_batch_norm=true"]
 
 
 def steps(folder, params, work):

@@ -118,7 +118,6 @@ def test_a_style_file_given_to_site_model_replaces_the_fit(tmp_path):
     assert all(f"--style_file={style}" in step[2] for step in plan[2:4])  # generation and training draw with it
     for training in plan[3:5]:  # both trainings read at the site's model size, whatever size the style draws
         assert "--image_width=120" in training[2] and "--image_height=40" in training[2]
-    assert "--pseudo_every=100" in plan[4][2]  # self-training re-reads the site many times, not once an epoch
 
 
 def test_fit_presets_are_the_only_starts_and_a_wrong_name_is_one_line(site_folder):

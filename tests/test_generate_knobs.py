@@ -1,5 +1,6 @@
-"""The renderer knobs of issue 15: each changes what it says, generation stays deterministic, bad values
-are one-line StyleErrors; the seed style draws labels as the original did; bench_style.py reports."""
+"""The renderer knobs (filters, edges, glyph shape, spacing, jitter): each changes what it says, generation
+stays deterministic, bad values are one-line StyleErrors; the seed style draws labels as the original did;
+bench_style.py reports."""
 import os
 import random
 import re
