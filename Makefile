@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv visdom browser clean bench-ddddocr site
+.PHONY: demo test test-fast venv visdom browser clean bench-ddddocr site
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ browser:
 
 test: venv browser
 	$(PY) -m pytest -q tests
+
+# The tests that train no model and drive no browser (those marked slow are left out): under a minute.
+test-fast: venv browser
+	$(PY) -m pytest -q -m "not slow" tests
 
 # A small end-to-end run of fixed work (epochs, not minutes: a busy machine takes longer, not worse):
 # 7 minutes on 2 idle CPU cores (6.2 of them training), its model 0.80 case-insensitive on its own test.

@@ -34,8 +34,8 @@ from folder_settings import read_size_flags
 from grid import image_grid
 from model import batch_logits, load_checkpoint, measure_batch_norms, model_from_checkpoint
 from parameters import ParameterError, fail, make_parameters, parse_args, read_style_file, run_main
-from steps import run_step, training
 from predictor import Predictor, charset_of
+from steps import run_step, training
 
 SHIFT = 3  # pixels the site's captchas are moved for the second read
 SITE_IMAGES = 2000  # most of the site's captchas read (a seeded draw)

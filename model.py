@@ -402,6 +402,38 @@ def speed_line(images_per_second, gflop, bf16):
             f"{achieved / peak:.0%} of this CPU's {name} peak ({peak:.0f} GFLOP/s)")
 
 
+def remap_heads(state, old_chars, new_chars):
+    """Head weights trained for `old_chars` rearranged for `new_chars` (shared characters keep theirs; a CTC
+    head's blank, its class 0, keeps its own)."""
+    remapped = {}
+    for key, value in state.items():
+        old, new = (("",) + tuple(old_chars), ("",) + tuple(new_chars)) if key.startswith("ctc_head.") \
+            else (tuple(old_chars), tuple(new_chars))
+        if key.startswith(("heads.", "ctc_head.")) and value.shape[0] == len(old):
+            rows = value.new_zeros((len(new),) + tuple(value.shape[1:]))
+            if value.dim() == 2:
+                torch.nn.init.normal_(rows, std=0.01)
+            for new_index, char in enumerate(new):
+                if char in old:
+                    rows[new_index] = value[old.index(char)]
+            value = rows
+        remapped[key] = value
+    return remapped
+
+
+
+def init_from(model, path, charset):
+    """Load a checkpoint's weights for fine-tuning; heads follow the characters when charsets differ."""
+    checkpoint = load_checkpoint(path)
+    state = remap_heads(checkpoint["model"], checkpoint["charset"], charset.chars)
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(own) - set(usable))
+    model.load_state_dict(usable, strict=False)
+    note = f" (not loaded, shapes differ: {', '.join(skipped[:4])}{' ...' if len(skipped) > 4 else ''})" if skipped else ""
+    print(f"initialised from {path}: {len(usable)} of {len(own)} tensors{note}")
+
+
 def main(argv=None):
     params = parse_args(argv, doc=__doc__, script=__file__)
     model = build_model(params).eval()  # a setting the architecture cannot take: one line (run_main)

@@ -17,8 +17,8 @@ from dataset import confusions, format_confusions, load_folder, score  # noqa: E
 from generate_captcha import generate_split  # noqa: E402
 from model import load_checkpoint  # noqa: E402
 from parameters import make_parameters, parse_args  # noqa: E402
-from train import train  # noqa: E402
 from predictor import load_model  # noqa: E402
+from train import train  # noqa: E402
 
 # kind: (settings, train images, test images, minutes of training)
 KINDS = {

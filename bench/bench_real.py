@@ -41,8 +41,8 @@ from generate_captcha import generate_split  # noqa: E402
 from model import load_checkpoint  # noqa: E402
 from parameters import (DIGITS, UPPER, fail, make_parameters, parse_args, saved_parameters,  # noqa: E402
                         with_saved_settings)
-from train import train  # noqa: E402
 from predictor import load_model  # noqa: E402
+from train import train  # noqa: E402
 
 MINUTES = {"swust": 4, "captcha_images_v2": 8, "sim_to_real": 24, "fine_tune": 12, "swust_pretrained": 4,
            "captcha_default": 36, "original_style": 20, "swust_self": 10, "swust_fine_tune_200": 8,

@@ -10,6 +10,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains a model, drives a browser or a server, or takes more than a "
+                                       "few seconds (make test-fast leaves these out)")
+
+
 def run_script(script, *args, cwd=ROOT, timeout=300, check=True):
     """Run a top-level script with the test interpreter; returns the CompletedProcess."""
     result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, capture_output=True,

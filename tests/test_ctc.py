@@ -18,9 +18,10 @@ from conftest import CTC_LENGTHS, ROOT, tiny_params
 from custom_captcha_image import random_label
 from dataset import Charset, confusions, decode_logits, format_confusions, image_names, infer_charset, load_folder, score
 from parameters import ParameterError, make_parameters
-from test_api import call, post_json, running_server
-from train import confident_reads, ctc_loss, settled_head, train
 from predictor import load_model
+from self_training import confident_reads
+from test_api import call, post_json, running_server
+from train import ctc_loss, settled_head, train
 
 ALL_LENGTHS = range(CTC_LENGTHS[0], CTC_LENGTHS[1] + 1)
 

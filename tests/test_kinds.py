@@ -15,9 +15,9 @@ from custom_captcha_image import make_generator
 from dataset import image_names, label_from_name, load_folder, name_of_label, score
 from generate_captcha import generate_split
 from parameters import ParameterError, make_parameters
+from predictor import load_model, predict
 from test_api import call, chromium, needs_chromium, post_json, read_on_page, running_server
 from train import train
-from predictor import load_model, predict
 
 EVERY_OPERATOR = Grammar((0, 99), "+-x×*÷/", ("=?", "="))
 

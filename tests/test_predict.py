@@ -21,8 +21,8 @@ from conftest import tiny_params
 from dataset import image_names
 from generate_captcha import generate_split
 from parameters import ProjectError, make_parameters
-from test_api import post_json, running_server
 from predictor import load_model, predict
+from test_api import post_json, running_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

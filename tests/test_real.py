@@ -23,11 +23,11 @@ from conftest import ROOT, tiny_params
 from dataset import DataError, image_names, infer_charset, load_folder, load_training_data
 from export_onnx import export
 from generate_captcha import generate_split
-from model import load_checkpoint
+from model import load_checkpoint, remap_heads
 from parameters import make_parameters
-from test_api import call, post_json, running_server
-from train import remap_heads, train
 from predictor import load_model, predict
+from test_api import call, post_json, running_server
+from train import train
 
 REAL_CHARSET = "2345678abcdefghkmnpx"  # not the tiny model's hex charset: g, h, k, ... are new classes
 REAL_LENGTH = 5

@@ -14,9 +14,10 @@ from conftest import ROOT, tiny_params
 from dataset import Charset, image_names, load_folder, load_unlabelled, score
 from generate_captcha import generate_split
 from model import load_checkpoint, measure_batch_norms, model_from_checkpoint
-from test_train import interrupt, resumed_as_printed
-from train import aligned, confident_reads, train
 from predictor import load_model
+from self_training import aligned, confident_reads
+from test_train import interrupt, resumed_as_printed
+from train import train
 
 # A plain look the tiny model learns in seconds; the site draws it rotated and with dots it never saw.
 EASY = {"charset": "0123456789", "rotation": 0.0, "warp_x": (0.0, 0.0), "warp_y": (0.0, 0.0), "noise_curves": 0,

@@ -12,13 +12,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from batches import generated_batches
 from conftest import ROOT, tiny_params
 from dataset import image_names
 from generate_captcha import NAME_PATTERN, generate_split
 from images import read_image
 from model import CaptchaResNet, build_model, load_checkpoint, model_from_checkpoint, parameter_count, save_checkpoint
 from parameters import ProjectError, make_parameters
-from train import Progress, Ranks, StopSignals, generated_batches
+from run_control import Ranks, StopSignals
+from train import Progress
 
 
 def test_tiny_training_learns(tiny_run):

@@ -1,0 +1,101 @@
+"""Self-training: read the site's unlabelled captchas with the model being trained; the reads it is sure of
+(every view alike, each character confident enough) join training with the text read.
+"""
+import numpy as np
+import torch
+
+from batches import augment_batch
+from dataset import decode_logits
+from model import batch_logits, measure_batch_norms
+
+
+
+def self_training_due(progress, run):
+    """A self-training round is due: at the start of every epoch (pseudo_every 0), else every pseudo_every
+    steps, and once at the very start."""
+    return run.data.unlabelled is not None and progress.pseudo_round <= self_training_round_index(progress, run.params)
+
+
+def self_training_round_index(progress, params):
+    """The round the run is in: its epoch (pseudo_every 0), else its step // pseudo_every."""
+    return progress.step // params.pseudo_every if params.pseudo_every else progress.epoch
+
+
+def read_views(run, images, round_index):
+    """Class probabilities float32 (views, N, length, classes) of uint8 images (N, H, W, 3): the images as
+    they are, and pseudo_views - 1 augmented copies seeded by (seed, round, view)."""
+    params, model = run.params, run.model
+    model.eval()
+    views = []
+    for view in range(params.pseudo_views):
+        chunks = []
+        for start in range(0, len(images), params.eval_batch_size):
+            batch = images[start:start + params.eval_batch_size]
+            if view:
+                seed = (params.seed * 1000003 + round_index) * 1009 + view
+                batch = augment_batch(torch.from_numpy(batch), torch.Generator().manual_seed(seed)).numpy()
+            chunks.append(batch_logits(model, run.device, run.bf16, batch))
+        views.append(torch.softmax(torch.from_numpy(np.concatenate(chunks)).float(), dim=-1))
+    model.train()
+    return torch.stack(views)
+
+
+def confident_reads(probabilities, charset, threshold):
+    """(targets int64 (N, length), used bool (N,)) from class probabilities (views, N, steps, classes): each
+    view decoded as prediction decodes; a read is used when every view reads the same text, it fits the
+    charset's lengths and each of its characters is at least `threshold` sure (mean over the views)."""
+    reads = [decode_logits(view.clamp(min=1e-12).log().numpy(), charset) for view in probabilities]
+    texts = reads[0][0]
+    used, targets = [], []
+    for index, text in enumerate(texts):
+        use = all(view_texts[index] == text for view_texts, _ in reads) and charset.problem(text) is None
+        sure = np.mean([confidences[index] for _, confidences in reads], axis=0) if use else np.zeros(0)
+        use = use and bool(sure.size) and float(sure.min()) >= threshold
+        used.append(use)
+        targets.append(charset.encode(text) if use else [-1] * charset.length)
+    return torch.tensor(targets, dtype=torch.int64).reshape(-1, charset.length), torch.tensor(used, dtype=torch.bool)
+
+
+def training_label_shares(run):
+    """float32 (classes,): each class's share of the characters an epoch of the training set holds."""
+    targets = torch.from_numpy(run.data.train_set.targets[run.data.order]).flatten()
+    targets = targets[targets >= 0]  # no padding
+    return torch.bincount(targets, minlength=len(run.charset)).float() / max(1, targets.numel())
+
+
+def aligned(probabilities, shares):
+    """Class probabilities (..., classes) rescaled so that their mean over all reads matches `shares`
+    (distribution alignment). A model trained on generated captchas under-reads some class of the real
+    site (its G read as C); self-training can teach it that misreading. Rescaled, the class it under-reads
+    gains what the one it over-reads loses, before the confident reads are picked. That holds when the
+    site draws its characters as the generator does; where it draws some more often (swust's B), it
+    pushes the other way (docs/RESULTS.md), so pseudo_align is off by default."""
+    mean = probabilities.reshape(-1, probabilities.shape[-1]).mean(dim=0)  # (classes,)
+    scaled = probabilities * (shares / mean.clamp(min=1e-8))
+    return scaled / scaled.sum(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+def self_training_round(run, progress, log):
+    """Read every unlabelled captcha with the current model; those read alike on every view with at least
+    pseudo_threshold confidence in each character (views' mean, aligned with pseudo_align) join training
+    with the text read."""
+    unlabelled, params = run.data.unlabelled, run.params
+    round_index = self_training_round_index(progress, params)
+    normalise_for_the_site(run)
+    probabilities = read_views(run, unlabelled.images, round_index)  # (views, N, length, classes)
+    if params.pseudo_align:
+        probabilities = aligned(probabilities, training_label_shares(run))
+    targets, used = confident_reads(probabilities, run.charset, params.pseudo_threshold)
+    changed = 0
+    if progress.pseudo_targets is not None:
+        changed = int((used & (targets != progress.pseudo_targets).any(dim=-1)).sum())
+    progress.pseudo_targets, progress.pseudo_used = targets, used
+    progress.pseudo_round, progress.pseudo_changed = round_index + 1, changed
+    log.self_training(progress, len(unlabelled))
+
+
+def normalise_for_the_site(run):
+    """With target_batch_norm, the batch-norm statistics measured on the unlabelled captchas (the model then
+    reads them, and is saved, normalising as they need; training's batches measure their own)."""
+    if run.params.target_batch_norm and run.data.unlabelled is not None:
+        measure_batch_norms(run.model, run.device, run.data.unlabelled.images, run.params.eval_batch_size)
