@@ -10,9 +10,20 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
+# Fixtures that train a model or start a browser or a server: a test that uses one is slow (make test-fast
+# leaves it out), as is one marked @pytest.mark.slow (a second or more of its own).
+SLOW_FIXTURES = {"tiny_run", "ctc_run", "arithmetic_run", "real_run", "straight_run", "server", "chromium"}
+
+
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: trains a model, drives a browser or a server, or takes more than a "
-                                       "few seconds (make test-fast leaves these out)")
+    config.addinivalue_line("markers", "slow: trains a model, drives a browser or a server, or takes a second or "
+                                       "more (make test-fast leaves these out)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
 
 
 def run_script(script, *args, cwd=ROOT, timeout=300, check=True):

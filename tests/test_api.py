@@ -419,6 +419,7 @@ def policy_violations(driver):
     return [entry["message"] for entry in driver.get_log("browser") if "Content Security Policy" in entry["message"]]
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_upload_page_in_headless_chromium(service, tmp_path):
     from selenium.webdriver.common.by import By
@@ -447,6 +448,7 @@ def test_upload_page_in_headless_chromium(service, tmp_path):
         assert gray.getextrema()[0] < 80  # dark text is on the page
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_upload_page_sends_the_api_key(predictor, service, tmp_path):
     from selenium.webdriver.common.by import By
@@ -512,6 +514,7 @@ def raw_request(port, headers):
     return head, body
 
 
+@pytest.mark.slow
 def test_production_server_as_api_demo_starts_it(tiny_run, tmp_path):
     """`python api_demo.py --server=waitress` as the README says: the default checkpoint model/best.pt of
     the working directory, loopback only, one start-up line, waitress's own refusals as JSON too, and
@@ -557,6 +560,7 @@ def test_production_server_as_api_demo_starts_it(tiny_run, tmp_path):
         process.stdout.close()
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_stops_start_up_with_one_line(script):
     result = script("api_demo.py", "--checkpoint=/nope.pt", "--port=1", check=False, timeout=120)
     assert result.returncode != 0

@@ -28,6 +28,7 @@ def site(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_the_style_the_site_is_drawn_in_is_chosen(site):
     chosen = site / "chosen.json"
     result = run_script("choose_style.py", str(site / "site"), str(site / "other.json"), str(site / "own.json"),
@@ -46,6 +47,7 @@ def test_a_model_stuck_on_one_answer_is_not_balanced():
     assert 0 < balance(["0011", "0012"], list(DIGITS)) < 0.5
 
 
+@pytest.mark.slow
 def test_a_folder_stands_for_its_style_files_and_a_style_is_tried_once(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"style": "kaptcha", "seed": 1}))
     (tmp_path / "b.json").write_text(json.dumps({"style": "kaptcha", "seed": 2}))  # the same drawing

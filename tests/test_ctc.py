@@ -110,6 +110,7 @@ def blank_captchas(folder, labels, size):
         Image.new("RGB", size, "white").save(folder / f"{label}_{index}.png")
 
 
+@pytest.mark.slow
 def test_labels_the_columns_cannot_hold_are_one_line_errors_before_training(tmp_path, script):
     labels = ["abcd", "aabb", "abca"] * 4
     for name in ("train", "test"):
@@ -142,6 +143,7 @@ def read_files(ctc_run):
             for name in [name for name in names if len(name.split("_")[0]) == length][:3]]
 
 
+@pytest.mark.slow
 def test_user_pred_and_the_api_answer_texts_of_varying_length(ctc_run):
     files = read_files(ctc_run)
     result = subprocess.run([sys.executable, os.path.join(ROOT, "userPred.py"), f"--checkpoint={ctc_run['checkpoint']}",

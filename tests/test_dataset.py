@@ -243,6 +243,7 @@ def test_labels_file_with_bom_duplicates_and_extra_columns(tmp_path, capsys):
         load_folder(str(folder), params)
 
 
+@pytest.mark.slow
 def test_a_charset_that_repeats_a_character_is_refused(tmp_path, script):
     with pytest.raises(DataError, match="repeats 'a'"):
         Charset("abca", 4)

@@ -31,6 +31,7 @@ def fit(folder, style_file, *flags):
                       f"--fit_file={style_file}", "--fit_images=60", "--fit_minutes=5", *flags, timeout=600)
 
 
+@pytest.mark.slow
 def test_fit_recovers_how_a_folder_was_drawn(site_folder, tmp_path):
     style_file = tmp_path / "site.style.json"
     result = fit(site_folder, style_file, "--fit_rounds=2")
@@ -44,6 +45,7 @@ def test_fit_recovers_how_a_folder_was_drawn(site_folder, tmp_path):
     assert os.path.isfile(tmp_path / "site.style.png")
 
 
+@pytest.mark.slow
 def test_the_same_seed_fits_the_same_style(site_folder, tmp_path):
     first, again = tmp_path / "first.style.json", tmp_path / "again.style.json"
     result = fit(site_folder, first, "--fit_rounds=1", "--fit_images=30", "--fit_candidates=2")
@@ -80,6 +82,7 @@ def test_the_distance_is_zero_for_the_same_captchas_and_grows_with_a_change():
     assert same == 0 and shifted > 0.3 and parts["layout"] > 0.2 and parts["shapes"] > 1
 
 
+@pytest.mark.slow
 def test_one_command_from_unlabelled_captchas_to_a_model_and_again_goes_on(site_folder, tmp_path):
     """site_model.py with tiny budgets: every step runs, writes its part, and a second run redoes none."""
     work = tmp_path / "site"
@@ -120,6 +123,7 @@ def test_a_style_file_given_to_site_model_replaces_the_fit(tmp_path):
         assert "--image_width=120" in training[2] and "--image_height=40" in training[2]
 
 
+@pytest.mark.slow
 def test_fit_presets_are_the_only_starts_and_a_wrong_name_is_one_line(site_folder):
     from fit_style import Scorer, fit_base, nearest_presets, real_images
     params = make_parameters({"charset": SITE["charset"], "captcha_length": "4", "fit_images": 10})

@@ -106,6 +106,7 @@ def test_chosen_settings_are_the_flags_and_their_style():
     assert "image_width" not in chosen_settings(make_parameters({"lr": 0.01}), ["lr"])
 
 
+@pytest.mark.slow
 def test_main_trains_a_generated_folder_with_no_size_length_or_charset_flags(generated_folders, tmp_path):
     model_dir = tmp_path / "run"
     given = generated_folders
@@ -142,6 +143,7 @@ def training_seconds(model_dir):
     return float(rows[-1]["seconds"]), max(int(row["epoch"]) for row in rows)
 
 
+@pytest.mark.slow
 def test_a_one_minute_budget_trains_about_a_minute(budget_folder, tmp_path):
     """Once, 10 default epochs cut a budgeted run short (a minute bought 1,413 images 50 steps)."""
     model_dir = tmp_path / "run"
@@ -155,6 +157,7 @@ def test_a_one_minute_budget_trains_about_a_minute(budget_folder, tmp_path):
     assert "stopped early" not in result.stdout
 
 
+@pytest.mark.slow
 def test_a_run_that_stops_before_its_budget_says_why(budget_folder, tmp_path):
     result = run_script("main.py", f"--data_dir={budget_folder}", "--test_split=0.2", "--time_budget=5",
                         "--epochs=2", f"--model_dir={tmp_path}/run", f"--cache_dir={tmp_path}/cache", *TINY_MODEL)
@@ -189,6 +192,7 @@ def test_auto_precision_picks_the_faster_on_this_machine():
     assert make_parameters({"amp": "true"}).amp == "on" and make_parameters({"amp": False}).amp == "off"
 
 
+@pytest.mark.slow
 def test_model_py_names_the_precision_and_never_passes_its_peak():
     result = run_script("model.py", "--batch_size=32", timeout=200)
     line = result.stdout.strip().splitlines()[-1]

@@ -35,6 +35,7 @@ def small(tmp_path, **overrides):
     return make_parameters(values)
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_with_one_and_two_workers(tmp_path, script):
     for workers in (1, 2):
         folder = tmp_path / f"w{workers}"
@@ -86,6 +87,7 @@ def test_interrupted_run_resumes_to_exactly_n(tmp_path):
     assert generate_split(params, params.train_dir, "train", 300) == 0
 
 
+@pytest.mark.slow
 def test_a_killed_generator_leaves_nothing_a_later_run_takes_for_whole(tmp_path):
     folders = {name: [f"--train_dir={tmp_path}/{name}", f"--test_dir={tmp_path}/{name}_test", "--test_count=0",
                       f"--preview_file={tmp_path}/{name}.png", "--train_count=3000", "--workers=2"]
@@ -115,6 +117,7 @@ def ink_rows(image):
     return np.nonzero((grey < np.median(grey) - 60).any(axis=1))[0]
 
 
+@pytest.mark.slow
 def test_a_folder_drawn_with_other_settings_is_refused(tmp_path, script):
     args = [f"--train_dir={tmp_path}/train", f"--test_dir={tmp_path}/test", f"--preview_file={tmp_path}/p.png",
             "--train_count=20", "--test_count=5"]
@@ -242,6 +245,7 @@ def test_each_style_makes_images_of_its_own_size(tmp_path, style):
             assert image.size == size
 
 
+@pytest.mark.slow
 def test_bad_settings_are_one_line_errors_from_the_script(tmp_path, script):
     locked = tmp_path / "locked"
     locked.mkdir()

@@ -185,6 +185,7 @@ def test_seed_glyphs_are_drawn_as_pillow_6_drew_them():
     assert np.mean([mean for mean, _ in one_pass]) > 5 and sum(off for _, off in one_pass) > 100
 
 
+@pytest.mark.slow
 def test_seed_labels_draw_digits_a_third_of_the_time():
     def digit_share(overrides):
         params = make_parameters({"render_jitter": (), **overrides})
@@ -222,6 +223,7 @@ def test_bad_knobs_are_one_line_style_errors(tmp_path, overrides, words):
     assert words in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_bench_style_prints_statistics_beside_a_folder(tmp_path, script):
     params = make_parameters({"style": "seed", "render_jitter": (), "workers": 1})
     generate_split(params, str(tmp_path / "real"), "train", 40)
@@ -237,6 +239,7 @@ def test_bench_style_prints_statistics_beside_a_folder(tmp_path, script):
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_bench_style_tells_seed_from_captcha_default(tmp_path, script):
     def statistics(style, folder):
         result = script("bench/bench_style.py", f"--style={style}", "--bench_style_count=40", str(folder))
@@ -256,6 +259,7 @@ def test_bench_style_tells_seed_from_captcha_default(tmp_path, script):
     assert other["distance"] > 3 * same["distance"]
 
 
+@pytest.mark.slow
 def test_bench_style_puts_a_style_file_beside_the_nearest_preset(tmp_path, script):
     params = make_parameters({"style": "seed", "render_jitter": (), "workers": 1})
     generate_split(params, str(tmp_path / "real"), "train", 40)

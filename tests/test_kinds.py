@@ -70,6 +70,7 @@ def test_arithmetic_settings_set_the_charset_and_lengths():
     assert params.reader_head == "ctc"
 
 
+@pytest.mark.slow
 def test_drawn_expressions_follow_the_rules_and_their_names_keep_the_label(tmp_path):
     params = make_parameters({"style": "arithmetic", "arithmetic_operators": "+-x÷/", "workers": 1,
                               "arithmetic_operands": (0, 30)})
@@ -91,6 +92,7 @@ def test_drawn_expressions_follow_the_rules_and_their_names_keep_the_label(tmp_p
     assert label_from_name(name_of_label("a_b%c/?.") + "_000001.png") == "a_b%c/?."
 
 
+@pytest.mark.slow
 def test_user_test_and_user_pred_give_answers(arithmetic_run, script):
     params = arithmetic_run["params"]
     checkpoint = f"--checkpoint={arithmetic_run['checkpoint']}"
@@ -119,6 +121,7 @@ def test_the_api_returns_the_answer(arithmetic_run):
                for item in reply["results"])
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_upload_page_shows_the_answer(arithmetic_run, tmp_path):
     from selenium.webdriver.common.by import By
@@ -142,6 +145,7 @@ def test_a_model_of_another_kind_gives_no_answer(tiny_run):
     assert predictor.grammar is None and "answer" not in predict(predictor, [image])[0]
 
 
+@pytest.mark.slow
 def test_a_tiny_color_target_set_trains_and_reads_only_the_target_colour(tmp_path):
     params = tiny_params(tmp_path, style="color_target", charset="ABCDEF", captcha_length="2",
                          palette=("red", "blue", "green", "black"), color_distractors=(1, 2), image_width=64,

@@ -70,6 +70,7 @@ def test_choices_accept_their_values():
         assert all(item in choices for item in (default if isinstance(default, tuple) else (default,))), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_every_script_rejects_unknown_keys_and_lists_settings(script, name):
     bad = script(name, "--bogus=1", check=False)
@@ -110,6 +111,7 @@ def test_settings_given_beside_a_style_survive_later_overrides():
     assert (later.image_width, later.font_sizes, later.strict) == (64, (17,), True)
 
 
+@pytest.mark.slow
 def test_a_bad_choice_fails_before_any_data_is_read(script, tmp_path):
     missing = [f"--train_dir={tmp_path}/missing", f"--test_dir={tmp_path}/missing", f"--cache_dir={tmp_path}/cache",
                f"--model_dir={tmp_path}/model", "--visdom=false"]

@@ -37,6 +37,7 @@ def user_pred(tiny_run, *args, stdin=None):
                            *args], input=stdin, capture_output=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_user_test_reports_accuracies_confusions_grid_and_json(tiny_run, tmp_path, script):
     folder = tiny_run["params"].test_dir
     result = script("userTest.py", f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={folder}",
@@ -68,6 +69,7 @@ def test_user_test_reports_accuracies_confusions_grid_and_json(tiny_run, tmp_pat
     assert [r["text"] for r in read] == [item["prediction"] for item in wrong]
 
 
+@pytest.mark.slow
 def test_user_test_lists_sure_misreads_as_labels_to_check(tiny_run, tmp_path, script):
     source = tiny_run["params"].test_dir
     names = image_names(source)
@@ -95,6 +97,7 @@ def test_user_test_lists_sure_misreads_as_labels_to_check(tiny_run, tmp_path, sc
     assert [min(item["confidences"]) for item in wrong] == sorted((min(i["confidences"]) for i in wrong), reverse=True)
 
 
+@pytest.mark.slow
 def test_user_test_reads_a_labels_csv_golden_set(tiny_run, tmp_path, script):
     golden = tmp_path / "golden"
     golden.mkdir()
@@ -116,6 +119,7 @@ def test_user_test_reads_a_labels_csv_golden_set(tiny_run, tmp_path, script):
     assert report["images"] == 21 and report["count"] == 20 and report["skipped"] == 1
 
 
+@pytest.mark.slow
 def test_user_test_gives_no_folder_accuracy_when_most_images_cannot_be_scored(tiny_run, tmp_path, script):
     golden = tmp_path / "golden"
     other_site = tiny_params(tmp_path, charset="GHJKMNPQRSTUVWXY")  # another charset than the checkpoint's
@@ -136,6 +140,7 @@ def test_user_test_gives_no_folder_accuracy_when_most_images_cannot_be_scored(ti
     assert result.returncode == 2 and result.stderr.startswith(f"error: only 0 of the 37 images in {golden}")
 
 
+@pytest.mark.slow
 def test_empty_or_missing_golden_set_says_what_to_do(tiny_run, tmp_path, script):
     empty = tmp_path / "golden_set"
     empty.mkdir()
@@ -148,6 +153,7 @@ def test_empty_or_missing_golden_set_says_what_to_do(tiny_run, tmp_path, script)
         assert "LABEL.jpg" in result.stderr and "golden_set/README.md" in result.stderr
 
 
+@pytest.mark.slow
 def test_user_pred_reads_a_file_and_a_folder(tiny_run, tmp_path):
     files = sample_files(tiny_run, 4)
     folder = tmp_path / "shots"
@@ -165,6 +171,7 @@ def test_user_pred_reads_a_file_and_a_folder(tiny_run, tmp_path):
         assert all(0 < float(c) <= 1 for c in match.group(3).split())
 
 
+@pytest.mark.slow
 def test_user_pred_reads_stdin_as_json_and_matches_the_api(tiny_run, tmp_path):
     files = sample_files(tiny_run, 5)
     image = open(files[0], "rb").read()
@@ -188,6 +195,7 @@ def test_user_pred_reads_stdin_as_json_and_matches_the_api(tiny_run, tmp_path):
     assert served == texts
 
 
+@pytest.mark.slow
 def test_user_pred_reports_bad_files_without_a_traceback(tiny_run, tmp_path):
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("these are notes, not a captcha")
@@ -251,6 +259,7 @@ def test_an_onnx_model_whose_metadata_charset_disagrees_with_its_output_is_refus
         load_model(params=make_parameters({"backend": "onnx", "checkpoint": str(tmp_path / "edited.onnx")}))
 
 
+@pytest.mark.slow
 def test_user_pred_into_a_closed_pipe_ends_quietly(tiny_run):
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "userPred.py"),
                                 f"--checkpoint={tiny_run['checkpoint']}", tiny_run["params"].test_dir],
@@ -261,6 +270,7 @@ def test_user_pred_into_a_closed_pipe_ends_quietly(tiny_run):
     assert errors == "" and process.returncode == 1
 
 
+@pytest.mark.slow
 def test_unsure_reads_are_marked_by_the_setting(tiny_run, tmp_path):
     files = sample_files(tiny_run, 6)
     marks = {}
@@ -276,6 +286,7 @@ def test_unsure_reads_are_marked_by_the_setting(tiny_run, tmp_path):
     assert printed.rstrip().endswith("ms  UNSURE")
 
 
+@pytest.mark.slow
 def test_user_test_lists_the_least_sure_reads_of_an_unlabelled_folder(tiny_run, tmp_path, script):
     folder = tmp_path / "site"
     folder.mkdir()

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import pytest
 from PIL import Image
 
 from dataset import load_folder
@@ -20,6 +21,7 @@ def exported(arithmetic_run, tmp_path, script, *args, check=True):
     return script("export_onnx.py", f"--checkpoint={checkpoint}", "--ddddocr=false", *args, check=check), checkpoint
 
 
+@pytest.mark.slow
 def test_the_int8_model_reads_as_the_float_model_and_is_served(arithmetic_run, tmp_path, script):
     result, checkpoint = exported(arithmetic_run, tmp_path, script, "--quantize=int8", "--quantize_max_loss=0.05")
     float_path, int8_path = str(tmp_path / "best.onnx"), str(tmp_path / "best.int8.onnx")
@@ -36,6 +38,7 @@ def test_the_int8_model_reads_as_the_float_model_and_is_served(arithmetic_run, t
     assert [read["text"] for read in served] == [read["text"] for read in expected]
 
 
+@pytest.mark.slow
 def test_an_int8_model_that_loses_too_much_is_not_written(arithmetic_run, tmp_path, script):
     blank = tmp_path / "blank"  # calibrated on blank images, its activation ranges miss every real stroke
     blank.mkdir()

@@ -86,6 +86,7 @@ def test_grey_pngs_of_another_size_train_end_to_end(real_run):
     assert split.images.shape[1:] == (24, 64, 3) and len(split) == 900  # grey 96x32 read as RGB 64x24
 
 
+@pytest.mark.slow
 def test_user_pred_and_api_use_the_inferred_charset_without_flags(real_run):
     names = sorted(name for name in os.listdir(real_run["folder"]) if name.endswith(".png"))[:3]
     paths = [os.path.join(real_run["folder"], name) for name in names]
@@ -175,6 +176,7 @@ def test_ddddocr_files_read_like_our_model(real_run, tmp_path):
     assert len(ctc_greedy(output[0], info["charset"])) == REAL_LENGTH
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_a_checkpoint_with_another_charset(tiny_run, real_folder, tmp_path, capsys):
     params = tiny_params(tmp_path, data_dir=str(real_folder), test_split=0.2, infer_charset=True, epochs=8,
                          init_from=tiny_run["checkpoint"])
@@ -188,6 +190,7 @@ def test_fine_tuning_from_a_checkpoint_with_another_charset(tiny_run, real_folde
     assert metrics["char_accuracy"] > 0.25  # chance: 1/20 per character
 
 
+@pytest.mark.slow
 def test_few_real_images_repeated_beside_a_mix_folder(real_folder, tmp_path, capsys):
     # The fine-tuning recipe: a few real images, each seen train_repeat times an epoch, beside the first
     # mix_count images of a generated folder seen once.

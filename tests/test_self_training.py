@@ -59,6 +59,7 @@ def self_training_rows(model_dir):
         return [row for row in csv.DictReader(handle) if row["pseudo_used"]]
 
 
+@pytest.mark.slow
 def test_self_training_raises_accuracy_on_the_unlabelled_site(site, capsys):
     before = site_accuracy(site, site / "model")
     train(self_training(site, site / "adapted"))
@@ -95,6 +96,7 @@ def test_alignment_gives_an_under_read_class_its_share():
     assert torch.allclose(aligned(after * 0 + 0.5, shares), after * 0 + 0.5)  # reads at the shares stay as they are
 
 
+@pytest.mark.slow
 def test_a_threshold_no_read_reaches_uses_none(site):
     train(self_training(site, site / "strict", pseudo_threshold=1.0, epochs=1))
     assert {row["pseudo_used"] for row in self_training_rows(site / "strict")} == {"0"}
@@ -114,6 +116,7 @@ def shown(value):
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
+@pytest.mark.slow
 def test_interrupted_self_training_resumes_with_its_reads(site):
     straight, broken = site / "straight", site / "broken"
     subprocess.run(self_training_command(site, straight), check=True, capture_output=True, timeout=300)
@@ -136,6 +139,7 @@ def batch_norm_means(model_dir):
     return {key: value for key, value in state.items() if key.endswith("running_mean")}
 
 
+@pytest.mark.slow
 def test_target_batch_norm_saves_the_statistics_of_the_site_and_reads_it_no_worse(site):
     """AdaBN: the saved model's batch-norm statistics are those of the site's captchas (measured again
     from the saved weights, they stay the same), not of the training batches."""

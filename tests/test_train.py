@@ -73,6 +73,7 @@ def test_a_checkpoint_whose_heads_disagree_with_its_charset_is_refused(tiny_run,
     assert words in str(error.value)
 
 
+@pytest.mark.slow
 def test_scripts_refuse_an_inconsistent_checkpoint_in_one_line(tiny_run, tmp_path, script):
     checkpoint = load_checkpoint(tiny_run["checkpoint"])
     checkpoint["charset"] = "0123456789abcde"  # one class fewer than the heads: it would read shifted characters
@@ -227,6 +228,7 @@ def evaluated_steps(model_dir):
         return [int(row["step"]) for row in csv.DictReader(handle) if row["accuracy"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_run_resumes_bit_for_bit_with_resume_alone(labelled_folder, straight_run, number, status):
     model_dir = labelled_folder / f"broken_{number}"
@@ -264,6 +266,7 @@ def log_rows(model_dir):
         return []
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_repeating_log_rows(labelled_folder, straight_run):
     """kill -9 leaves last.pt of the last evaluation and log rows written after it: the resumed run drops
     those rows and writes its own, one row per step and kind, and still ends bit for bit as the straight run."""
@@ -293,6 +296,7 @@ def test_killed_run_resumes_without_repeating_log_rows(labelled_folder, straight
         assert torch.equal(done["model"][key], value), key
 
 
+@pytest.mark.slow
 def test_extending_a_finished_run_continues_on_a_low_tail(labelled_folder, straight_run, tmp_path):
     model_dir = tmp_path / "extended"
     subprocess.run(["cp", "-r", str(labelled_folder / "straight"), str(model_dir)], check=True)
@@ -318,6 +322,7 @@ def test_extending_a_finished_run_continues_on_a_low_tail(labelled_folder, strai
     assert steps == sorted(set(steps)) and steps[-1] == progress["step"]
 
 
+@pytest.mark.slow
 def test_resume_refuses_settings_of_the_run_in_one_line(labelled_folder, straight_run, tmp_path, script):
     model_dir = labelled_folder / "straight"
     for flag in ("--batch_size=64", "--data_dir=elsewhere", "--lr=0.1", "--epochs=200"):
@@ -390,6 +395,7 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     assert line == "error: interrupted: stopped at once, nothing saved since the last checkpoint"
 
 
+@pytest.mark.slow
 def test_a_second_signal_stops_at_once():
     before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN in a suite started in the background
     with StopSignals() as signals:
@@ -403,6 +409,7 @@ def test_a_second_signal_stops_at_once():
     assert signal.getsignal(signal.SIGINT) is before
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_and_resume(labelled_folder, tmp_path):
     model_dir = tmp_path / "ddp"
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
@@ -424,6 +431,7 @@ def test_torchrun_two_processes_train_and_resume(labelled_folder, tmp_path):
     assert sorted(os.listdir(model_dir)) == ["best.pt", "curves.png", "last.pt", "log.csv"]
 
 
+@pytest.mark.slow
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, script):
     result = script("main.py", f"--model_dir={tmp_path}/none", "--resume", check=False)
     assert result.returncode == 2
@@ -431,6 +439,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, script):
                                                   "start without --resume"]
 
 
+@pytest.mark.slow
 def test_training_plots_reach_a_real_visdom_server(tiny_run, tmp_path):
     from visdom import Visdom
 

@@ -103,6 +103,7 @@ def test_installed_assets_keep_the_server_off_the_network(server):
         assert b"plotly.js v2.11.1" in response.read(4096)
 
 
+@pytest.mark.slow
 def test_fresh_install_satisfies_visdoms_own_download_step(tmp_path):
     static = visdom_server.install_assets(static=tmp_path / "static")
     assert visdom_server.missing_assets(static) == []
@@ -220,6 +221,7 @@ def test_dashboard_switched_off_says_nothing(capsys):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.slow
 def test_server_dying_mid_run_does_not_stop_training(tmp_path, capsys):
     dying = Server(tmp_path)
     try:
@@ -265,6 +267,7 @@ return Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => ({
 IMAGES_SCRIPT = "return Array.from(document.querySelectorAll('.window img')).map(img => img.naturalWidth);"
 
 
+@pytest.mark.slow
 def test_short_training_fills_every_panel_in_chromium(server, tmp_path, capsys):
     # 352 images of 32 a step for 2 epochs: 22 steps, so one loss and learning-rate point (they are
     # logged every 20 steps), the case that drew an empty panel without markers; accuracy every 5.
