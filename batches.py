@@ -61,7 +61,7 @@ def pseudo_per_batch(params):
               (0 <= params.pseudo_threshold <= 1, "pseudo_threshold must be between 0 and 1"),
               (params.pseudo_views >= 1, "pseudo_views must be at least 1"),
               (params.pseudo_every >= 0, "pseudo_every must be 0 (every epoch) or a number of steps"),
-              (not (params.pseudo_align and params.reader_head == "ctc"),
+              (not (params.pseudo_align and params.ctc_form),
                "pseudo_align rescales the class shares of character places: use it with --head=positions"))
     for good, message in checks:
         if not good:

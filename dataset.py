@@ -66,7 +66,7 @@ class Charset:
         chars = params.charset
         if params.ignore_case:
             chars = "".join(dict.fromkeys(char.lower() for char in chars))
-        return cls(chars, params.length_range, ctc=params.reader_head == "ctc")
+        return cls(chars, params.length_range, ctc=params.ctc_form)
 
     def __len__(self):
         return len(self.chars)

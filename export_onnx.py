@@ -54,24 +54,16 @@ TOLERANCE = 1e-3  # largest accepted |onnxruntime - torch| logit difference
 
 class DdddocrAdapter(nn.Module):
     """ddddocr's interface around the model: float (N, 3, H, W) in 0-1 -> CTC probabilities over [blank] +
-    charset: a ctc head's own columns (N, columns, 1 + K); positions heads' places, each followed by a
-    blank step (N, 2L, 1 + K)."""
+    charset, in the form the model's head gives (heads.Head.ctc_form)."""
 
-    def __init__(self, model, classes):
+    def __init__(self, model):
         super().__init__()
-        self.model, self.classes = model, classes
+        self.model = model
 
     def forward(self, images):
         pixels = images.mul(255).permute(0, 2, 3, 1)  # (N, H, W, 3) in 0-255, what the model expects
         probabilities = torch.softmax(self.model(pixels).float(), dim=-1)  # (N, steps, classes)
-        if self.model.head == "ctc":
-            return probabilities  # CTC already, blank first: ddddocr's own form
-        count, length, _ = probabilities.shape
-        blank = probabilities.new_zeros(count, length, 1)
-        characters = torch.cat([blank, probabilities], dim=-1)  # blank never wins a character step
-        blanks = torch.zeros_like(characters)
-        blanks[..., 0] = 1  # ... and always wins the step after it
-        return torch.stack([characters, blanks], dim=2).reshape(count, 2 * length, self.classes + 1)
+        return self.model.head.ctc_form(probabilities)
 
 
 def onnx_paths(checkpoint_path, onnx_file=""):
@@ -125,7 +117,7 @@ def export(checkpoint_path, onnx_file="", ddddocr=True, check_images=None):
         raise ProjectError(f"the ONNX model differs from PyTorch by {difference:.2e} (over {TOLERANCE:g})")
     result = {"onnx": path, "max_difference": difference}
     if ddddocr:
-        adapter = DdddocrAdapter(model, len(charset)).eval()
+        adapter = DdddocrAdapter(model).eval()
         with torch.no_grad():
             atomic_write(ddddocr_path, _export(adapter, example.permute(0, 3, 1, 2).float() / 255, "input1", "output"))
         atomic_write(ddddocr_json, json.dumps({"charset": [""] + list(charset), "word": False,

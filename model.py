@@ -6,10 +6,11 @@
 
 Input: uint8 images (N, H, W, 3) exactly as `dataset.preprocess()` returns them; the model converts
 and normalises them itself, so training, prediction, the API and an ONNX export share one path.
-Output: logits. With `head=positions`, (N, captcha_length, len(charset)): a softmax per character place,
-for captchas of one length. With `head=ctc`, (N, columns, 1 + len(charset)): a softmax per feature column
-over CTC's blank (class 0) and the characters, trained with CTC loss, for captchas of any length up to
-the columns (dataset.decode_logits reads both).
+Output: logits, as the reading head (heads.py, `head`) makes them from the feature columns. `positions`:
+(N, captcha_length, len(charset)), a softmax per character place, for captchas of one length. `ctc`:
+(N, columns, 1 + len(charset)), a softmax per feature column over CTC's blank (class 0) and the
+characters, trained with CTC loss, for captchas of any length up to the columns (dataset.decode_logits
+reads both).
 
 This module is also the one home of checkpoints (save_checkpoint writes atomically, load_checkpoint
 loads with weights_only and checks that the heads fit the charset and length saved with them,
@@ -27,7 +28,6 @@ import io
 import json
 import os
 import platform
-import re
 import time
 
 import torch
@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from dataset import Charset
 from files import atomic_write
+from heads import head_class
 from parameters import Parameters, ProjectError, parse_args, run_main, saved_parameters, worker_count
 
 DEFAULTS = Parameters()  # CaptchaResNet's defaults are the settings' defaults
@@ -75,9 +76,8 @@ def make_stages(in_channels, channels, blocks, strides):
 
 
 class CaptchaResNet(nn.Module):
-    """uint8 (N, H, W, 3) -> logits: positions head (N, length, classes), a softmax per character place;
-    ctc head (N, columns, 1 + classes), a softmax per feature column over CTC's blank (class 0) and the
-    characters (class i + 1), for captchas of up to `length` characters."""
+    """uint8 (N, H, W, 3) -> logits (N, steps, classes) of the head named `head` (heads.py), for captchas of
+    up to `length` characters of `classes` characters."""
 
     def __init__(self, length, classes, image_height=DEFAULTS.image_height, image_width=DEFAULTS.image_width,
                  preset=DEFAULTS.model_preset, stem_channels=DEFAULTS.stem_channels,
@@ -89,17 +89,17 @@ class CaptchaResNet(nn.Module):
             raise ProjectError(f"model_preset must be default or original, got {preset!r}")
         if len(stage_channels) != len(stage_blocks):
             raise ProjectError("stage_channels and stage_blocks need one entry per stage")
-        if head == "ctc" and preset == "original":
-            raise ProjectError("model_preset=original reads with positions heads (global pooling leaves no columns "
-                               "for CTC): use --head=positions")
-        self.preset, self.head = preset, head
+        if head_class(head).ctc and preset == "original":
+            raise ProjectError(f"model_preset=original reads with positions heads (global pooling leaves no columns "
+                               f"for {head}): use --head=positions")
+        self.preset = preset
         self.length, self.classes = length, classes
         if preset == "original":
             self.input_size = (32, 32)
             self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
                                       nn.MaxPool2d(3, 2, 1))
             self.body = make_stages(64, (64, 128, 256, 512), (2, 2, 2, 2), (1, 2, 2, 2))
-            feature_size = 512
+            channels, self.columns = 512, 1  # global pooling: one feature column
         else:
             self.input_size = (image_height, image_width)
             if stem_stride not in (1, 2):
@@ -122,17 +122,13 @@ class CaptchaResNet(nn.Module):
             columns = (image_width + stem_stride - 1) // stem_stride
             for stride in strides:
                 columns = (columns + stride - 1) // stride
-            feature_size = stage_channels[-1] * columns
-            self.columns = columns
+            channels, self.columns = stage_channels[-1], columns
         self.dropout = nn.Dropout(dropout)
-        if head == "ctc":
-            if length > self.columns:
-                raise ProjectError(f"captchas of up to {length} characters need at least {length} feature columns for "
-                                   f"CTC; image_width {image_width} / feature_stride {feature_stride} gives "
-                                   f"{self.columns}: lower --feature_stride (or widen --image_width)")
-            self.ctc_head = nn.Linear(stage_channels[-1], 1 + classes)  # the same classifier on every column
-        else:
-            self.heads = nn.ModuleList(nn.Linear(feature_size, classes) for _ in range(length))
+        if head_class(head).ctc and length > self.columns:
+            raise ProjectError(f"captchas of up to {length} characters need at least {length} feature columns for "
+                               f"{head}; image_width {image_width} / feature_stride {feature_stride} gives "
+                               f"{self.columns}: lower --feature_stride (or widen --image_width)")
+        self.head = head_class(head)(channels, self.columns, length, classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -145,15 +141,10 @@ class CaptchaResNet(nn.Module):
         if tuple(x.shape[-2:]) != self.input_size:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
         x = self.body(self.stem(x))  # (N, C, H', W')
+        features = x.mean(dim=2)  # average the height away: (N, C, W')
         if self.preset == "original":
-            features = x.mean(dim=(2, 3))  # (N, 512)
-        elif self.head == "ctc":
-            columns = self.dropout(x.mean(dim=2).transpose(1, 2))  # average the height away: (N, W', C)
-            return self.ctc_head(columns)  # (N, W', 1 + classes)
-        else:
-            features = x.mean(dim=2).flatten(1)  # average the height away: (N, C * W')
-        features = self.dropout(features)
-        return torch.stack([head(features) for head in self.heads], dim=1)  # (N, length, classes)
+            features = features.mean(dim=2, keepdim=True)  # global pooling: (N, 512, 1)
+        return self.head(self.dropout(features))  # (N, steps, classes)
 
 
 def build_model(params):
@@ -295,6 +286,8 @@ def load_checkpoint(path):
         raise ProjectError(f"{path!r} is not a readable checkpoint ({type(error).__name__}: {first_line})") from None
     if not isinstance(checkpoint, dict) or not {"model", "params", "charset"} <= set(checkpoint):
         raise ProjectError(f"{path!r} is not a captcha-ocr checkpoint (no model, params and charset)")
+    if isinstance(checkpoint["model"], dict):
+        checkpoint["model"] = renamed_head_keys(checkpoint["model"])
     problem = heads_problem(checkpoint)
     if problem:
         raise ProjectError(f"{path!r} is not a consistent checkpoint: {problem}")
@@ -313,23 +306,28 @@ def heads_problem(checkpoint):
         Charset(chars, params.length_range)  # a charset that repeats a character
     except (TypeError, ValueError) as error:
         return str(error).splitlines()[0]
-    ctc = params.reader_head == "ctc"
-    heads = sorted(key for key in state if re.fullmatch(r"(heads\.\d+|ctc_head)\.(weight|bias)", key))
+    heads = [key for key in state if key.startswith("head.")]
     if not heads or not all(isinstance(state[key], torch.Tensor) and state[key].dim() >= 1 for key in heads):
         return "its heads are not weight tensors"
-    if ctc != heads[0].startswith("ctc_head"):
-        return f"its settings say head={params.reader_head} but it holds {'a ctc' if ctc else 'positions'} head"
-    count = len({key.split(".")[1] for key in heads})
-    if not ctc and count != params.length_range[1]:
-        return f"it has {count} character heads but its captcha_length is {params.captcha_length}"
-    sizes = sorted({state[key].shape[0] for key in heads})
-    if sizes != [len(chars) + ctc]:
-        blank = " and CTC's blank" if ctc else ""
-        return (f"its heads read {'/'.join(map(str, sizes))} classes but its charset {chars!r}{blank} has "
-                f"{len(chars) + ctc}")
+    problem = head_class(params.reader_head).state_problem(state, params.length_range[1], chars)
+    if problem:
+        return problem
     if chars != expected:
         return f"its charset {chars!r} disagrees with the charset of its settings {expected!r}"
     return None
+
+
+# State-dict names of the heads before they had a module of their own (heads.py): loading renames them.
+OLD_HEAD_KEYS = (("heads.", "head.places."), ("ctc_head.", "head.linear."))
+
+
+def renamed_head_keys(state):
+    """A model state dict with the head weights of an older checkpoint under today's names."""
+    renamed = {}
+    for key, value in state.items():
+        old = next((pair for pair in OLD_HEAD_KEYS if key.startswith(pair[0])), None)
+        renamed[old[1] + key[len(old[0]):] if old else key] = value
+    return renamed
 
 
 def model_from_checkpoint(checkpoint):
@@ -402,30 +400,33 @@ def speed_line(images_per_second, gflop, bf16):
             f"{achieved / peak:.0%} of this CPU's {name} peak ({peak:.0f} GFLOP/s)")
 
 
-def remap_heads(state, old_chars, new_chars):
-    """Head weights trained for `old_chars` rearranged for `new_chars` (shared characters keep theirs; a CTC
+def remap_heads(state, old_chars, new_chars, head, length):
+    """The weights of a `head` (a heads.py class) for captchas of up to `length` characters, trained for
+    `old_chars`, rearranged for `new_chars`: shared characters keep their rows, new ones start small (a CTC
     head's blank, its class 0, keeps its own)."""
-    remapped = {}
-    for key, value in state.items():
-        old, new = (("",) + tuple(old_chars), ("",) + tuple(new_chars)) if key.startswith("ctc_head.") \
-            else (tuple(old_chars), tuple(new_chars))
-        if key.startswith(("heads.", "ctc_head.")) and value.shape[0] == len(old):
-            rows = value.new_zeros((len(new),) + tuple(value.shape[1:]))
-            if value.dim() == 2:
-                torch.nn.init.normal_(rows, std=0.01)
-            for new_index, char in enumerate(new):
-                if char in old:
-                    rows[new_index] = value[old.index(char)]
-            value = rows
-        remapped[key] = value
+    blank = ("",) * head.ctc
+    old, new = blank + tuple(old_chars), blank + tuple(new_chars)
+    remapped = dict(state)
+    for key in head.class_rows(length):
+        value = state.get(key)
+        if value is None or value.shape[0] != len(old):
+            continue
+        rows = value.new_zeros((len(new),) + tuple(value.shape[1:]))
+        if value.dim() == 2:
+            torch.nn.init.normal_(rows, std=0.01)
+        for new_index, char in enumerate(new):
+            if char in old:
+                rows[new_index] = value[old.index(char)]
+        remapped[key] = rows
     return remapped
-
 
 
 def init_from(model, path, charset):
     """Load a checkpoint's weights for fine-tuning; heads follow the characters when charsets differ."""
     checkpoint = load_checkpoint(path)
-    state = remap_heads(checkpoint["model"], checkpoint["charset"], charset.chars)
+    trained = saved_parameters(checkpoint["params"])
+    state = remap_heads(checkpoint["model"], checkpoint["charset"], charset.chars, head_class(trained.reader_head),
+                        trained.length_range[1])
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(own) - set(usable))

@@ -249,6 +249,23 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
         fewest, most = self.length_range
         return "ctc" if fewest != most else AUTO_FIXED_HEAD
 
+    @property
+    def ctc_form(self):
+        """The model's outputs are CTC columns (a blank class first), as its head answers."""
+        return HEAD_FORMS[self.reader_head]
+
+
+# The reading heads by name, each with whether it answers in CTC form (a blank class first, runs merged when
+# read): all that reading a model's outputs needs, without PyTorch. heads.py registers its classes here too.
+HEAD_FORMS = {"positions": False, "ctc": True}
+
+
+def register_head_name(name, ctc):
+    """A head `--head=name` may choose (and bench_heads compare); ctc: it answers in CTC form."""
+    HEAD_FORMS[name] = ctc
+    CHOICES["head"] = ("auto", *HEAD_FORMS)
+    CHOICES["bench_heads"] = tuple(HEAD_FORMS)
+
 
 # head=auto's choice for captchas of one length: on the seed style, 20 minutes each, positions heads read
 # 0.9405 case-insensitive and the ctc head 0.9285 (docs/RESULTS.md, "Variable length")
@@ -424,7 +441,7 @@ CHOICES = {
     "style": tuple(STYLES),  # (style_mix's names are checked with the rest of a mix, by StyleMix)
     "image_format": ("jpg", "png"),
     "model_preset": ("default", "original"),
-    "head": ("auto", "positions", "ctc"),
+    "head": ("auto", *HEAD_FORMS),
     "captcha_kind": ("text", "arithmetic", "color_target"),
     "data_mode": ("folder", "generate"),
     "augment": ("auto", "on", "off"),
@@ -433,7 +450,7 @@ CHOICES = {
     "backend": ("torch", "onnx"),
     "server": ("flask", "waitress"),
     "bench_presets": ("default", "original"),
-    "bench_heads": ("positions", "ctc"),
+    "bench_heads": tuple(HEAD_FORMS),
     "bench_kinds": ("arithmetic", "color_target"),
     "quantize": ("", "int8"),
     "bench_real": Parameters.bench_real,  # the default runs every experiment

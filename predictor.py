@@ -129,7 +129,7 @@ def load_onnx(path, params, device=None):
 
 def charset_of(chars, trained):
     """The Charset of a model trained with settings `trained` on the characters `chars`."""
-    return Charset(chars, trained.length_range, ctc=trained.reader_head == "ctc")
+    return Charset(chars, trained.length_range, ctc=trained.ctc_form)
 
 
 def load_torch(path, params, device=None):

@@ -21,7 +21,6 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 
 from batches import Data, batch_stream, load_data
 from dataset import Charset, DataError, image_names, score
@@ -171,10 +170,10 @@ def fine_tuned_head(params, saved):
     """`params` with the head of the checkpoint a run fine-tunes from (its saved settings `saved`), unless
     --head names one or the checkpoint's positions heads cannot read this run's lengths; a new head starts
     fresh on the checkpoint's backbone."""
-    saved_head = saved_parameters(saved).reader_head
+    saved = saved_parameters(saved)
     fewest, most = params.length_range
-    if params.head == "auto" and (saved_head == "ctc" or fewest == most):
-        params = dataclasses.replace(params, head=saved_head)
+    if params.head == "auto" and (saved.ctc_form or fewest == most):
+        params = dataclasses.replace(params, head=saved.reader_head)
     return params
 
 
@@ -196,8 +195,8 @@ def settled_head(params):
     """`params` with head=auto resolved (a checkpoint names the head it was trained with), checked against
     the lengths to read."""
     fewest, most = params.length_range
-    if params.reader_head == "positions" and fewest != most:
-        raise ParameterError(f"--head=positions reads captchas of one length, but captcha_length is "
+    if not params.ctc_form and fewest != most:
+        raise ParameterError(f"--head={params.reader_head} reads captchas of one length, but captcha_length is "
                              f"{params.captcha_length}: use --head=ctc (or auto)")
     return dataclasses.replace(params, head=params.reader_head)
 
@@ -248,45 +247,21 @@ def train_step(run, images, targets, lr):
     images, targets = images.to(run.device, non_blocking=True), targets.to(run.device, non_blocking=True)
     with autocast(run.device, run.bf16):
         logits = run.trained(images)  # (B, steps, classes)
-    if run.charset.ctc:
-        loss = ctc_loss(logits, targets)
-    else:
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
-                               label_smoothing=run.params.label_smoothing) * run.charset.length
+    loss = run.model.head.loss(logits, targets, run.params.label_smoothing)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
     return loss.detach()
 
 
-def ctc_loss(logits, targets):
-    """CTC loss of column logits (B, columns, 1 + classes) against character indices (B, length), -1 after
-    a label's end; summed over a captcha's characters like the positions loss, averaged over captchas."""
-    log_probabilities = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (columns, B, 1 + classes)
-    present = targets >= 0
-    columns = torch.full((len(targets),), log_probabilities.shape[0], dtype=torch.long)
-    # Class 0 is the blank: character i is class i + 1. zero_infinity: a label the columns cannot hold
-    # (refused before training, see check_label_room) would otherwise poison the whole batch.
-    return F.ctc_loss(log_probabilities, targets[present] + 1, columns, present.sum(dim=1), blank=0,
-                      reduction="sum", zero_infinity=True) / len(targets)
-
-
-def columns_needed(label):
-    """Feature columns CTC needs to emit `label`: one a character, and a blank between doubled ones."""
-    return len(label) + sum(a == b for a, b in zip(label, label[1:]))
-
-
 def check_label_room(model, *image_sets):
-    """A CTC model must have a feature column for every character of a label and a blank between doubled
-    ones: a label that needs more is a one-line error before training."""
-    if model.head != "ctc":
-        return
+    """Every label must be one the model's head can read (a CTC head needs a feature column for every
+    character and a blank between doubled ones): one that cannot is a one-line error before training."""
     for image_set in image_sets:
-        label = max((label for label in image_set.labels if label), key=columns_needed, default="")
-        if columns_needed(label) > model.columns:
-            raise DataError(f"label {label!r} needs {columns_needed(label)} feature columns (a character each and a "
-                            f"blank between doubled ones); the model has {model.columns} (image width "
-                            f"{model.input_size[1]} / feature_stride): lower --feature_stride")
+        for label in dict.fromkeys(label for label in image_set.labels if label):
+            problem = model.head.label_problem(label)
+            if problem:
+                raise DataError(problem)
 
 
 def evaluation_due(progress, params):

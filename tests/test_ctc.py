@@ -21,7 +21,8 @@ from parameters import ParameterError, make_parameters
 from predictor import load_model
 from self_training import confident_reads
 from test_api import call, post_json, running_server
-from train import ctc_loss, settled_head, train
+from heads import CtcHead
+from train import settled_head, train
 
 ALL_LENGTHS = range(CTC_LENGTHS[0], CTC_LENGTHS[1] + 1)
 
@@ -49,8 +50,9 @@ def test_doubled_characters_decode_and_fit_the_loss():
     assert texts == ["aa", "A11B", "1"]  # a run of one class is one character; a blank parts doubled ones
     assert [len(row) for row in confidences] == [2, 4, 1] and all((row > 0.99).all() for row in confidences)
     targets = torch.tensor([[0, 2, 2, 1]])  # A11B
-    assert 0 < ctc_loss(torch.zeros(1, 5, 5), targets) < float("inf")  # 5 columns hold A, 1, blank, 1, B
-    assert ctc_loss(torch.zeros(1, 4, 5), targets) == 0  # 4 cannot: zeroed (refused before training, below)
+    head = CtcHead(channels=8, columns=5, length=4, classes=4)
+    assert 0 < head.loss(torch.zeros(1, 5, 5), targets, 0) < float("inf")  # 5 columns hold A, 1, blank, 1, B
+    assert head.loss(torch.zeros(1, 4, 5), targets, 0) == 0  # 4 cannot: zeroed (refused before training, below)
 
 
 def test_scores_count_missing_and_extra_characters_by_edit_distance():
@@ -131,7 +133,7 @@ def test_fine_tuning_a_positions_model_into_ctc_reuses_its_backbone(tiny_run, ct
                          epochs=1, model_dir=str(tmp_path / "tuned"))
     train(params)
     said = capsys.readouterr().out
-    assert "not loaded, shapes differ: ctc_head.bias, ctc_head.weight)" in said
+    assert "not loaded, shapes differ: head.linear.bias, head.linear.weight)" in said
     assert torch.load(tmp_path / "tuned" / "last.pt", weights_only=True)["params"]["head"] == "ctc"
 
 

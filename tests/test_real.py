@@ -23,6 +23,7 @@ from conftest import ROOT, tiny_params
 from dataset import DataError, image_names, infer_charset, load_folder, load_training_data
 from export_onnx import export
 from generate_captcha import generate_split
+from heads import PositionHeads
 from model import load_checkpoint, remap_heads
 from parameters import make_parameters
 from predictor import load_model, predict
@@ -213,9 +214,10 @@ def test_few_real_images_repeated_beside_a_mix_folder(real_folder, tmp_path, cap
 
 
 def test_remapped_heads_keep_shared_characters():
-    old = {"heads.0.weight": torch.arange(6.0).reshape(3, 2), "heads.0.bias": torch.tensor([1.0, 2.0, 3.0]),
+    old = {"head.places.0.weight": torch.arange(6.0).reshape(3, 2), "head.places.0.bias": torch.tensor([1.0, 2.0, 3.0]),
            "stem.0.weight": torch.ones(2)}
-    new = remap_heads(old, "abc", "cxa")
-    assert new["heads.0.weight"][0].tolist() == [4.0, 5.0] and new["heads.0.weight"][2].tolist() == [0.0, 1.0]
-    assert new["heads.0.bias"].tolist()[0] == 3.0 and new["heads.0.bias"].tolist()[2] == 1.0
-    assert new["heads.0.bias"].tolist()[1] == 0.0 and new["stem.0.weight"] is old["stem.0.weight"]
+    new = remap_heads(old, "abc", "cxa", PositionHeads, 1)
+    weight, bias = new["head.places.0.weight"], new["head.places.0.bias"]
+    assert weight[0].tolist() == [4.0, 5.0] and weight[2].tolist() == [0.0, 1.0]
+    assert bias.tolist()[0] == 3.0 and bias.tolist()[2] == 1.0
+    assert bias.tolist()[1] == 0.0 and new["stem.0.weight"] is old["stem.0.weight"]

@@ -158,7 +158,7 @@ def test_feature_stride_sets_the_columns_the_heads_read():
     images = torch.randint(0, 256, (2, 60, 160, 3), dtype=torch.uint8)
     for stride, columns in ((8, 20), (16, 10)):
         model = build_model(make_parameters({**wide, "feature_stride": stride})).eval()
-        assert model.heads[0].in_features == 192 * columns
+        assert model.head.places[0].in_features == 192 * columns
         assert model(images).shape == (2, 4, 36)
     with pytest.raises(ValueError, match="feature_stride must be"):
         build_model(make_parameters({"feature_stride": 12}))
