@@ -9,7 +9,6 @@ from dataset import decode_logits
 from model import batch_logits, measure_batch_norms
 
 
-
 def self_training_due(progress, run):
     """A self-training round is due: at the start of every epoch (pseudo_every 0), else every pseudo_every
     steps, and once at the very start."""

@@ -280,26 +280,36 @@ def with_worst(results):
     return {**{key: worst[key] for key in ("count", "accuracy", "accuracy_ignore_case", "minutes")}, **results}
 
 
+def own_data_run(data_flags, model_dir, minutes, flags=()):
+    """`python main.py` on labelled folders (`data_flags`: README's `--data_dir=F --test_split=0.2`, or a
+    train_dir and test_dir) for `minutes`, plus a model_dir and any extra `flags`; metrics of its test
+    images read by last.pt, with its training and wall minutes."""
+    command = [sys.executable, os.path.join(ROOT, "main.py"), *data_flags, f"--time_budget={minutes:g}",
+               f"--model_dir={model_dir}", *flags]
+    print(f"--- {' '.join(command[1:])}", flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    trained = saved_parameters(load_checkpoint(os.path.join(model_dir, "last.pt"))["params"])
+    metrics = evaluate(model_dir, load_train_test(make_parameters({"strict": False}, base=trained))[1], trained)
+    metrics["wall minutes"] = (time.perf_counter() - started) / 60
+    print(f"{' '.join(data_flags + tuple(flags))}: {metrics['accuracy']:.4f} case-sensitive, "
+          f"{metrics['accuracy_ignore_case']:.4f} case-insensitive on {metrics['count']} held-out captchas; "
+          f"{metrics['minutes']:.1f} min of training, {metrics['wall minutes']:.1f} min in all", flush=True)
+    return metrics
+
+
 def exp_own_data(params, ctx):
     """README's own-data command, exactly (`python main.py --data_dir=F --test_split=0.2 --time_budget=10`,
-    plus a model_dir of its own), on each OWN_DATA_FOLDERS folder; its seeded 20% read by last.pt. The
-    folders' size, charset and length come from the folders themselves, as for a user."""
-    results = {}
-    for name in OWN_DATA_FOLDERS:
-        folder, model_dir = os.path.join(ctx.datasets, name), f"runs/own_{name.replace('/', '_')}"
-        command = [sys.executable, os.path.join(ROOT, "main.py"), f"--data_dir={folder}", "--test_split=0.2",
-                   f"--time_budget={ctx.budget['time_budget']:g}", f"--model_dir={model_dir}"]
-        print(f"--- {name}: {' '.join(command[1:])}", flush=True)
-        started = time.perf_counter()
-        subprocess.run(command, check=True)
-        trained = saved_parameters(load_checkpoint(os.path.join(model_dir, "last.pt"))["params"])
-        metrics = evaluate(model_dir, load_train_test(make_parameters({"strict": False}, base=trained))[1], trained)
-        metrics["wall minutes"] = (time.perf_counter() - started) / 60
-        results[f"folder {name}"] = metrics
-        print(f"{name}: {metrics['accuracy']:.4f} case-sensitive, {metrics['accuracy_ignore_case']:.4f} "
-              f"case-insensitive on {metrics['count']} held-out captchas; {metrics['minutes']:.1f} min of training, "
-              f"{metrics['wall minutes']:.1f} min in all", flush=True)
-    return with_worst(results)
+    plus a model_dir of its own), on each OWN_DATA_FOLDERS folder. The folders' size, charset and length
+    come from the folders themselves, as for a user."""
+    return with_worst({f"folder {name}": own_data_run(readme_flags(os.path.join(ctx.datasets, name)),
+                                                      f"runs/own_{name.replace('/', '_')}", ctx.budget["time_budget"])
+                       for name in OWN_DATA_FOLDERS})
+
+
+def readme_flags(folder):
+    """The data flags of README's own-data command."""
+    return (f"--data_dir={folder}", "--test_split=0.2")
 
 
 # site_zero_label: (folder, charset, length, ddddocr 1.6.1 zero-shot, the hand-made style's zero-label figure or None)
