@@ -32,6 +32,12 @@ from looks import LIBRARY_STYLES, LookSettings
 DIGITS = "0123456789"
 LOWER = "abcdefghijklmnopqrstuvwxyz"
 UPPER = LOWER.upper()
+# Every render_jitter family (custom_captcha_image.JITTER's): the default, and the choices.
+JITTERS = ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale", "color")
+# bench/bench_real.py's experiments, in the order a plain run takes them.
+BENCH_REAL = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200",
+              "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default",
+              "swust_ctc", "captcha_images_v2_ctc", "stock_ctc", "own_data", "site_zero_label")
 
 
 @dataclass
@@ -50,20 +56,28 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     charset: str = DIGITS + LOWER + UPPER  # the character classes, in class-index order
     captcha_length: str = "4"  # characters per captcha: a count (4), or a range (4-6) drawn per captcha
     ignore_case: bool = False  # fold labels to lower case (for sites whose answers ignore case)
-    captcha_kind: str = "text"  # what a captcha asks: text (its characters), arithmetic (an expression such as 3+8=?, read and answered), color_target (only the characters in target_color)
-    arithmetic_operands: tuple[int, ...] = (0, 20)  # captcha_kind=arithmetic: range of each operand, min,max (charset and captcha_length follow from these three)
-    arithmetic_operators: str = "+-x"  # captcha_kind=arithmetic: operators drawn, from + - x × * ÷ / (x × * multiply, ÷ / divide)
-    arithmetic_endings: tuple[str, ...] = ("=?", "=")  # captcha_kind=arithmetic: what follows the second operand, one drawn per captcha
+    captcha_kind: str = "text"  # what a captcha asks: text (its characters), arithmetic (an expression such as 3+8=?,
+        #   read and answered), color_target (only the characters in target_color)
+    arithmetic_operands: tuple[int, ...] = (0, 20)  # captcha_kind=arithmetic: range of each operand, min,max (charset
+        #   and captcha_length follow from these three)
+    arithmetic_operators: str = "+-x"  # captcha_kind=arithmetic: operators drawn, from + - x × * ÷ / (x × * multiply, ÷
+        #   / divide)
+    arithmetic_endings: tuple[str, ...] = ("=?", "=")  # captcha_kind=arithmetic: what follows the second operand, one
+        #   drawn per captcha
     arithmetic_negative: bool = False  # captcha_kind=arithmetic: also draw subtractions that answer below zero
-    infer_charset: bool = False  # main.py: take charset and captcha_length from the training folders' labels even where a folder's .generator.json names them (without it, labels are read for whatever no flag gives)
+    infer_charset: bool = False  # main.py: take charset and captcha_length from the training folders' labels even where
+        #   a folder's .generator.json names them (without it, labels are read for whatever no flag gives)
     image_width: int = 64  # image width, pixels (also the model's input width)
     image_height: int = 24  # image height, pixels (also the model's input height)
-    max_image_side: int = 2000  # largest image_width or image_height the generator accepts, pixels (a typo must not need gigabytes)
+    max_image_side: int = 2000  # largest image_width or image_height the generator accepts, pixels (a typo must not
+        #   need gigabytes)
     seed: int = 0  # seed of labels, images, splits and weight init
     # --- style: how generated captchas look ---
     style: str = "seed"  # named style preset applied before other overrides (see STYLES below)
-    style_file: str = ""  # a style file (fit_style.py writes one; a generated folder's .generator.json is one): its settings apply over --style's preset, under the flags given
-    style_mix: tuple[str, ...] = ()  # draw each captcha in one of these styles, picked at random (repeat a name to weight it); empty = this style alone
+    style_file: str = ""  # a style file (fit_style.py writes one; a generated folder's .generator.json is one): its
+        #   settings apply over --style's preset, under the flags given
+    style_mix: tuple[str, ...] = ()  # draw each captcha in one of these styles, picked at random (repeat a name to
+        #   weight it); empty = this style alone
     fonts: tuple[str, ...] = ()  # .ttf/.otf files or folders; empty = captcha's DroidSansMono plus fonts/*.ttf
     font_sizes: tuple[int, ...] = (20, 22, 23)  # font sizes drawn from at random, pixels
     noise_curves: int = 1  # arcs drawn through the text
@@ -79,7 +93,8 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     text_color_max: int = 200  # highest value of each text colour channel (0-255)
     color_per_char: bool = False  # draw a new text colour for each character instead of one per image
     solid_text: bool = False  # paste glyphs in their full colour (default: translucent, as the captcha package)
-    stretch_glyphs: bool = True  # stretch each glyph's ink to its font box, as the captcha package does (off: natural shape)
+    stretch_glyphs: bool = True  # stretch each glyph's ink to its font box, as the captcha package does (off: natural
+        #   shape)
     background_min: int = 238  # lowest value of each background colour channel (0-255)
     background_max: int = 255  # highest value of each background colour channel (0-255)
     rotation: float = 10.0  # each character rotates by up to +/- this many degrees
@@ -94,32 +109,51 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     baseline: bool = False  # sit characters on one baseline, as typed text (default: centre each one vertically)
     smooth: bool = True  # apply a smoothing filter to the finished image
     grey: bool = False  # finish the image in grey levels (R = G = B), as a grey site
-    font_box: str = "bbox"  # box each glyph is stretched to and centred by: bbox (text box measured from (1, 1), as captcha >= 0.5) or textsize (Pillow < 8: advance x ascent + descent)
-    glyph_resample: str = "bilinear"  # filter of each glyph's stretch and warp: nearest (Pillow < 7's default), bilinear, bicubic
-    glyph_passes: int = 1  # resamplings of each glyph's stretch and warp: 1 (one combined transform) or 2 (resized to the warp frame, then warped, as the captcha package does)
-    squeeze_resample: str = "bilinear"  # filter squeezing a text row wider than the image into it: nearest, bilinear, bicubic
-    dark_edges: bool = False  # translucent glyphs rotated and pasted from a transparent layer as Pillow < 8 did: bolder strokes, edges blend toward black (no effect with solid_text)
-    ink_opacity_floor: float = 0.5  # translucent text is at least this opaque (0-1; the captcha package has no floor, so its dark colours are faint)
-    noise_curve_end: tuple[float, ...] = (0.2, 1.0)  # range of the noise arc's right end, fractions of the width (captcha < 0.5: 0.8,1)
-    background_gradient: tuple[float, ...] = (0.0, 0.0)  # range of how much darker the left edge is than the right, grey levels (0 = flat)
+    font_box: str = "bbox"  # box each glyph is stretched to and centred by: bbox (text box measured from (1, 1), as
+        #   captcha >= 0.5) or textsize (Pillow < 8: advance x ascent + descent)
+    glyph_resample: str = "bilinear"  # filter of each glyph's stretch and warp: nearest (Pillow < 7's default),
+        #   bilinear, bicubic
+    glyph_passes: int = 1  # resamplings of each glyph's stretch and warp: 1 (one combined transform) or 2 (resized to
+        #   the warp frame, then warped, as the captcha package does)
+    squeeze_resample: str = "bilinear"  # filter squeezing a text row wider than the image into it: nearest, bilinear,
+        #   bicubic
+    dark_edges: bool = False  # translucent glyphs rotated and pasted from a transparent layer as Pillow < 8 did: bolder
+        #   strokes, edges blend toward black (no effect with solid_text)
+    ink_opacity_floor: float = 0.5  # translucent text is at least this opaque (0-1; the captcha package has no floor,
+        #   so its dark colours are faint)
+    noise_curve_end: tuple[float, ...] = (0.2, 1.0)  # range of the noise arc's right end, fractions of the width
+        #   (captcha < 0.5: 0.8,1)
+    background_gradient: tuple[float, ...] = (0.0, 0.0)  # range of how much darker the left edge is than the right,
+        #   grey levels (0 = flat)
     noise_polylines: int = 0  # thick polylines drawn through the text, from its left end to past its right end
     noise_polyline_width: tuple[int, ...] = (2, 3)  # range of polyline widths, min,max pixels
     noise_polyline_bends: tuple[int, ...] = (1, 3)  # range of bends in each polyline, min,max (at least 1)
-    stroke_weight: tuple[float, ...] = (0.0, 0.0)  # range of pixels added to (negative: taken from) each side of every stroke, fractional allowed
-    elastic: tuple[float, ...] = (0.0, 0.0)  # range of elastic distortion: parts of each glyph move by up to this many pixels, min,max
-    ragged: tuple[float, ...] = (0.0, 0.0)  # range of ragged stroke edges: each glyph pixel is taken from up to this many pixels away, min,max
+    stroke_weight: tuple[float, ...] = (0.0, 0.0)  # range of pixels added to (negative: taken from) each side of every
+        #   stroke, fractional allowed
+    elastic: tuple[float, ...] = (0.0, 0.0)  # range of elastic distortion: parts of each glyph move by up to this many
+        #   pixels, min,max
+    ragged: tuple[float, ...] = (0.0, 0.0)  # range of ragged stroke edges: each glyph pixel is taken from up to this
+        #   many pixels away, min,max
     glyph_width: tuple[float, ...] = (1.0, 1.0)  # range of each glyph's horizontal stretch, min,max factor
-    char_spacing: tuple[float, ...] = ()  # gap from one glyph's right edge to the next glyph, min,max pixels (negative overlaps), row from left_margin (empty = packed as the captcha package)
-    left_margin: tuple[float, ...] = (0.0, 0.0)  # with char_spacing: range of the first glyph's left edge, min,max pixels
+    char_spacing: tuple[float, ...] = ()  # gap from one glyph's right edge to the next glyph, min,max pixels (negative
+        #   overlaps), row from left_margin (empty = packed as the captcha package)
+    left_margin: tuple[float, ...] = (0.0, 0.0)  # with char_spacing: range of the first glyph's left edge, min,max
+        #   pixels
     char_jitter_y: float = 0.0  # each character moves up or down by up to +/- this many pixels (a wavy baseline)
     off_edge: float = 0.0  # chance per image that the text runs off the left, right, top or bottom edge
-    off_edge_depth: tuple[float, ...] = (0.2, 0.5)  # how far text runs off: fraction of the end glyph's width (or of the text's height) past the edge, min,max
-    char_class_weights: tuple[float, ...] = ()  # chance weights of drawing each character from the charset's digits, lower-case, upper-case letters (empty = uniform over the charset)
-    palette: tuple[str, ...] = ("red", "blue", "green", "black")  # captcha_kind=color_target: text colours drawn, names or #rrggbb
+    off_edge_depth: tuple[float, ...] = (0.2, 0.5)  # how far text runs off: fraction of the end glyph's width (or of
+        #   the text's height) past the edge, min,max
+    char_class_weights: tuple[float, ...] = ()  # chance weights of drawing each character from the charset's digits,
+        #   lower-case, upper-case letters (empty = uniform over the charset)
+    palette: tuple[str, ...] = ("red", "blue", "green", "black")  # captcha_kind=color_target: text colours drawn, names
+        #   or #rrggbb
     target_color: str = "red"  # captcha_kind=color_target: the palette colour whose characters, in order, are the label
-    color_distractors: tuple[int, ...] = (2, 3)  # captcha_kind=color_target: range of characters drawn in the other palette colours, min,max
-    color_jitter: int = 24  # captcha_kind=color_target: each colour channel of each character moves by up to +/- this much
-    render_jitter: tuple[str, ...] = ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale", "color")  # renderer differences varied per image (see custom_captcha_image.JITTER); empty = off
+    color_distractors: tuple[int, ...] = (2, 3)  # captcha_kind=color_target: range of characters drawn in the other
+        #   palette colours, min,max
+    color_jitter: int = 24  # captcha_kind=color_target: each colour channel of each character moves by up to +/- this
+        #   much
+    render_jitter: tuple[str, ...] = JITTERS  # renderer differences varied per image (see
+        #   custom_captcha_image.JITTER); empty = off
     # --- generation: the files generate_captcha.py writes ---
     image_format: str = "jpg"  # file format of generated images: jpg or png
     jpeg_quality: int = 75  # JPEG quality of generated images (1-95)
@@ -133,35 +167,49 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     stage_channels: tuple[int, ...] = (32, 64, 128, 192)  # channels of each residual stage
     stage_blocks: tuple[int, ...] = (1, 2, 2, 1)  # residual blocks in each stage
     feature_stride: int = 8  # image pixels per feature column before the heads (4-32; 16 for images ~160 px wide)
-    head: str = "auto"  # reader: positions (a softmax per character place), ctc (a softmax per feature column, CTC loss: any length), auto (ctc when lengths vary, else AUTO_FIXED_HEAD)
+    head: str = "auto"  # reader: positions (a softmax per character place), ctc (a softmax per feature column, CTC
+        #   loss: any length), auto (ctc when lengths vary, else AUTO_FIXED_HEAD)
     dropout: float = 0.1  # dropout before the heads
     # --- training: how main.py trains ---
     data_mode: str = "folder"  # folder (read train_dir) or generate (fresh captchas every epoch, in workers)
-    epochs: int = 0  # passes over the training set, a cap on time_budget when given (0 = time_budget alone sets the run; without one, DEFAULT_EPOCHS and at least MIN_STEPS steps)
+    epochs: int = 0  # passes over the training set, a cap on time_budget when given (0 = time_budget alone sets the
+        #   run; without one, DEFAULT_EPOCHS and at least MIN_STEPS steps)
     time_budget: float = 0.0  # train this many minutes, the schedule fitted to them (0 = epochs only)
-    batch_size: int = 0  # images per training step (0 = auto: SMALL_BATCH for a training set under SMALL_SET images, else 256)
+    batch_size: int = 0  # images per training step (0 = auto: SMALL_BATCH for a training set under SMALL_SET images,
+        #   else 256)
     lr: float = 3e-3  # peak learning rate of the one-cycle schedule
     weight_decay: float = 0.05  # AdamW weight decay
     warmup: float = 0.05  # fraction of training spent warming the learning rate up
     label_smoothing: float = 0.05  # cross-entropy label smoothing
-    augment: str = "auto"  # random shift/scale/rotation/blur/noise of training images: on, off, auto (on under 50,000 images)
+    augment: str = "auto"  # random shift/scale/rotation/blur/noise of training images: on, off, auto (on under 50,000
+        #   images)
     eval_every: int = 0  # also evaluate every N steps (0 = only at epoch ends)
     eval_epochs: int = 1  # evaluate and save checkpoints every N epochs, and after the last (tiny data: raise it)
     target_accuracy: float = 0.0  # stop early once test case-sensitive accuracy reaches this (0 = never)
     resume: bool = False  # continue the run in model_dir from last.pt, with the settings it was started with
-    unlabelled_dir: str = ""  # self-training: folder of the target site's captchas without labels; confident reads join training
-    unlabelled_fraction: float = 0.25  # self-training: share of each training batch taken from confidently read unlabelled captchas
-    pseudo_threshold: float = 0.8  # self-training: lowest confidence (mean over the views) of each character of a read that is used
-    pseudo_views: int = 4  # self-training: views each unlabelled captcha is read in (as it is, and augmented copies); all must agree
-    pseudo_align: bool = False  # self-training: rescale each round's reads so every class's mean probability matches its share of the training labels (for a site whose characters are drawn as the generator's are)
-    target_batch_norm: bool = False  # self-training: batch-norm statistics re-measured on the unlabelled captchas before each read and each save (AdaBN)
-    pseudo_every: int = 0  # self-training: steps between re-reads of the unlabelled captchas (0 = at every epoch's start)
-    extend: float = 0.0  # with --resume: train this many more minutes on a short cosine tail from lr/10, no warm-up (0 = off)
+    unlabelled_dir: str = ""  # self-training: folder of the target site's captchas without labels; confident reads join
+        #   training
+    unlabelled_fraction: float = 0.25  # self-training: share of each training batch taken from confidently read
+        #   unlabelled captchas
+    pseudo_threshold: float = 0.8  # self-training: lowest confidence (mean over the views) of each character of a read
+        #   that is used
+    pseudo_views: int = 4  # self-training: views each unlabelled captcha is read in (as it is, and augmented copies);
+        #   all must agree
+    pseudo_align: bool = False  # self-training: rescale each round's reads so every class's mean probability matches
+        #   its share of the training labels (for a site whose characters are drawn as the generator's are)
+    target_batch_norm: bool = False  # self-training: batch-norm statistics re-measured on the unlabelled captchas
+        #   before each read and each save (AdaBN)
+    pseudo_every: int = 0  # self-training: steps between re-reads of the unlabelled captchas (0 = at every epoch's
+        #   start)
+    extend: float = 0.0  # with --resume: train this many more minutes on a short cosine tail from lr/10, no warm-up (0
+        #   = off)
     init_from: str = ""  # start from this checkpoint's weights (fine-tuning)
     train_repeat: int = 1  # each training image (train_dir, or data_dir's train split) is seen this many times an epoch
-    mix_dir: str = ""  # a second labelled folder mixed into training once an epoch (e.g. generated captchas beside few real ones)
+    mix_dir: str = ""  # a second labelled folder mixed into training once an epoch (e.g. generated captchas beside few
+        #   real ones)
     mix_count: int = 0  # images taken from mix_dir, the first by name (0 = all)
-    amp: str = "auto"  # bf16 mixed precision: on, off, auto (on CUDA; on a CPU where a short probe, cached per machine, measures it faster than fp32)
+    amp: str = "auto"  # bf16 mixed precision: on, off, auto (on CUDA; on a CPU where a short probe, cached per machine,
+        #   measures it faster than fp32)
     # --- run: the run folder and the hardware that trains or reads with it ---
     model_dir: str = "model"  # run folder: checkpoints best.pt and last.pt, log.csv, curves.png
     device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:N
@@ -171,7 +219,8 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     visdom: bool = True  # send live plots to a visdom server
     visdom_server: str = "http://localhost"  # visdom server address
     visdom_port: int = 8097  # visdom server port
-    visdom_env: str = "captcha"  # visdom environment prefix: a run plots to PREFIX_RUN, RUN the last folder of model_dir
+    visdom_env: str = "captcha"  # visdom environment prefix: a run plots to PREFIX_RUN, RUN the last folder of
+        #   model_dir
     # --- prediction: reading captchas with a trained checkpoint ---
     checkpoint: str = ""  # checkpoint to load ('' = model_dir/best.pt)
     backend: str = "torch"  # inference backend: torch, or onnx (onnxruntime on the checkpoint's exported .onnx)
@@ -180,17 +229,22 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     json: bool = False  # userPred.py: print JSON instead of text
     # --- evaluation: userTest.py's golden set and report ---
     golden_dir: str = "golden_set"  # hand-labelled real captchas evaluated by userTest.py
-    sure_confidence: float = 0.9  # userTest.py: misreads at least this confident in every character are listed as labels to check
+    sure_confidence: float = 0.9  # userTest.py: misreads at least this confident in every character are listed as
+        #   labels to check
     report_dir: str = ""  # userTest.py: folder of its error grid and JSON report ('' = report/ beside the checkpoint)
-    least_sure: int = 0  # userTest.py: list the N least sure reads of golden_dir (labelled or not) to label first (0 = none)
+    least_sure: int = 0  # userTest.py: list the N least sure reads of golden_dir (labelled or not) to label first (0 =
+        #   none)
     # --- export: export_onnx.py's files ---
     onnx_file: str = ""  # export_onnx.py output ('' = the checkpoint's path with .onnx)
     ddddocr: bool = True  # export_onnx.py: also write the .ddddocr.onnx and .ddddocr.json files ddddocr loads
     quantize: str = ""  # export_onnx.py: also write a statically quantized <name>.int8.onnx ('' = no, int8)
-    calibration_dir: str = ""  # export_onnx.py --quantize: images (labels not needed) whose activations set the int8 ranges ('' = the checkpoint's train_dir)
+    calibration_dir: str = ""  # export_onnx.py --quantize: images (labels not needed) whose activations set the int8
+        #   ranges ('' = the checkpoint's train_dir)
     calibration_count: int = 512  # export_onnx.py --quantize: images read from calibration_dir (a seeded draw)
-    quantize_test_dir: str = ""  # export_onnx.py --quantize: labelled folder both models are scored on ('' = the checkpoint's test_dir)
-    quantize_max_loss: float = 0.003  # export_onnx.py --quantize: most whole-captcha accuracy (0-1) the int8 model may lose; more: it is not written
+    quantize_test_dir: str = ""  # export_onnx.py --quantize: labelled folder both models are scored on ('' = the
+        #   checkpoint's test_dir)
+    quantize_max_loss: float = 0.003  # export_onnx.py --quantize: most whole-captcha accuracy (0-1) the int8 model may
+        #   lose; more: it is not written
     # --- serving: api_demo.py's HTTP server ---
     host: str = "127.0.0.1"  # api_demo.py listen address
     port: int = 5000  # api_demo.py listen port
@@ -199,42 +253,59 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
     max_upload_bytes: int = 1048576  # largest request body the API accepts, bytes
     max_image_pixels: int = 4000000  # largest decoded image the API accepts, pixels (decompression-bomb guard)
     max_batch: int = 64  # most images in one API request
-    max_request_pixels: int = 8000000  # most decoded pixels in one API request, summed over its images (checked from their headers, before decoding)
-    max_concurrent: int = 4  # most API requests decoding images and running the model at once; more are answered 503 at once
-    api_key: str = ""  # key POST /predict requires, as X-API-Key or Authorization: Bearer ('' = none; the environment's CAPTCHA_API_KEY when unset here)
-    rate_limit: int = 0  # most POST /predict requests a minute from one client address, more answered 429 (0 = no limit)
+    max_request_pixels: int = 8000000  # most decoded pixels in one API request, summed over its images (checked from
+        #   their headers, before decoding)
+    max_concurrent: int = 4  # most API requests decoding images and running the model at once; more are answered 503 at
+        #   once
+    api_key: str = ""  # key POST /predict requires, as X-API-Key or Authorization: Bearer ('' = none; the environment's
+        #   CAPTCHA_API_KEY when unset here)
+    rate_limit: int = 0  # most POST /predict requests a minute from one client address, more answered 429 (0 = no
+        #   limit)
     # --- fitting: fit_style.py's search for a style that draws like a folder of the site's captchas ---
-    fit_file: str = ""  # style file fit_style.py writes ('' = <folder>.style.json beside the folder), with <name>.png beside it
+    fit_file: str = ""  # style file fit_style.py writes ('' = <folder>.style.json beside the folder), with <name>.png
+        #   beside it
     fit_images: int = 160  # real captchas read, and captchas drawn for each candidate style
     fit_minutes: float = 10.0  # the search stops after this many minutes (the style found so far is written)
-    fit_rounds: int = 4  # passes of the search over the knobs (it stops sooner when a pass changes nothing, or at fit_minutes)
-    fit_presets: tuple[str, ...] = ()  # the presets the fit may start from, e.g. securimage when the site is known to run it (empty = every text style)
-    fit_candidates: int = 0  # also write the styles of this many of the best starts and their searches (<fit_file>.candidate<k>.json), for choose_style.py to try (0 = none)
+    fit_rounds: int = 4  # passes of the search over the knobs (it stops sooner when a pass changes nothing, or at
+        #   fit_minutes)
+    fit_presets: tuple[str, ...] = ()  # the presets the fit may start from, e.g. securimage when the site is known to
+        #   run it (empty = every text style)
+    fit_candidates: int = 0  # also write the styles of this many of the best starts and their searches
+        #   (<fit_file>.candidate<k>.json), for choose_style.py to try (0 = none)
     # --- choosing: choose_style.py, which of a few styles trains a model that reads the site's captchas best ---
     choose_file: str = ""  # where choose_style.py copies the chosen style file ('' = <the site folder>.style.json)
-    choose_dir: str = ""  # choose_style.py's work folder: each candidate's generated captchas and trial model ('' = runs/choose_<the folder's name>)
+    choose_dir: str = ""  # choose_style.py's work folder: each candidate's generated captchas and trial model ('' =
+        #   runs/choose_<the folder's name>)
     choose_count: int = 8000  # captchas generated for each candidate's trial model
     choose_minutes: float = 2.0  # minutes of training each candidate's trial model
     # --- site: site_model.py, from a folder of a site's unlabelled captchas to a model that reads them ---
     site_dir: str = ""  # site_model.py's work folder ('' = runs/site_<the folder's name>)
-    site_style_file: str = ""  # a style file to use instead of fitting one (a style made by eye, or fitted before; '' = fit)
-    site_candidates: int = 4  # styles of the fit (its searches' results and their presets) that choose_style.py tries (1 = the fit, untried)
+    site_style_file: str = ""  # a style file to use instead of fitting one (a style made by eye, or fitted before; '' =
+        #   fit)
+    site_candidates: int = 4  # styles of the fit (its searches' results and their presets) that choose_style.py tries
+        #   (1 = the fit, untried)
     site_train_count: int = 60000  # captchas generated in the fitted style
     site_minutes: float = 20.0  # minutes of training on the generated captchas
     site_self_minutes: float = 10.0  # minutes of self-training on the site's own captchas after that
     # --- benchmarks: the bench/ scripts ---
-    bench_style_count: int = 1000  # bench/bench_style.py: captchas generated, and real images read (at most), for the statistics
+    bench_style_count: int = 1000  # bench/bench_style.py: captchas generated, and real images read (at most), for the
+        #   statistics
     bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
     bench_kinds: tuple[str, ...] = ("arithmetic", "color_target")  # captcha kinds bench/bench_kinds.py trains and reads
-    bench_heads: tuple[str, ...] = ("positions",)  # heads bench/bench_train.py compares on the default preset: positions, ctc
-    bench_real: tuple[str, ...] = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200", "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default", "swust_ctc", "captcha_images_v2_ctc", "stock_ctc", "own_data", "site_zero_label")  # bench/bench_real.py experiments, in order
+    bench_heads: tuple[str, ...] = ("positions",)  # heads bench/bench_train.py compares on the default preset:
+        #   positions, ctc
+    bench_real: tuple[str, ...] = BENCH_REAL  # bench/bench_real.py experiments, in order
     requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
-    clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with --abuse_run)
-    abuse_run: bool = False  # bench/bench_api.py: the abuse run instead (clients sending huge-pixel batches while one client reads captchas)
+    clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with
+        #   --abuse_run)
+    abuse_run: bool = False  # bench/bench_api.py: the abuse run instead (clients sending huge-pixel batches while one
+        #   client reads captchas)
     abuse_seconds: float = 30.0  # bench/bench_api.py --abuse_run: how long the abusive clients send, seconds
-    abuse_images: int = 64  # bench/bench_api.py --abuse_run: blank 2000x2000 lossless WebP images in each abusive request (64: 256 M pixels; 2: within max_request_pixels)
+    abuse_images: int = 64  # bench/bench_api.py --abuse_run: blank 2000x2000 lossless WebP images in each abusive
+        #   request (64: 256 M pixels; 2: within max_request_pixels)
     bench_rounds: int = 2000  # bench scripts: timed single-image calls per latency measurement
-    bench_sites: tuple[str, ...] = ()  # bench/bench_real.py site_zero_label: the sites to run (empty = all of its SITES)
+    bench_sites: tuple[str, ...] = ()  # bench/bench_real.py site_zero_label: the sites to run (empty = all of its
+        #   SITES)
 
     @property
     def length_range(self):
@@ -307,7 +378,9 @@ STYLES = {
         # v from V at 64x24 (20 minutes: original_style 0.9190 without it, 0.8610 with; own test 0.9748, 0.9339).
         "render_jitter": (),
     },
-    "seed_v1": {},  # the seed style before its 2019 renderer was rebuilt: the captcha 0.7 package's look at 64x24, uniform labels, JPEG q75
+    # the seed style before its 2019 renderer was rebuilt: the captcha 0.7 package's look at 64x24, uniform labels,
+    # JPEG q75
+    "seed_v1": {},
     "captcha_default": {  # the captcha package's own ImageCaptcha defaults
         "image_width": 160, "image_height": 60, "font_sizes": (42, 50, 56), "rotation": 30.0,
         "noise_dots": 30, "noise_dot_width": 3,
@@ -316,7 +389,8 @@ STYLES = {
         # weight undo: 4-6 characters, ctc, 40 minutes: 0.9800 without, 0.9455 with).
         "render_jitter": (),
     },
-    "swust_2020": {  # SWUST CAS login as its 20191218 (100x35) and 20200226 (90x30) batches in shared/datasets/swust_cas:
+    # SWUST CAS login as its 20191218 (100x35) and 20200226 (90x30) batches in shared/datasets/swust_cas:
+    "swust_2020": {
         # upright bold/regular sans, a solid random colour per character at a fixed pitch, black line segments
         # over it. 100x35 is 20191218's own size and the largest of the batches (the others are scaled up to it when
         # read). These batches draw digits and capitals only; the site ignores case and its labels are lower case,
@@ -331,7 +405,8 @@ STYLES = {
                   "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf",
                   "/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Bold.ttf",
                   "/usr/share/fonts/truetype/crosextra/Carlito-Bold.ttf"),
-        "stretch_glyphs": False, "font_sizes": (24, 25, 26), "rotation": 3.0, "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05),
+        "stretch_glyphs": False, "font_sizes": (24, 25, 26), "rotation": 3.0, "warp_x": (0.0, 0.05),
+        "warp_y": (0.0, 0.05),
         "space_probability": 0.0, "char_pitch": 18.0, "char_jitter": 1.5, "row_shift": (0.0, 8.0),
         "row_shift_y": (-4.0, 5.0),  # 20200226's text sits low, its letters' feet near the bottom edge; 20191218's high
         "text_color_min": 20, "text_color_max": 230, "color_per_char": True, "solid_text": True,
@@ -355,7 +430,7 @@ STYLES = {
         "background_gradient": (59.0, 60.0), "grey": True, "ragged": (0.0, 3.0), "noise_curves": 0, "noise_dots": 0,
         "noise_polylines": 1, "noise_polyline_width": (3, 4), "noise_polyline_bends": (1, 3), "smooth": False,
         "image_format": "png",
-        "render_jitter": ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale"),  # grey: no colour
+        "render_jitter": tuple(jitter for jitter in JITTERS if jitter != "color"),  # grey: no colour
         **MEASURED_RENDERER,
     },
     "swust_2019": {  # SWUST CAS login as its 20190121 batch (92x34, drawn here at 100x35): a pastel background
@@ -403,7 +478,7 @@ STYLES = {
         "warp_x": (0.0, 0.1), "warp_y": (0.0, 0.1), "space_probability": 0.0, "char_spacing": (-1.0, 1.0),
         "left_margin": (4.0, 8.0), "row_shift_y": (-3.0, 3.0), "char_jitter_y": 2.0, "solid_text": True,
         "background_min": 225, "noise_curves": 0, "noise_dots": 20, "noise_dot_width": 2,
-        "render_jitter": ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale"),  # colour is the label here
+        "render_jitter": tuple(jitter for jitter in JITTERS if jitter != "color"),  # colour is the label here
     },
     "swust": {  # SWUST CAS login, every batch in shared/datasets/swust_cas: its two looks, half the captchas each
         "style_mix": ("swust_2019", "swust_2020"), "image_width": 100, "image_height": 35,
@@ -453,11 +528,11 @@ CHOICES = {
     "bench_heads": tuple(HEAD_FORMS),
     "bench_kinds": ("arithmetic", "color_target"),
     "quantize": ("", "int8"),
-    "bench_real": Parameters.bench_real,  # the default runs every experiment
+    "bench_real": BENCH_REAL,  # the default runs every experiment
     "font_box": ("bbox", "textsize"),
     "glyph_resample": ("nearest", "bilinear", "bicubic"),
     "squeeze_resample": ("nearest", "bilinear", "bicubic"),
-    "render_jitter": ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale", "color"),
+    "render_jitter": JITTERS,
 }
 
 # The groups of settings each script's command line takes (the "# --- group: ..." headers of Parameters),
@@ -468,22 +543,24 @@ SCRIPT_GROUPS = {
     "custom_captcha_image.py": ("style", "looks", "captcha"),
     "dataset.py": ("data", "captcha"),
     "model.py": ("model", "captcha", "training"),  # training: the speed test's batch_size and amp
-    "main.py": ("training", "model", "run", "data", "captcha", "style", "looks", "dashboard"),  # style: data_mode=generate
+    # style: data_mode=generate
+    "main.py": ("training", "model", "run", "data", "captcha", "style", "looks", "dashboard"),
     "userTest.py": ("evaluation", "prediction", "run", "data"),  # data: how the golden folder is read and cached
     "userPred.py": ("prediction", "run"),
     "api_demo.py": ("serving", "prediction", "run"),
     "export_onnx.py": ("export", "prediction", "run"),
     "visdom_server.py": ("dashboard", "run"),  # run: model_dir names the environment it prints
-    "bench/bench_train.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks", "dashboard"),
-    "bench/bench_real.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks", "generation",
-                            "dashboard"),
+    "bench/bench_train.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
+                             "dashboard"),
+    "bench/bench_real.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
+                            "generation", "dashboard"),
     "bench/bench_generate.py": ("generation", "data", "style", "looks", "captcha"),
     "bench/bench_predict.py": ("benchmarks", "prediction", "run"),
     "bench/bench_api.py": ("benchmarks", "serving", "prediction", "run"),
     "bench/bench_style.py": ("benchmarks", "style", "looks", "captcha"),
     "arithmetic.py": ("captcha",),
-    "bench/bench_kinds.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks", "generation",
-                             "dashboard"),
+    "bench/bench_kinds.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
+                             "generation", "dashboard"),
     "fit_style.py": ("fitting", "style", "looks", "captcha", "generation"),
     "site_model.py": ("site", "fitting", "choosing", "captcha"),
     "choose_style.py": ("choosing", "captcha"),
@@ -508,12 +585,18 @@ def layout():
     """The groups and comments of Parameters, read from its source: ({group: (title, settings)}, {setting: comment}).
 
     A group is a "# --- name: title ---" header and the settings under it, so a setting added under a header
-    joins that group (and every script that takes it) with no other edit."""
-    groups, comments, current = {}, {}, None
+    joins that group (and every script that takes it) with no other edit. A comment too long for its line goes
+    on in lines of their own, indented under it ("        #   ...")."""
+    groups, comments, current, last = {}, {}, None, None
     source = "\n".join(inspect.getsource(part) for part in (Parameters, LookSettings))
     for line in source.splitlines():
         header = re.fullmatch(r"\s{4}# --- (\w+): (.*) ---", line)
         setting = re.match(r"\s{4}(\w+): [^=]+=.*?  # (.*)$", line)
+        more = re.fullmatch(r"\s{8}# {3}(.*)", line)  # a setting's comment, continued
+        if more and last:
+            comments[last] += " " + more.group(1)
+            continue
+        last = setting.group(1) if setting else None
         if header:
             current = header.group(1)
             groups[current] = (header.group(2), [])
