@@ -27,7 +27,8 @@ from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageEnhance, ImageFil
 
 from arithmetic import Grammar
 from looks import check_looks, draw_char_box, finish, glyph_room, paste_glyph_extras, shape_glyph, transparent_canvas
-from parameters import DIGITS, LOWER, UPPER, ProjectError, fail, parse_args, run_main
+from parameters import DIGITS, LOWER, UPPER, ProjectError, fail, make_parameters, parse_args, run_main
+from styles import STYLES
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
 # The Debian packages of the families styles name (make fonts installs them all).
@@ -758,8 +759,6 @@ class StyleMix:
     picked by its own random source, so mixes stay seedable. Image size comes from the mix's settings."""
 
     def __init__(self, params):
-        # Imported here: parameters.py holds the presets, and only a mix needs them at this point.
-        from parameters import STYLES, make_parameters
         unknown = [name for name in params.style_mix if name not in STYLES]
         if unknown:
             raise StyleError(f"style_mix names unknown styles {unknown} (choose from {', '.join(STYLES)})")

@@ -6,7 +6,7 @@
 
 1. Measured from the folder: the image size (its median), the file format, grey or colour, a transparent
    canvas, a border of one colour.
-2. The nearest presets: every text style of STYLES (the libraries' looks of looks.py among them; or
+2. The nearest presets: every text style of styles.py (the libraries' looks among them; or
    those fit_presets names, when the site's library is known), drawn
    at that size with the charset and length given, each scored by style_distance.distance() against the
    real captchas; the STARTS closest are the starts.
@@ -37,7 +37,8 @@ from folder_settings import folder_image_size
 from generate_captcha import as_saved, drawing_settings, image_rng
 from grid import image_grid
 from images import preprocess, read_image
-from parameters import STYLES, ProjectError, fail, make_parameters, parse_args, run_main
+from parameters import ProjectError, fail, make_parameters, parse_args, run_main
+from styles import STYLES
 from style_distance import distance, features
 
 NOT_FITTED = ("arithmetic", "color_target", "swust")  # other kinds, and a mix (its members are candidates)

@@ -18,7 +18,8 @@ import statistics
 from PIL import Image
 
 from dataset import DataError, image_names, labels_charset, list_folder
-from parameters import STYLES, Parameters, make_parameters
+from parameters import Parameters, make_parameters
+from styles import STYLES
 
 SETTINGS_FILE = ".generator.json"  # generate_captcha.py's record of how a folder's images were drawn
 AUTO_PIXELS = 4800  # an image size read from a folder is scaled down to about this many pixels (w x h)

@@ -1,8 +1,7 @@
 """The looks of the common captcha libraries, as generator knobs: outlined (hollow) and shadowed glyphs,
 glyphs drawn as dots, a box around each character, fisheye and water-ripple warps, wavy dotted lines,
-branching lines, speckles, sparkles, a border and a transparent canvas; and presets for the libraries
-that draw them (LIBRARY_STYLES: Kaptcha, Securimage, Gregwar/Captcha, django-simple-captcha) and for
-the two shared sites drawn with them.
+branching lines, speckles, sparkles, a border and a transparent canvas. The presets of the libraries that
+draw them (Kaptcha, Securimage, Gregwar/Captcha, django-simple-captcha) are in styles.py.
 
 Every knob is off by default, and a knob that is off draws nothing and takes no random number, so a
 style without them draws the same bytes as before they existed. The renderer (custom_captcha_image.py)
@@ -237,75 +236,3 @@ def transparent_canvas(image, background):
     rgba = image.convert("RGBA")
     rgba.putalpha(Image.fromarray((drawn * 255).astype(np.uint8), "L"))
     return rgba
-
-
-DIGITS = "0123456789"
-# The libraries' documented default looks, and the two shared sites drawn with them. Fonts are named by
-# family (fontconfig): the libraries ship their own fonts, so these are the closest free families.
-LIBRARY_STYLES = {
-    "kaptcha": {  # Kaptcha (Java) defaults: 200x50, 5 characters of abcde2345678gfynmnpwx in black 40 px Arial or
-        # Courier bold, 2 px apart, a curve of noise, the water-ripple warp, a light grey to white gradient, a
-        # 1 px black border
-        "image_width": 200, "image_height": 50, "charset": "2345678abcdefgmnpwxy", "captcha_length": "5",
-        "fonts": ("Liberation Sans:bold", "Liberation Mono:bold"), "font_sizes": (36, 38, 40),
-        "stretch_glyphs": False, "baseline": True, "rotation": 0.0, "warp_x": (0.0, 0.0), "warp_y": (0.0, 0.0),
-        "space_probability": 0.0, "char_spacing": (2.0, 2.0), "left_margin": (8.0, 16.0), "solid_text": True,
-        "text_color_min": 0, "text_color_max": 0, "background_min": 255, "background_max": 255,
-        "background_gradient": (63.0, 63.0), "noise_curves": 1, "noise_curve_width": 2, "noise_dots": 0,
-        "ripple": (2.5, 24.0), "border_width": 1, "smooth": False, "render_jitter": (),
-    },
-    "securimage": {  # Securimage (PHP) defaults: 215x80, 6 characters of a charset without look-alikes, grey
-        # #707070 bold sans text 0.4 of the height, distorted, random lines crossing it, speckles, white
-        "image_width": 215, "image_height": 80, "charset": "23456789ABCDEFGHKLMNPRSTUVWYZabcdefghklmnprstuvwyz",
-        "captcha_length": "6", "fonts": ("DejaVu Sans:bold",), "font_sizes": (32,), "stretch_glyphs": False,
-        "baseline": True, "rotation": 10.0, "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05), "space_probability": 0.0,
-        "char_spacing": (0.0, 4.0), "left_margin": (10.0, 30.0), "solid_text": True, "text_color_min": 112,
-        "text_color_max": 112, "background_min": 255, "background_max": 255, "ripple": (2.5, 40.0),
-        "noise_curves": 0, "noise_dots": 0, "branch_lines": 5, "branch_depth": 1,
-        "branch_line_width": (1, 2), "speckles": 200, "smooth": False, "render_jitter": (),
-    },
-    "gregwar": {  # Gregwar/Captcha (PHP) defaults: 150x40, 5 characters in one of several fonts, each turned a
-        # little, on a random light colour, random lines behind and in front, a sine distortion
-        "image_width": 150, "image_height": 40, "charset": "abcdefghijklmnpqrstuvwxyz123456789",
-        "captcha_length": "5", "fonts": ("DejaVu Sans:bold", "DejaVu Serif:bold", "Liberation Serif:bold",
-                                         "DejaVu Sans Mono:bold"),
-        "font_sizes": (22, 24, 26), "stretch_glyphs": False, "baseline": True, "rotation": 12.0,
-        "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05), "space_probability": 0.0, "char_spacing": (0.0, 3.0),
-        "left_margin": (6.0, 20.0), "char_jitter_y": 3.0, "solid_text": True, "color_per_char": True,
-        "text_color_min": 0, "text_color_max": 150, "background_min": 180, "background_max": 255,
-        "noise_curves": 0, "noise_dots": 0, "noise_lines": (4, 8), "noise_line_length": (30.0, 120.0),
-        "noise_line_gray": (60, 200), "noise_lines_under_text": True, "noise_polylines": 1,
-        "noise_polyline_width": (1, 2), "ripple": (1.5, 30.0), "smooth": False, "render_jitter": (),
-    },
-    "simple_captcha": {  # django-simple-captcha defaults: 4 capitals in 22-point Vera (DejaVu Sans is its
-        # descendant) of #001100 on white, each turned by up to 35 degrees, noise arcs and dots, smoothed
-        "image_width": 100, "image_height": 32, "charset": "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "captcha_length": "4",
-        "fonts": ("DejaVu Sans",), "font_sizes": (22,), "stretch_glyphs": False, "rotation": 35.0,
-        "warp_x": (0.0, 0.0), "warp_y": (0.0, 0.0), "space_probability": 0.0, "char_spacing": (-2.0, 1.0),
-        "left_margin": (6.0, 12.0), "solid_text": True, "text_color_min": 0, "text_color_max": 17,
-        "background_min": 255, "background_max": 255, "noise_curves": 1, "noise_dots": 25, "noise_dot_width": 1,
-        "render_jitter": (),
-    },
-    "pku_elective": {  # shared/datasets/pku_elective, by eye: a Kaptcha-like 130x52, white letters in a dark
-        # rough outline (hollow glyphs filled white) on a grey gradient, a fisheye bulge, a green border
-        "image_width": 130, "image_height": 52, "charset": "2345678abcdefgmnpwxy", "captcha_length": "4",
-        "fonts": ("DejaVu Sans:bold", "Liberation Sans:bold", "DejaVu Sans"), "font_sizes": (34, 36, 38),
-        "stretch_glyphs": False, "baseline": True, "rotation": 8.0, "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05),
-        "space_probability": 0.0, "char_spacing": (-2.0, 2.0), "left_margin": (8.0, 18.0), "row_shift_y": (-2.0, 2.0),
-        "solid_text": True, "text_color_min": 60, "text_color_max": 140, "background_min": 230, "background_max": 250,
-        "background_gradient": (40.0, 70.0), "outline_width": 1, "outline_fill": "white", "ragged": (0.5, 1.5),
-        "fisheye": 0.25, "border_width": 1, "border_color": "#66b366", "noise_curves": 0, "noise_dots": 0,
-        "smooth": False, "render_jitter": (),
-    },
-    "advrpg_digits": {  # shared/datasets/advrpg_digits, by eye: 240x80 transparent PNG, four large digits in one
-        # random colour, their outlines drawn as dots, overlapping, a wavy dotted line, sparkles and bubbles in tints
-        "image_width": 240, "image_height": 80, "charset": DIGITS, "captcha_length": "4",
-        "fonts": ("DejaVu Sans:bold", "Liberation Sans:bold"), "font_sizes": (50, 54, 58), "stretch_glyphs": False,
-        "baseline": True, "rotation": 12.0, "warp_x": (0.0, 0.1), "warp_y": (0.0, 0.1), "space_probability": 0.0,
-        "char_spacing": (-14.0, -4.0), "left_margin": (40.0, 100.0), "row_shift_y": (-6.0, 2.0), "char_jitter_y": 4.0,
-        "solid_text": True, "text_color_min": 30, "text_color_max": 160, "background_min": 255, "background_max": 255,
-        "outline_width": 2, "glyph_dots": 1.5, "glyph_dot_size": (0.6, 1.0), "dotted_lines": 1,
-        "dotted_line_spacing": 1.5, "sparkles": 25, "sparkle_size": (0.5, 3.5), "speckles": 20, "transparent": True,
-        "noise_curves": 0, "noise_dots": 0, "smooth": False, "image_format": "png", "render_jitter": (),
-    },
-}

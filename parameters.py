@@ -27,13 +27,9 @@ import sys
 from dataclasses import dataclass
 
 from arithmetic import Grammar
-from looks import LIBRARY_STYLES, LookSettings
+from looks import LookSettings
+from styles import DIGITS, JITTERS, LOWER, PRESET_KEYS, STYLES, UPPER
 
-DIGITS = "0123456789"
-LOWER = "abcdefghijklmnopqrstuvwxyz"
-UPPER = LOWER.upper()
-# Every render_jitter family (custom_captcha_image.JITTER's): the default, and the choices.
-JITTERS = ("weight", "edges", "resample", "jpeg", "blur", "contrast", "scale", "color")
 # bench/bench_real.py's experiments, in the order a plain run takes them.
 BENCH_REAL = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200",
               "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default",
@@ -321,6 +317,14 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
         return "ctc" if fewest != most else AUTO_FIXED_HEAD
 
     @property
+    def class_chars(self):
+        """The characters the model has a class for, in class order: the charset, each letter lower-cased
+        and the characters kept once with ignore_case."""
+        if not self.ignore_case:
+            return self.charset
+        return "".join(dict.fromkeys(char.lower() for char in self.charset))
+
+    @property
     def ctc_form(self):
         """The model's outputs are CTC columns (a blank class first), as its head answers."""
         return HEAD_FORMS[self.reader_head]
@@ -343,6 +347,12 @@ def register_head_name(name, ctc):
 AUTO_FIXED_HEAD = "positions"
 
 
+def charset_problem(chars):
+    """Why `chars` cannot be a charset (None when it can): each character is one class."""
+    repeated = sorted({char for char in chars if chars.count(char) > 1})
+    return f"charset {chars!r} repeats {''.join(repeated)!r}: each character is one class" if repeated else None
+
+
 def length_text(fewest, most):
     """captcha_length's text for (fewest, most) characters: '4', or '4-6'."""
     return str(fewest) if fewest == most else f"{fewest}-{most}"
@@ -353,146 +363,6 @@ def length_bounds(value):
     low, _, high = str(value).partition("-")
     return int(low), int(high or low)
 
-
-# The renderer every measured run of the swust and captcha_images_v2 styles drew with: the benchmark once
-# built these styles over the seed style's settings, which they kept (Pillow < 8 text boxes, nearest-neighbour
-# glyph warps, a digit as likely as a letter, PNG). Stated here, users draw what was measured.
-MEASURED_RENDERER = {"font_box": "textsize", "glyph_resample": "nearest", "squeeze_resample": "nearest",
-                     "char_class_weights": (1.0, 1.0, 1.0), "image_format": "png"}
-
-
-# Named generator styles: each maps settings to values applied before command-line overrides.
-STYLES = {
-    "seed": {  # the original project's own generator as it ran in 2019 (shared/datasets/original_style): the
-        # captcha package's 64x24 look (DroidSansMono 20/22/23, +/-10 degrees, 1 arc, 5 dots) drawn by Pillow < 7
-        # (glyphs stretched to textsize boxes by a nearest-neighbour resize and then a nearest-neighbour warp, text
-        # pasted from a transparent layer so its edges darken, no opacity floor), its arc reaching the right fifth,
-        # labels a digit, lower- or upper-case letter with 1/3 chance each, saved lossless. Glyphs match 24 drawn by
-        # Pillow 6.2.2 within 2 levels (tests/data); drawn in one warp, a 20-minute model read the original's
-        # captchas at 0.9428 of its own test, in two at 0.9857.
-        "font_box": "textsize", "glyph_resample": "nearest", "glyph_passes": 2, "squeeze_resample": "nearest",
-        "dark_edges": True,
-        "ink_opacity_floor": 0.0, "noise_curve_end": (0.8, 1.0), "char_class_weights": (1.0, 1.0, 1.0),
-        "image_format": "png",
-        # No render jitter: this style is the site's own renderer, so jitter only hides what tells O from 0 and
-        # v from V at 64x24 (20 minutes: original_style 0.9190 without it, 0.8610 with; own test 0.9748, 0.9339).
-        "render_jitter": (),
-    },
-    # the seed style before its 2019 renderer was rebuilt: the captcha 0.7 package's look at 64x24, uniform labels,
-    # JPEG q75
-    "seed_v1": {},
-    "captcha_default": {  # the captcha package's own ImageCaptcha defaults
-        "image_width": 160, "image_height": 60, "font_sizes": (42, 50, 56), "rotation": 30.0,
-        "noise_dots": 30, "noise_dot_width": 3,
-        # No render jitter: like seed, this style stands for one known renderer, the package's (its O and 0,
-        # stretched to one box, differ by a few percent of stroke width and roundness, which jitter's scale and
-        # weight undo: 4-6 characters, ctc, 40 minutes: 0.9800 without, 0.9455 with).
-        "render_jitter": (),
-    },
-    # SWUST CAS login as its 20191218 (100x35) and 20200226 (90x30) batches in shared/datasets/swust_cas:
-    "swust_2020": {
-        # upright bold/regular sans, a solid random colour per character at a fixed pitch, black line segments
-        # over it. 100x35 is 20191218's own size and the largest of the batches (the others are scaled up to it when
-        # read). These batches draw digits and capitals only; the site ignores case and its labels are lower case,
-        # so the model learns the folded classes 0-9a-z (drawing lower-case glyphs too made 0/o, 5/s, I/l ambiguous).
-        "image_width": 100, "image_height": 35, "charset": DIGITS + UPPER, "ignore_case": True,
-        # Seven sans cuts, a font per glyph: with the first four only, the model read the site's B as 8 and
-        # G as C, confidently; with these it reads shapes (generated only: 0.9423 of all swust, from 0.9157).
-        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-                  "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-                  "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
-                  "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-                  "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Bold.ttf",
-                  "/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Bold.ttf",
-                  "/usr/share/fonts/truetype/crosextra/Carlito-Bold.ttf"),
-        "stretch_glyphs": False, "font_sizes": (24, 25, 26), "rotation": 3.0, "warp_x": (0.0, 0.05),
-        "warp_y": (0.0, 0.05),
-        "space_probability": 0.0, "char_pitch": 18.0, "char_jitter": 1.5, "row_shift": (0.0, 8.0),
-        "row_shift_y": (-4.0, 5.0),  # 20200226's text sits low, its letters' feet near the bottom edge; 20191218's high
-        "text_color_min": 20, "text_color_max": 230, "color_per_char": True, "solid_text": True,
-        "background_min": 250, "background_max": 255, "noise_curves": 0, "noise_dots": 0,
-        "noise_lines": (10, 70), "noise_line_length": (6.0, 14.0), "noise_line_angle": (0.0, 80.0), "smooth": False,
-        **MEASURED_RENDERER, "render_jitter": (),  # (no jitter: see swust)
-    },
-    "captcha_images_v2": {  # the Kaggle captcha_images_v2 set (shared/datasets/captcha_images_v2): 200x50 grey
-        # PNG, one fixed grey gradient (192 at the left to 252 at the right), 5 black bold sans characters of
-        # 2345678bcdefgmnpwxy on one baseline from x = 19, spaced by their widths and touching, some frayed;
-        # one thick black polyline from left of the text to near the right edge
-        "image_width": 200, "image_height": 50, "charset": "2345678bcdefgmnpwxy", "captcha_length": 5,
-        # DejaVu Sans, and its monospaced cut for a glyph in two: the set's m is as narrow as a monospaced
-        # one while its other glyphs are DejaVu Sans's, and with DejaVu Sans alone the model read its m as n.
-        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-                  "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"),
-        "font_sizes": (38, 39, 40), "stroke_weight": (0.3, 0.8),
-        "stretch_glyphs": False, "baseline": True, "rotation": 2.0, "warp_x": (0.0, 0.03), "warp_y": (0.0, 0.03),
-        "space_probability": 0.0, "char_spacing": (1.0, 5.0), "left_margin": (19.0, 20.0), "row_shift_y": (2.0, 4.0),
-        "solid_text": True, "text_color_min": 0, "text_color_max": 0, "background_min": 252, "background_max": 254,
-        "background_gradient": (59.0, 60.0), "grey": True, "ragged": (0.0, 3.0), "noise_curves": 0, "noise_dots": 0,
-        "noise_polylines": 1, "noise_polyline_width": (3, 4), "noise_polyline_bends": (1, 3), "smooth": False,
-        "image_format": "png",
-        "render_jitter": tuple(jitter for jitter in JITTERS if jitter != "color"),  # grey: no colour
-        **MEASURED_RENDERER,
-    },
-    "swust_2019": {  # SWUST CAS login as its 20190121 batch (92x34, drawn here at 100x35): a pastel background
-        # under a mesh of thin grey strokes, dark upright or italic narrow sans (and Carlito: the batch's glyphs
-        # look like Calibri, of which Carlito is the free metric twin) of mixed case and size on one baseline, from
-        # the 22 characters that batch uses (labels lower case).
-        "image_width": 100, "image_height": 35, "charset": "12345678abcdefhknpqxyzABCDEFHKNPQXYZ", "ignore_case": True,
-        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed.ttf",
-                  "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed-Oblique.ttf",
-                  "/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Regular.ttf",
-                  "/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Italic.ttf",
-                  "/usr/share/fonts/truetype/crosextra/Carlito-Regular.ttf",
-                  "/usr/share/fonts/truetype/crosextra/Carlito-Italic.ttf"),
-        "stretch_glyphs": False, "font_sizes": (20, 22, 24, 26, 28, 30, 32), "rotation": 3.0,
-        "warp_x": (0.0, 0.05), "warp_y": (0.0, 0.05), "space_probability": 0.0, "char_pitch": 23.0,
-        "char_jitter": 3.0, "row_shift": (-3.0, 3.0), "row_shift_y": (-2.0, 2.0), "baseline": True,
-        "text_color_min": 15, "text_color_max": 120, "color_per_char": True, "solid_text": True,
-        "background_min": 190, "background_max": 250, "noise_curves": 0, "noise_dots": 0,
-        "noise_lines": (50, 100), "noise_line_length": (5.0, 20.0), "noise_line_angle": (0.0, 180.0),
-        "noise_line_gray": (130, 215), "noise_lines_under_text": True, "smooth": False,
-        **MEASURED_RENDERER, "render_jitter": (),  # (no jitter: see swust)
-    },
-    "arithmetic": {  # an expression to answer, such as 3+8=? (many sites built on kaptcha-like generators): coloured
-        # bold sans digits and operators on one baseline, spaced by their widths, an arc and dots over them.
-        # The label is the expression as drawn; predictor.py (userPred, userTest, the API) also gives its answer.
-        "captcha_kind": "arithmetic", "image_width": 128, "image_height": 40,
-        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-                  "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-                  "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf"),
-        "font_sizes": (22, 24, 26), "stretch_glyphs": False, "baseline": True, "rotation": 8.0,
-        "warp_x": (0.0, 0.1), "warp_y": (0.0, 0.1), "space_probability": 0.0, "char_spacing": (-1.0, 3.0),
-        "left_margin": (4.0, 16.0), "row_shift_y": (-3.0, 3.0), "char_jitter_y": 2.0, "solid_text": True,
-        "color_per_char": True, "text_color_min": 0, "text_color_max": 170, "noise_curve_width": 2,
-        "noise_dots": 30, "noise_dot_width": 2, "image_format": "png",
-    },
-    "color_target": {  # "type the characters in red": letters and digits in several colours, of which the label
-        # holds only the red ones, in order; the others are distractors drawn between them
-        "captcha_kind": "color_target", "image_width": 128, "image_height": 40,
-        "charset": "23456789ABCDEFGHJKLMNPQRSTUVWXYZ",  # without 0/O, 1/I: sites that ask for colours drop them too
-        "captcha_length": "4", "palette": ("red", "blue", "green", "black"), "target_color": "red",
-        "color_distractors": (2, 3),
-        "fonts": ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-                  "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf"),
-        "font_sizes": (18, 20, 22), "stretch_glyphs": False, "baseline": True, "rotation": 10.0,
-        "warp_x": (0.0, 0.1), "warp_y": (0.0, 0.1), "space_probability": 0.0, "char_spacing": (-1.0, 1.0),
-        "left_margin": (4.0, 8.0), "row_shift_y": (-3.0, 3.0), "char_jitter_y": 2.0, "solid_text": True,
-        "background_min": 225, "noise_curves": 0, "noise_dots": 20, "noise_dot_width": 2,
-        "render_jitter": tuple(jitter for jitter in JITTERS if jitter != "color"),  # colour is the label here
-    },
-    "swust": {  # SWUST CAS login, every batch in shared/datasets/swust_cas: its two looks, half the captchas each
-        "style_mix": ("swust_2019", "swust_2020"), "image_width": 100, "image_height": 35,
-        "charset": DIGITS + UPPER, "ignore_case": True,  # the folded classes 0-9a-z the model learns
-        # No render jitter: no run measured it helping here. Without it (24 + 10 minutes): 0.9453 of all swust
-        # generated only, 0.9766 self-trained with zero labels; with it (last round, a slower machine): 0.9423
-        # and 0.9691.
-        "render_jitter": (), **MEASURED_RENDERER,  # (its members draw; the mix's own settings name the file format)
-    },
-    **LIBRARY_STYLES,  # kaptcha, securimage, gregwar, simple_captcha, pku_elective, advrpg_digits (looks.py)
-}
-
-
-PRESET_KEYS = sorted({key for preset in STYLES.values() for key in preset})  # what some style preset sets
 
 # Settings of the network itself: fine-tuning (--init_from) takes them from the checkpoint it starts from.
 ARCHITECTURE_KEYS = ("image_width", "image_height", "model_preset", "stem_channels", "stem_stride", "stage_channels",

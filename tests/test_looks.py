@@ -13,8 +13,9 @@ from conftest import ROOT
 from custom_captcha_image import StyleError, make_generator, resolve_fonts
 from generate_captcha import encode, make_sample
 from images import preprocess
-from looks import LIBRARY_STYLES, LookSettings, outline
-from parameters import STYLES, make_parameters
+from looks import LookSettings, outline
+from parameters import make_parameters
+from styles import LIBRARY_STYLES, STYLES
 
 # A plain look to draw each knob on: solid black text on a flat white canvas, nothing else.
 PLAIN = {"style": "seed_v1", "render_jitter": (), "solid_text": True, "text_color_min": 0, "text_color_max": 0,
