@@ -29,8 +29,8 @@ import numpy as np
 
 from files import atomic_write
 from images import read_image
-from parameters import (DIGITS, LOWER, UPPER, ProjectError, length_bounds, length_text, make_parameters, parse_args,
-                        run_main, worker_count)
+from parameters import (DIGITS, LOWER, UPPER, ProjectError, charset_problem, length_bounds, length_text, make_parameters,
+                        parse_args, run_main, worker_count)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LABELS_FILE = "labels.csv"
@@ -49,9 +49,9 @@ class Charset:
     class i + 1; otherwise character i is class i of each place's softmax."""
 
     def __init__(self, chars, length, ctc=False):
-        repeated = sorted({char for char in chars if chars.count(char) > 1})
-        if repeated:
-            raise DataError(f"charset {chars!r} repeats {''.join(repeated)!r}: each character is one class")
+        problem = charset_problem(chars)
+        if problem:
+            raise DataError(problem)
         self.chars = chars
         # length: a count, a (fewest, most) pair, or captcha_length's text ('4-6')
         self.min_length, self.length = tuple(length) if isinstance(length, (tuple, list)) else length_bounds(length)
@@ -63,10 +63,7 @@ class Charset:
 
     @classmethod
     def from_params(cls, params):
-        chars = params.charset
-        if params.ignore_case:
-            chars = "".join(dict.fromkeys(char.lower() for char in chars))
-        return cls(chars, params.length_range, ctc=params.ctc_form)
+        return cls(params.class_chars, params.length_range, ctc=params.ctc_form)
 
     def __len__(self):
         return len(self.chars)

@@ -35,10 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from dataset import Charset
 from files import atomic_write
 from heads import head_class
-from parameters import Parameters, ProjectError, parse_args, run_main, saved_parameters, worker_count
+from parameters import Parameters, ProjectError, charset_problem, parse_args, run_main, saved_parameters, worker_count
 
 DEFAULTS = Parameters()  # CaptchaResNet's defaults are the settings' defaults
 SPEED_TEST_BATCH = 256  # python model.py's batch when batch_size is auto (0)
@@ -149,7 +148,7 @@ class CaptchaResNet(nn.Module):
 
 def build_model(params):
     """The model `params` describe (charset and length set the heads)."""
-    return CaptchaResNet(length=params.length_range[1], classes=len(Charset.from_params(params)),
+    return CaptchaResNet(length=params.length_range[1], classes=len(params.class_chars),
                          image_height=params.image_height, image_width=params.image_width,
                          preset=params.model_preset, stem_channels=params.stem_channels,
                          stage_channels=tuple(params.stage_channels), stage_blocks=tuple(params.stage_blocks),
@@ -302,18 +301,17 @@ def heads_problem(checkpoint):
         return "its model, params or charset is not of the kind training saves"
     try:
         params = saved_parameters(checkpoint["params"])
-        expected = Charset.from_params(params).chars
-        Charset(chars, params.length_range)  # a charset that repeats a character
     except (TypeError, ValueError) as error:
         return str(error).splitlines()[0]
     heads = [key for key in state if key.startswith("head.")]
     if not heads or not all(isinstance(state[key], torch.Tensor) and state[key].dim() >= 1 for key in heads):
         return "its heads are not weight tensors"
-    problem = head_class(params.reader_head).state_problem(state, params.length_range[1], chars)
+    problem = charset_problem(chars) or head_class(params.reader_head).state_problem(state, params.length_range[1],
+                                                                                     chars)
     if problem:
         return problem
-    if chars != expected:
-        return f"its charset {chars!r} disagrees with the charset of its settings {expected!r}"
+    if chars != params.class_chars:
+        return f"its charset {chars!r} disagrees with the charset of its settings {params.class_chars!r}"
     return None
 
 
