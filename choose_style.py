@@ -13,8 +13,9 @@ not always train a model that reads the site better (docs/RESULTS.md). So each s
    has not guesses, and its guesses change with the shift. The score is that share times the balance of
    the characters read (a model stuck on one answer is steady too). On pku_elective both ranked five
    styles in the order of their accuracy on its labels, where the distance and the mean confidence did not.
-The best scoring style's file is copied to choose_file, with a PNG beside it: a row of the site's
-captchas, then one of each style's, the best first. Styles drawing the same settings are tried once; a
+The best scoring style's file is copied to choose_file (with choose_mix_margin, a style file that draws each
+captcha in it or in the runner-up, when their scores are that close), with a PNG beside it: a row of the
+site's captchas, then one of each style's, the best first. Styles drawing the same settings are tried once; a
 rerun reuses the trials done (a trial stopped part way resumes).
 """
 import collections
@@ -134,6 +135,22 @@ def choose(folder, styles, params):
     return sorted(trials, key=lambda tried: -tried.score)
 
 
+def mixed_in(trials, margin):
+    """The runner-up Trial when its score is within `margin` of the best (trials can rank styles that close
+    either way: a model of both hedges), else None."""
+    if margin <= 0 or len(trials) < 2 or trials[0].score - trials[1].score > margin:
+        return None
+    return trials[1]
+
+
+def mix_of(best, second, target):
+    """The settings of a style file (to be written at `target`) drawing each captcha in style file `best` or
+    `second`, at best's size."""
+    folder = os.path.dirname(os.path.abspath(target))
+    return {**read_style_file(best), "style_mix": [os.path.relpath(os.path.abspath(path), folder)
+                                                   for path in (best, second)]}
+
+
 def side_by_side(folder, trials, size, path, seed):
     """A PNG: a row of the site's captchas, then a row of each style's, the best first."""
     rows = [real_images(folder, size, SHOWN, seed)] + [real_images(f"{tried.work}/train", size, SHOWN, seed)
@@ -161,7 +178,11 @@ def main(argv=None):
     results = choose(folder, styles, params)
     best = results[0]
     target = params.choose_file or f"{folder}.style.json"
-    if os.path.abspath(target) != os.path.abspath(best.style):
+    mixed = mixed_in(results, params.choose_mix_margin)
+    if mixed:
+        print(f"mixing in {mixed.style}: its score is within {params.choose_mix_margin:g} of the best")
+        atomic_write(target, json.dumps(mix_of(best.style, mixed.style, target), indent=1, sort_keys=True))
+    elif os.path.abspath(target) != os.path.abspath(best.style):
         atomic_write(target, json.dumps(read_style_file(best.style), indent=1, sort_keys=True))
     chosen = make_parameters({"style_file": target})
     picture = os.path.splitext(target)[0] + ".png"

@@ -27,7 +27,7 @@ from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageEnhance, ImageFil
 
 from arithmetic import Grammar
 from looks import check_looks, draw_char_box, finish, glyph_room, paste_glyph_extras, shape_glyph, transparent_canvas
-from parameters import DIGITS, LOWER, UPPER, ProjectError, fail, make_parameters, parse_args, run_main
+from parameters import DIGITS, LOWER, UPPER, ProjectError, fail, make_parameters, parse_args, read_style_file, run_main
 from styles import STYLES
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
@@ -759,16 +759,17 @@ class StyleMix:
     picked by its own random source, so mixes stay seedable. Image size comes from the mix's settings."""
 
     def __init__(self, params):
-        unknown = [name for name in params.style_mix if name not in STYLES]
+        unknown = [name for name in params.style_mix if name not in STYLES and not name.endswith(".json")]
         if unknown:
-            raise StyleError(f"style_mix names unknown styles {unknown} (choose from {', '.join(STYLES)})")
-        if any(STYLES[name].get("style_mix") for name in params.style_mix):
+            raise StyleError(f"style_mix names unknown styles {unknown} (choose from {', '.join(STYLES)}, or give "
+                             f"style files)")
+        if any(member_settings(name).get("style_mix") for name in params.style_mix):
             raise StyleError("style_mix cannot name a style that is itself a mix")
         self.params = params
         classes = set(params.charset.lower() if params.ignore_case else params.charset)
         self.generators = []
         for name in params.style_mix:
-            style = make_parameters({"style": name, "style_mix": (), "image_width": params.image_width,
+            style = make_parameters({**member_style(name), "style_mix": (), "image_width": params.image_width,
                                      "image_height": params.image_height, "captcha_length": params.captcha_length,
                                      "ignore_case": params.ignore_case}, base=params)
             outside = sorted(set(style.charset.lower() if params.ignore_case else style.charset) - classes)
@@ -784,8 +785,18 @@ class StyleMix:
         return rng.choice(self.generators).render(text, rng)
 
 
+def member_settings(name):
+    """The settings of a mix's member: a named style's preset, or a style file's settings."""
+    return read_style_file(name) if name.endswith(".json") else STYLES[name]
+
+
+def member_style(name):
+    """The make_parameters overrides that draw in a mix's member."""
+    return {"style_file": name} if name.endswith(".json") else {"style": name}
+
+
 def make_generator(params):
-    """The generator `params` describe: one style, or a mix of named styles (style_mix)."""
+    """The generator `params` describe: one style, or a mix of styles (style_mix)."""
     return StyleMix(params) if params.style_mix else StyledCaptcha(params)
 
 

@@ -69,11 +69,11 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
         #   need gigabytes)
     seed: int = 0  # seed of labels, images, splits and weight init
     # --- style: how generated captchas look ---
-    style: str = "seed"  # named style preset applied before other overrides (see STYLES below)
+    style: str = "seed"  # named style preset applied before other overrides (see styles.py)
     style_file: str = ""  # a style file (fit_style.py writes one; a generated folder's .generator.json is one): its
         #   settings apply over --style's preset, under the flags given
-    style_mix: tuple[str, ...] = ()  # draw each captcha in one of these styles, picked at random (repeat a name to
-        #   weight it); empty = this style alone
+    style_mix: tuple[str, ...] = ()  # draw each captcha in one of these styles (names, or style files), picked at
+        #   random (repeat one to weight it); empty = this style alone
     fonts: tuple[str, ...] = ()  # .ttf/.otf files or folders; empty = captcha's DroidSansMono plus fonts/*.ttf
     font_sizes: tuple[int, ...] = (20, 22, 23)  # font sizes drawn from at random, pixels
     noise_curves: int = 1  # arcs drawn through the text
@@ -274,6 +274,8 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
         #   runs/choose_<the folder's name>)
     choose_count: int = 8000  # captchas generated for each candidate's trial model
     choose_minutes: float = 2.0  # minutes of training each candidate's trial model
+    choose_mix_margin: float = 0.0  # a runner-up scoring within this much of the best is mixed in: the chosen style
+        #   file draws each captcha in one of the two (0 = the best alone)
     # --- site: site_model.py, from a folder of a site's unlabelled captchas to a model that reads them ---
     site_dir: str = ""  # site_model.py's work folder ('' = runs/site_<the folder's name>)
     site_style_file: str = ""  # a style file to use instead of fitting one (a style made by eye, or fitted before; '' =
@@ -682,6 +684,10 @@ def read_style_file(path):
     unknown = sorted(key for key in settings if key not in _FIELDS)
     if unknown:
         raise ParameterError(f"--style_file={path} names unknown settings: {', '.join(unknown[:5])}")
+    if isinstance(settings.get("style_mix"), list):  # style files it mixes: relative to this one's folder
+        here = os.path.dirname(os.path.abspath(path))
+        settings["style_mix"] = [os.path.normpath(os.path.join(here, name)) if name.endswith(".json") else name
+                                 for name in settings["style_mix"]]
     return {key: value for key, value in settings.items() if key not in ("seed", "style_file")}
 
 

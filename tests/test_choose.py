@@ -1,11 +1,14 @@
 """choose_style.py: of a few styles, the one whose trial model reads the site's own captchas steadiest."""
 import json
 import os
+import random
 
+import numpy as np
 import pytest
 
-from choose_style import balance, style_files
+from choose_style import Trial, balance, mix_of, mixed_in, style_files
 from conftest import run_script
+from custom_captcha_image import make_generator
 from fit_style import at_size
 from generate_captcha import SETTINGS_FILE, drawing_settings, generate_split
 from parameters import make_parameters, read_style_file
@@ -58,3 +61,25 @@ def test_a_folder_stands_for_its_style_files_and_a_style_is_tried_once(tmp_path)
                         "--captcha_length=4", check=False)
     assert result.returncode != 0 and "missing.json is neither a style file nor a folder of them" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def trial_scored(style, score):
+    return Trial(style, "", alike=score, even=1.0, own=1.0)
+
+
+def test_a_runner_up_this_close_is_mixed_in_and_its_file_draws_both_looks(site, tmp_path):
+    own, other = str(site / "own.json"), str(site / "other.json")
+    trials = [trial_scored(own, 0.30), trial_scored(other, 0.28)]
+    assert mixed_in(trials, 0.0) is None and mixed_in(trials, 0.01) is None
+    assert mixed_in(trials, 0.03).style == other
+    target = tmp_path / "styles" / "chosen.json"
+    target.parent.mkdir()
+    target.write_text(json.dumps(mix_of(own, other, str(target))))
+    assert read_style_file(str(target))["style_mix"] == [own, other]  # relative in the file, resolved on reading
+    params = make_parameters({"style_file": str(target), "charset": DIGITS, "captcha_length": 4})
+    generator, rng = make_generator(params), random.Random(0)
+    images = [np.asarray(generator.sample(rng)[1]) for _ in range(30)]
+    assert {image.shape for image in images} == {(params.image_height, params.image_width, 3)}
+    # kaptcha draws a 1 px black border; the site's seed_v1 look has none: both looks are drawn
+    bordered = [bool((image[0] < 40).all()) for image in images]
+    assert 0 < sum(bordered) < len(images)
