@@ -197,6 +197,8 @@ class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group
         #   before each read and each save (AdaBN)
     pseudo_every: int = 0  # self-training: steps between re-reads of the unlabelled captchas (0 = at every epoch's
         #   start)
+    pseudo_keep: bool = False  # self-training: a read once used stays in training (with its text) until a later round
+        #   reads that captcha confidently as something else
     extend: float = 0.0  # with --resume: train this many more minutes on a short cosine tail from lr/10, no warm-up (0
         #   = off)
     init_from: str = ""  # start from this checkpoint's weights (fine-tuning)

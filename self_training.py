@@ -55,6 +55,14 @@ def confident_reads(probabilities, charset, threshold):
     return torch.tensor(targets, dtype=torch.int64).reshape(-1, charset.length), torch.tensor(used, dtype=torch.bool)
 
 
+def kept_reads(targets, used, old_targets, old_used):
+    """(targets (N, length), used (N,)): this round's confident reads, and the earlier rounds' reads of the
+    captchas this round is unsure of (a read that drops below the threshold for a round stays; one read
+    confidently otherwise takes the new text)."""
+    kept = old_used & ~used
+    return torch.where(kept[:, None], old_targets, targets), used | old_used
+
+
 def training_label_shares(run):
     """float32 (classes,): each class's share of the characters an epoch of the training set holds."""
     targets = torch.from_numpy(run.data.train_set.targets[run.data.order]).flatten()
@@ -87,7 +95,9 @@ def self_training_round(run, progress, log):
     targets, used = confident_reads(probabilities, run.charset, params.pseudo_threshold)
     changed = 0
     if progress.pseudo_targets is not None:
-        changed = int((used & (targets != progress.pseudo_targets).any(dim=-1)).sum())
+        changed = int((used & progress.pseudo_used & (targets != progress.pseudo_targets).any(dim=-1)).sum())
+        if params.pseudo_keep:
+            targets, used = kept_reads(targets, used, progress.pseudo_targets, progress.pseudo_used)
     progress.pseudo_targets, progress.pseudo_used = targets, used
     progress.pseudo_round, progress.pseudo_changed = round_index + 1, changed
     log.self_training(progress, len(unlabelled))

@@ -15,7 +15,7 @@ from dataset import Charset, image_names, load_folder, load_unlabelled, score
 from generate_captcha import generate_split
 from model import load_checkpoint, measure_batch_norms, model_from_checkpoint
 from predictor import load_model
-from self_training import aligned, confident_reads
+from self_training import aligned, confident_reads, kept_reads
 from test_train import interrupt, resumed_as_printed
 from train import train
 
@@ -80,6 +80,19 @@ def test_only_reads_above_the_threshold_and_alike_on_every_view_are_used():
     targets, used = confident_reads(probabilities, charset, 0.7)
     assert targets.flatten().tolist() == [0, -1, -1] and used.tolist() == [True, False, False]  # -1: not used
     assert confident_reads(probabilities, charset, 0.5)[1].tolist() == [True, True, False]
+
+
+def test_kept_reads_stay_until_read_confidently_otherwise():
+    # four captchas (length 2): used before and now alike; used before, unsure now; used before, now read as
+    # something else; new now
+    old_targets = torch.tensor([[0, 1], [1, 1], [0, 0], [-1, -1]])
+    old_used = torch.tensor([True, True, True, False])
+    targets = torch.tensor([[0, 1], [-1, -1], [1, 0], [1, 0]])
+    used = torch.tensor([True, False, True, True])
+    kept, kept_used = kept_reads(targets, used, old_targets, old_used)
+    assert kept.tolist() == [[0, 1], [1, 1], [1, 0], [1, 0]] and kept_used.tolist() == [True, True, True, True]
+    nothing_before = kept_reads(targets, used, torch.full((4, 2), -1), torch.zeros(4, dtype=torch.bool))
+    assert nothing_before[0].tolist() == targets.tolist() and nothing_before[1].tolist() == used.tolist()
 
 
 def test_alignment_gives_an_under_read_class_its_share():
