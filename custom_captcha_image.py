@@ -12,6 +12,7 @@ drawn from the same random source.
 Speed: each glyph is rasterised once per (font, character) and cached as an ink-cropped mask; an
 image then costs only a rotate, one warp transform and a paste per character.
 """
+import dataclasses
 import glob
 import io
 import math
@@ -399,6 +400,23 @@ class Glyph(NamedTuple):
     fill: object = None  # with outline_width: the glyph's own ink ('L'), mask being its outline
 
 
+@dataclasses.dataclass
+class Drawing:
+    """One captcha as its style's steps draw it: what they read and write, in the order they do."""
+    text: str  # the characters drawn (a label, or a label with colour-target distractors)
+    rng: random.Random  # the image's random source: every step that draws takes from it, in turn
+    colors: list  # each character's (r, g, b), or None: the style's own colour
+    jitter_rng: random.Random = None  # render_jitter's fork of rng (None: jitter off)
+    look: "Look" = None  # the glyph renderer's settings for this image
+    background: tuple = None  # canvas colour (r, g, b)
+    color: tuple = None  # text colour (r, g, b)
+    glyphs: list = dataclasses.field(default_factory=list)  # Glyph per character (and word space)
+    glyph_colors: list = dataclasses.field(default_factory=list)  # each glyph's colour, or None
+    canvas_width: int = 0  # pixels: the image's width, or wider when the text did not fit
+    lefts: list = None  # each glyph's left edge on the canvas
+    image: Image.Image = None  # the picture so far
+
+
 class Look(NamedTuple):
     """Per-image renderer draws used while glyphs are drawn (render_jitter's glyph families)."""
     glyph_filter: int  # PIL resampling filter of the glyph stretch and warp
@@ -431,6 +449,7 @@ class StyledCaptcha(ImageCaptcha):
         self._grammar = Grammar.of(params) if params.captcha_kind == "arithmetic" else None
         self._palette = ({name: ImageColor.getrgb(name)[:3] for name in params.palette}
                          if params.captcha_kind == "color_target" else {})
+        self.steps = self._pipeline()
 
     def _glyph(self, font_index, char):
         key = (font_index, char)
@@ -640,39 +659,85 @@ class StyledCaptcha(ImageCaptcha):
 
     def render(self, text, rng, colors=None):
         """The captcha image (RGB, image_width x image_height) of `text`, drawn with `rng`; `colors`, when
-        given, holds each character's (r, g, b)."""
+        given, holds each character's (r, g, b). The style's steps (self.steps) draw it in turn."""
+        drawing = Drawing(text, rng, list(colors or [None] * len(text)))
+        for step in self.steps:
+            step(drawing)
+        return drawing.image
+
+    def _pipeline(self):
+        """The steps that draw a captcha of this style, in order: the canvas and text first, then what goes
+        over them; a step the style does not use is left out."""
         p = self.params
-        # render_jitter draws from a fork of the image's random source that leaves the source untouched, so
-        # with jitter on an image is the same drawing as with it off, only rendered differently.
-        jitter_rng = random.Random(str(rng.getstate())) if p.render_jitter else None
-        look = self._draw_look(jitter_rng)
-        background = self._random_color(rng, p.background_min, p.background_max)
-        color = self._random_color(rng, p.text_color_min, p.text_color_max)
-        glyphs, glyph_colors = [], []  # a colour of None: the style's own
-        for char, char_color in zip(text, colors or [None] * len(text)):
-            if rng.random() < self.word_space_probability:
-                glyphs.append(self._warped_glyph(" ", rng, look))
-                glyph_colors.append(None)
-            glyphs.append(self._warped_glyph(char, rng, look))
-            glyph_colors.append(char_color)
-        canvas_width, lefts = self._layout(glyphs, len(text), rng)
-        image = self._background(canvas_width, background, rng)
+        steps = [self._start, self._draw_glyphs, self._canvas]
         if p.noise_lines[1] > 0 and p.noise_lines_under_text:
-            self._noise_lines(ImageDraw.Draw(image), rng)
-        tops = self._tops(glyphs, rng)
-        lefts, tops = self._off_edge(glyphs, lefts, tops, canvas_width, rng)
-        self._paste_text(image, glyphs, lefts, tops, color, background, rng, glyph_colors)
-        if canvas_width > p.image_width:
-            image = image.resize((p.image_width, p.image_height), look.squeeze_filter)
-        self._noise(image, rng, color)
-        image = finish(image, rng, p, color)  # warps, lines, specks, sparkles, border (looks.py)
+            steps.append(self._lines_under_text)
+        steps += [self._place_text, self._squeeze, self._noise_over_text, self._finish_looks]
         if p.smooth:
-            image = image.filter(ImageFilter.SMOOTH)
+            steps.append(self._smooth)
+        if any(name in p.render_jitter for name in POST_JITTER):
+            steps.append(self._post_jitter)
+        if p.grey:
+            steps.append(self._grey)
+        if p.transparent:
+            steps.append(self._transparent)
+        return steps
+
+    def _start(self, d):
+        """The image's look, background and text colour. render_jitter draws from a fork of the image's random
+        source that leaves the source untouched, so with jitter on an image is the same drawing as with it
+        off, only rendered differently."""
+        p = self.params
+        d.jitter_rng = random.Random(str(d.rng.getstate())) if p.render_jitter else None
+        d.look = self._draw_look(d.jitter_rng)
+        d.background = self._random_color(d.rng, p.background_min, p.background_max)
+        d.color = self._random_color(d.rng, p.text_color_min, p.text_color_max)
+
+    def _draw_glyphs(self, d):
+        """Each character's glyph, and a word space before it now and then (a colour of None: the style's)."""
+        for char, char_color in zip(d.text, d.colors):
+            if d.rng.random() < self.word_space_probability:
+                d.glyphs.append(self._warped_glyph(" ", d.rng, d.look))
+                d.glyph_colors.append(None)
+            d.glyphs.append(self._warped_glyph(char, d.rng, d.look))
+            d.glyph_colors.append(char_color)
+
+    def _canvas(self, d):
+        d.canvas_width, d.lefts = self._layout(d.glyphs, len(d.text), d.rng)
+        d.image = self._background(d.canvas_width, d.background, d.rng)
+
+    def _lines_under_text(self, d):
+        self._noise_lines(ImageDraw.Draw(d.image), d.rng)
+
+    def _place_text(self, d):
+        tops = self._tops(d.glyphs, d.rng)
+        lefts, tops = self._off_edge(d.glyphs, d.lefts, tops, d.canvas_width, d.rng)
+        self._paste_text(d.image, d.glyphs, lefts, tops, d.color, d.background, d.rng, d.glyph_colors)
+
+    def _squeeze(self, d):
+        """A canvas drawn wider than the image (text that did not fit) squeezed to the image's width."""
+        if d.canvas_width > self.params.image_width:
+            d.image = d.image.resize((self.params.image_width, self.params.image_height), d.look.squeeze_filter)
+
+    def _noise_over_text(self, d):
+        self._noise(d.image, d.rng, d.color)
+
+    def _finish_looks(self, d):
+        d.image = finish(d.image, d.rng, self.params, d.color)  # warps, lines, specks, sparkles, border (looks.py)
+
+    def _smooth(self, d):
+        d.image = d.image.filter(ImageFilter.SMOOTH)
+
+    def _post_jitter(self, d):
         for name, family in POST_JITTER.items():
-            if name in p.render_jitter:
-                image = family(image, jitter_rng)
-        image = image.convert("L").convert("RGB") if p.grey else image
-        return transparent_canvas(image, background) if p.transparent else image
+            if name in self.params.render_jitter:
+                d.image = family(d.image, d.jitter_rng)
+
+    def _grey(self, d):
+        d.image = d.image.convert("L").convert("RGB")
+
+    def _transparent(self, d):
+        d.image = transparent_canvas(d.image, d.background)
 
     def _noise(self, image, rng, color):
         """Dots, arcs, polylines and line segments over the text (segments: unless drawn under it)."""

@@ -295,3 +295,12 @@ def test_overrides_reach_worker_processes(tmp_path):
     assert len(names) == 600 and all(n.endswith(".png") for n in names)
     assert {Image.open(os.path.join(params.train_dir, n)).size for n in names[:50]} == {(80, 30)}
     assert generate_captcha.worker_count(params) == 2
+
+
+def test_a_style_is_drawn_by_the_steps_it_uses():
+    def names(style):
+        return [step.__name__ for step in StyledCaptcha(make_parameters({"style": style})).steps]
+    plain, transparent = names("seed_v1"), names("advrpg_digits")
+    assert plain[:3] == ["_start", "_draw_glyphs", "_canvas"] and "_transparent" not in plain
+    assert transparent[-1] == "_transparent" and "_lines_under_text" not in transparent
+    assert "_lines_under_text" in names("swust_2019")
