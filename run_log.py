@@ -18,6 +18,23 @@ LOSS_EVERY_STEPS = 20  # a loss row (log, curves, dashboard) at least every this
 LOSS_EVERY_SECONDS = 2.0  # ... and at least every this many seconds of training
 
 
+class Reporters:
+    """The run's reporters: its RunLog, then the callbacks given to train(). The loop tells them what happens
+    (the events are RunLog's methods: step(run, progress, lr, loss, images), evaluation(progress, metrics,
+    test, predictions), self_training(progress, total), close(), finish(run, progress, predictions)); each
+    event goes to every reporter that has a method of its name, in turn."""
+
+    def __init__(self, *reporters):
+        self.reporters = reporters
+
+    def __getattr__(self, event):
+        def tell(*args):
+            for reporter in self.reporters:
+                if hasattr(reporter, event):
+                    getattr(reporter, event)(*args)
+        return tell
+
+
 class RunLog:
     """Everything a run reports, from rank 0 only (elsewhere every method does nothing): the console,
     model_dir/log.csv, curves.png drawn from it, and the visdom dashboard.

@@ -31,7 +31,7 @@ from parameters import (ARCHITECTURE_KEYS, Parameters, ParameterError, ProjectEr
                         with_saved_settings)
 from predictor import Predictor
 from run_control import Ranks, StopSignals, checkpoint_of, stop_interrupted
-from run_log import RunLog
+from run_log import Reporters, RunLog
 from schedule import learning_rate, run_over, schedule_steps
 from self_training import normalise_for_the_site, self_training_due, self_training_round
 
@@ -85,18 +85,19 @@ class Run:
     bf16: bool  # training and evaluating in bf16 autocast (amp, with auto resolved for this device)
 
 
-def train(params, given=None):
+def train(params, given=None, callbacks=()):
     """Train and evaluate as `params` say; returns the final test metrics.
 
     With params.resume the run in model_dir continues with the settings saved in its last.pt. `given`
     names the settings the user gave (main.py's command line; None: those that differ from last.pt's):
-    each must be one of RESUME_MAY_CHANGE or keep the run's value.
+    each must be one of RESUME_MAY_CHANGE or keep the run's value. `callbacks`: objects told what the run
+    does, after its own log (run_log.Reporters names the events; a callback has methods for those it wants).
     """
     params, checkpoint, progress = start_or_resume(params, given)
     ranks = Ranks()
     try:
         run = set_up(params, ranks, checkpoint)
-        log = RunLog(run, progress)
+        log = Reporters(RunLog(run, progress), *callbacks)
         batches = batch_stream(run, progress)
         predictions, clock = None, time.perf_counter()
         with StopSignals() as signals:

@@ -20,7 +20,7 @@ from images import read_image
 from model import CaptchaResNet, build_model, load_checkpoint, model_from_checkpoint, parameter_count, save_checkpoint
 from parameters import ProjectError, make_parameters
 from run_control import Ranks, StopSignals
-from train import Progress
+from train import Progress, train
 
 
 def test_tiny_training_learns(tiny_run):
@@ -444,7 +444,6 @@ def test_training_plots_reach_a_real_visdom_server(tiny_run, tmp_path):
     from visdom import Visdom
 
     from test_visdom import free_port
-    from train import train
     from visdom_server import start_server, stop_server
     port = free_port()
     server = start_server(port, env_path=str(tmp_path / "visdom_env"), log=open(tmp_path / "server.log", "w"))
@@ -459,3 +458,28 @@ def test_training_plots_reach_a_real_visdom_server(tiny_run, tmp_path):
             assert client.win_exists(window, env="train_test_run"), window
     finally:
         stop_server(server)
+
+
+class Recorder:
+    """A callback that keeps what the run told it."""
+
+    def __init__(self):
+        self.steps, self.evaluations, self.finished = [], [], 0
+
+    def step(self, run, progress, lr, loss, images):
+        self.steps.append((progress.step, lr, float(loss)))
+
+    def evaluation(self, progress, metrics, test, predictions):
+        self.evaluations.append((progress.step, metrics["accuracy"], len(predictions)))
+
+    def finish(self, run, progress, predictions):
+        self.finished += 1
+
+
+def test_callbacks_hear_every_step_evaluation_and_the_end(tiny_run, tmp_path):
+    recorder = Recorder()
+    metrics = train(tiny_params(tiny_run["root"], epochs=2, model_dir=str(tmp_path / "heard")), callbacks=[recorder])
+    steps = [step for step, _, _ in recorder.steps]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) > 10
+    assert all(lr > 0 and loss > 0 for _, lr, loss in recorder.steps)
+    assert recorder.evaluations[-1] == (steps[-1], metrics["accuracy"], 200) and recorder.finished == 1
