@@ -18,7 +18,7 @@ remainder or by zero there is no answer, and the reason says why (the generator 
 import operator
 import re
 
-DIGITS = "0123456789"
+from parameters import ARITHMETIC_OPERATORS, make_parameters, parse_args, run_main
 
 
 def _divide(dividend, divisor):
@@ -29,9 +29,10 @@ def _divide(dividend, divisor):
     return dividend // divisor
 
 
-# Each operator glyph a style may draw, and what it computes: look-alikes (x, ×, *) compute the same.
-OPERATIONS = {"+": operator.add, "-": operator.sub, "x": operator.mul, "×": operator.mul, "*": operator.mul,
-              "÷": _divide, "/": _divide}
+# Each operator glyph a style may draw (parameters.ARITHMETIC_OPERATORS), and what it computes: look-alikes
+# (x, ×, *) compute the same.
+OPERATIONS = dict(zip(ARITHMETIC_OPERATORS, (operator.add, operator.sub, operator.mul, operator.mul, operator.mul,
+                                             _divide, _divide)))
 
 
 class Grammar:
@@ -47,30 +48,6 @@ class Grammar:
     @classmethod
     def of(cls, params):
         return cls(params.arithmetic_operands, params.arithmetic_operators, params.arithmetic_endings)
-
-    def problem(self):
-        """Why these settings make no grammar (a one-line reason), or None."""
-        unknown = sorted(set(self.operators) - set(OPERATIONS))
-        if unknown or not self.operators:
-            return (f"arithmetic_operators must be drawn from {''.join(OPERATIONS)}, "
-                    f"got {self.operators!r}")
-        if not 0 <= self.low <= self.high:
-            return f"arithmetic_operands must be a range min,max of whole numbers from 0, got {self.low},{self.high}"
-        clashing = sorted({c for end in self.endings for c in end} & (set(DIGITS) | set(OPERATIONS)))
-        if not self.endings or clashing:
-            return ("arithmetic_endings must be one or more endings without digits or operators "
-                    f"(such as =?,=), got {','.join(self.endings)!r}")
-        return None
-
-    def charset(self):
-        """Every character these captchas draw: digits, then operators, then the endings' characters."""
-        return "".join(dict.fromkeys(DIGITS + self.operators + "".join(self.endings)))
-
-    def lengths(self):
-        """(fewest, most) characters of an expression."""
-        short, long = len(str(self.low)), len(str(self.high))
-        ends = [len(end) for end in self.endings]
-        return 2 * short + 1 + min(ends), 2 * long + 1 + max(ends)
 
     def draw(self, rng, negative=False):
         """A random expression as drawn (text), from `rng`: a division divides exactly, and a subtraction
@@ -109,7 +86,6 @@ class Grammar:
 
 def main(argv=None):
     """Answer the expressions on the command line with the grammar of the arithmetic settings given."""
-    from parameters import make_parameters, parse_args
     params, texts = parse_args(argv, doc=__doc__, script=__file__, positional=True)
     grammar = Grammar.of(make_parameters({"captcha_kind": "arithmetic"}, base=params))
     answered = 0
@@ -122,5 +98,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from parameters import run_main  # here and in main(), not at the top: parameters.py imports this module
     run_main(main)

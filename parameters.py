@@ -26,7 +26,6 @@ import re
 import sys
 from dataclasses import dataclass
 
-from arithmetic import Grammar
 from looks import LookSettings
 from styles import DIGITS, JITTERS, LOWER, PRESET_KEYS, STYLES, UPPER
 
@@ -351,6 +350,39 @@ def register_head_name(name, ctc):
 AUTO_FIXED_HEAD = "positions"
 
 
+# The operator glyphs an arithmetic style may draw: + add, - subtract, x × * multiply, ÷ / divide (arithmetic.py
+# computes each).
+ARITHMETIC_OPERATORS = "+-x×*÷/"
+
+
+def arithmetic_problem(params):
+    """Why the arithmetic settings make no grammar (a one-line reason), or None."""
+    low, high = params.arithmetic_operands
+    unknown = sorted(set(params.arithmetic_operators) - set(ARITHMETIC_OPERATORS))
+    if unknown or not params.arithmetic_operators:
+        return f"arithmetic_operators must be drawn from {ARITHMETIC_OPERATORS}, got {params.arithmetic_operators!r}"
+    if not 0 <= low <= high:
+        return f"arithmetic_operands must be a range min,max of whole numbers from 0, got {low},{high}"
+    endings = params.arithmetic_endings
+    clashing = sorted({c for end in endings for c in end} & set(DIGITS + ARITHMETIC_OPERATORS))
+    if not endings or clashing:
+        return f"arithmetic_endings must be one or more endings without digits or operators (such as =?,=), got " \
+               f"{','.join(endings)!r}"
+    return None
+
+
+def arithmetic_charset(params):
+    """Every character an arithmetic style draws: digits, then its operators, then its endings' characters."""
+    return "".join(dict.fromkeys(DIGITS + params.arithmetic_operators + "".join(params.arithmetic_endings)))
+
+
+def arithmetic_lengths(params):
+    """(fewest, most) characters of an arithmetic style's expression."""
+    short, long = (len(str(bound)) for bound in params.arithmetic_operands)
+    ends = [len(end) for end in params.arithmetic_endings]
+    return 2 * short + 1 + min(ends), 2 * long + 1 + max(ends)
+
+
 def charset_problem(chars):
     """Why `chars` cannot be a charset (None when it can): each character is one class."""
     repeated = sorted({char for char in chars if chars.count(char) > 1})
@@ -665,11 +697,10 @@ def make_parameters(overrides=None, base=None):
     for key, value in values.items():
         setattr(params, key, convert(key, value))
     if params.captcha_kind == "arithmetic":  # what the expressions draw sets the characters and lengths
-        grammar = Grammar.of(params)
-        problem = grammar.problem()
+        problem = arithmetic_problem(params)
         if problem:
             raise ParameterError(problem)
-        params.charset, params.captcha_length = grammar.charset(), length_text(*grammar.lengths())
+        params.charset, params.captcha_length = arithmetic_charset(params), length_text(*arithmetic_lengths(params))
     return params
 
 
