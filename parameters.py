@@ -460,6 +460,7 @@ SCRIPT_GROUPS = {
                              "dashboard"),
     "bench/bench_real.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
                             "generation", "dashboard"),
+    "bench/bench_sweep.py": ("benchmarks", "training"),
     "bench/bench_generate.py": ("generation", "data", "style", "looks", "captcha"),
     "bench/bench_predict.py": ("benchmarks", "prediction", "run"),
     "bench/bench_api.py": ("benchmarks", "serving", "prediction", "run"),

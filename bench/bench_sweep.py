@@ -1,7 +1,7 @@
 """Small-folder defaults: README's own-data command with one setting changed at a time, and on generated
 folders of 500 to 20,000 images.
 
-    python bench/bench_sweep.py ../shared/datasets                    # ~50 min on 2 cores
+    python bench/bench_sweep.py ../shared/datasets                    # ~45 min on 2 cores
     python bench/bench_sweep.py ../shared/datasets --time_budget=1    # every run 1 minute (smoke run)
 
 Part one trains each SWEEP_FOLDERS folder (seeded 80/20 split) once with the defaults and once with each
@@ -21,7 +21,7 @@ from parameters import fail, parse_args
 
 MINUTES = 5  # each run's budget: half README's, enough to order the settings (the curves flatten by minute 3)
 SWEEP_FOLDERS = ("swust_cas/20191218",)  # the real folder furthest under 0.98 with the defaults
-VARIANTS = (("--lr=1.5e-3",), ("--lr=6e-3",), ("--weight_decay=0.2",), ("--batch_size=32",))
+VARIANTS = (("--lr=6e-3",), ("--weight_decay=0.2",), ("--batch_size=32",))
 GENERATED_STYLE = "kaptcha"
 GENERATED_SIZES = (500, 2000, 5000, 20000)
 GENERATED_TEST = 2000
