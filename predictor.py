@@ -5,6 +5,12 @@ all read through it.
     predictor = load_model("model/best.pt")
     predict(predictor, [pil_image, jpeg_bytes])  # -> [{'text', 'text_ignore_case', 'confidences', ...}]
 
+From a program of your own, Reader takes a model file and images of any kind:
+
+    from predictor import Reader
+    reader = Reader("model/best.onnx")        # or a .pt checkpoint
+    reader.read("captcha.png")["text"]        # a path, bytes, a PIL image or a uint8 (H, W, 3) array
+
 With params.backend == 'onnx' nothing here imports PyTorch (requirements-serve.txt is enough to serve).
 """
 import functools
@@ -46,6 +52,35 @@ class Predictor:
         if not batches:
             return np.zeros((0, 1, self.charset.classes), np.float32)
         return np.concatenate(batches)
+
+
+class Reader:
+    """A model file (a .pt checkpoint, or its .onnx export: no PyTorch needed) read from a program of your own.
+    `settings` are any settings of prediction (unsure_below, predict_threads, ...)."""
+
+    def __init__(self, model="model/best.pt", **settings):
+        params = make_parameters({"backend": "onnx" if model.endswith(".onnx") else "torch", **settings})
+        use_predict_threads(params)
+        self.predictor = load_model(model, params)
+
+    def read(self, image):
+        """One image's result: text, text_ignore_case, confidence, confidences, unsure (and for an arithmetic
+        model answer and answer_error). ImageError for an image that cannot be read."""
+        return self.read_many([image])[0]
+
+    def read_many(self, images):
+        """The results of many images, read in batches."""
+        return predict(self.predictor, (readable(image) for image in images))
+
+
+def readable(image):
+    """A path, bytes, a PIL image or a uint8 array (H, W, 3) or (H, W) as what predict() reads."""
+    if isinstance(image, (str, os.PathLike)):
+        with open(image, "rb") as handle:
+            return handle.read()
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image)
+    return image
 
 
 def use_predict_threads(params):

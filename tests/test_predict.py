@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -21,7 +22,8 @@ from conftest import tiny_params
 from dataset import image_names
 from generate_captcha import generate_split
 from parameters import ProjectError, make_parameters
-from predictor import load_model, predict
+from images import ImageError
+from predictor import Reader, load_model, predict
 from test_api import post_json, running_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -214,17 +216,20 @@ import http.client, json, sys, threading
 import waitress
 from api_demo import create_app
 from parameters import make_parameters
-from predictor import load_model, predict
+from predictor import Reader, load_model, predict
 params = make_parameters({"backend": "onnx", "checkpoint": sys.argv[1]})
 files = sys.argv[2:]
 texts = [result["text"] for result in predict(load_model(params=params), [open(f, "rb").read() for f in files])]
+reader = Reader(sys.argv[1].replace(".pt", ".onnx"))
+read = [reader.read(f)["text"] for f in files]
 server = waitress.create_server(create_app(params), host="127.0.0.1", port=0)
 threading.Thread(target=server.run, daemon=True).start()
 connection = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=30)
 connection.request("POST", "/predict", open(files[0], "rb").read(), {"Content-Type": "image/jpeg"})
 served = json.loads(connection.getresponse().read())["prediction"]
 torch = sorted(name for name in sys.modules if name.split(".")[0] == "torch")
-print(json.dumps({"texts": texts, "served": served, "torch": torch, "onnxruntime": "onnxruntime" in sys.modules}))
+print(json.dumps({"texts": texts, "read": read, "served": served, "torch": torch,
+                  "onnxruntime": "onnxruntime" in sys.modules}))
 """
 
 
@@ -241,7 +246,18 @@ def test_onnx_prediction_and_serving_import_no_torch(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["onnxruntime"] and report["torch"] == []
-    assert report["texts"] == expected and report["served"] == expected[0]
+    assert report["texts"] == report["read"] == expected and report["served"] == expected[0]
+
+
+def test_a_reader_reads_paths_bytes_pil_images_and_arrays_alike(tiny_run):
+    path = sample_files(tiny_run, 1)[0]
+    image = Image.open(path).convert("RGB")
+    reader = Reader(tiny_run["checkpoint"], unsure_below=0.5)
+    results = [reader.read(kind) for kind in (path, open(path, "rb").read(), image, np.asarray(image))]
+    assert all(result == results[0] for result in results) and len(results[0]["text"]) == 4
+    assert [result["text"] for result in reader.read_many([path, image])] == [results[0]["text"]] * 2
+    with pytest.raises(ImageError):
+        reader.read(b"not an image")
 
 
 def test_an_onnx_model_whose_metadata_charset_disagrees_with_its_output_is_refused(tiny_run, tmp_path):
