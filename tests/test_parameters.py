@@ -128,7 +128,8 @@ def test_a_bad_choice_fails_before_any_data_is_read(script, tmp_path):
 @pytest.mark.parametrize("name, arg, line", [
     ("main.py", "--port=8000", "error: --port is a setting of api_demo.py and bench/bench_api.py, not of main.py"),
     ("userPred.py", "--epochs=3",
-     "error: --epochs is a setting of model.py, main.py, bench/bench_train.py, bench/bench_real.py and "
+     "error: --epochs is a setting of model.py, main.py, bench/bench_train.py, bench/bench_real.py, "
+     "bench/bench_sweep.py and "
      "bench/bench_kinds.py, not of userPred.py"),
     ("main.py", "--epoch=3", "error: unknown setting --epoch (did you mean --epochs?)"),
     ("userPred.py", "--chekpoint=x.pt", "error: unknown setting --chekpoint (did you mean --checkpoint?)"),
