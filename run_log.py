@@ -28,10 +28,13 @@ class Reporters:
         self.reporters = reporters
 
     def __getattr__(self, event):
+        # Looked up once per event: the listeners are kept, so a step's report costs no search.
+        listeners = [getattr(reporter, event) for reporter in self.reporters if hasattr(reporter, event)]
+
         def tell(*args):
-            for reporter in self.reporters:
-                if hasattr(reporter, event):
-                    getattr(reporter, event)(*args)
+            for listener in listeners:
+                listener(*args)
+        setattr(self, event, tell)
         return tell
 
 

@@ -25,6 +25,7 @@ import torch
 from batches import Data, batch_stream, load_data
 from dataset import Charset, DataError, image_names, score
 from folder_settings import chosen_settings, from_folders
+from heads import Head
 from model import (autocast, batch_logits, build_model, init_from, load_checkpoint, save_checkpoint, select_device,
                    use_bf16)
 from parameters import (ARCHITECTURE_KEYS, Parameters, ParameterError, ProjectError, saved_parameters,
@@ -258,6 +259,8 @@ def train_step(run, images, targets, lr):
 def check_label_room(model, *image_sets):
     """Every label must be one the model's head can read (a CTC head needs a feature column for every
     character and a blank between doubled ones): one that cannot is a one-line error before training."""
+    if type(model.head).label_problem is Head.label_problem:  # a head that can read any label
+        return
     for image_set in image_sets:
         for label in dict.fromkeys(label for label in image_set.labels if label):
             problem = model.head.label_problem(label)
