@@ -51,6 +51,7 @@ import json
 import math
 import os
 import re
+import resource
 import threading
 import time
 
@@ -62,7 +63,8 @@ from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException
 
 from images import ImageError, image_size, open_image
-from parameters import ProjectError, make_parameters, parse_args, run_main
+from command_line import parse_args, run_main
+from parameters import ProjectError, make_parameters
 from predictor import load_model_or_exit, predict, use_predict_threads
 
 DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)
@@ -219,6 +221,16 @@ def read_json_images(params):
     raise ProjectError("the JSON body needs an 'image' field (a base64 image) or an 'images' list")
 
 
+def missing_upload():
+    """Why a multipart request has no file in the field 'image', in words that say what it had instead."""
+    fields = sorted(set(request.files) | set(request.form))
+    if fields:
+        return f"the multipart upload needs a file in the field 'image' (it has {', '.join(map(repr, fields[:5]))})"
+    # werkzeug drops a part whose headers it cannot read, such as a file name that is not UTF-8
+    return ("the multipart upload has no part that could be read: send the file in the field 'image', with a "
+            "UTF-8 file name")
+
+
 def read_images(params):
     """The image bytes of the current request, and whether the client sent a batch."""
     kind = request.mimetype
@@ -227,7 +239,7 @@ def read_images(params):
     if kind == "multipart/form-data":
         files = request.files.getlist("image")
         if not files:
-            raise ProjectError("the multipart upload needs a file in the field 'image'")
+            raise ProjectError(missing_upload())
         check_batch(len(files), params)
         return [upload.read() for upload in files], len(files) > 1
     if kind.startswith("image/") or kind == "application/octet-stream":
@@ -457,7 +469,11 @@ def add_error_handlers(app, params):
 
     @app.errorhandler(HTTPException)
     def http_error(error):
-        if error.code == 413:
+        if error.code == 413 and request.mimetype == "multipart/form-data" and \
+                request.content_length is not None and request.content_length <= params.max_upload_bytes:
+            message = f"the multipart form has too many parts (at most {app.max_form_parts}; one image a part, " \
+                      f"at most max_batch={params.max_batch})"
+        elif error.code == 413:
             message = body_too_large(params.max_upload_bytes)
         elif error.code == 404:
             message = f"no route {request.path}: the routes are GET /, GET /health and POST /predict"
@@ -504,17 +520,35 @@ class JsonErrorChannel(HTTPChannel):
 
 def waitress_server(app, params):
     """waitress serving `app` on params.host:port, params.server_threads threads, with the app's body
-    limit (larger bodies are refused before they are read) and its own errors as JSON."""
+    limit (larger bodies are refused before they are read) and its own errors as JSON.
+
+    Slow clients: waitress reads requests in one thread of its own and hands only complete ones to the
+    request threads, so a socket that trickles its headers or stalls its body costs a connection, not a
+    thread. Up to max_connections are held (waitress's default of 100 let 150 idle sockets lock everyone
+    out) and one silent for idle_timeout seconds is closed."""
     listeners = {}
+    open_files(params.max_connections + 64)
+    timeout = max(1, math.ceil(params.idle_timeout))
     try:
         server = create_server(app, map=listeners, host=params.host, port=params.port, threads=params.server_threads,
-                               max_request_body_size=params.max_upload_bytes + 1)  # it refuses from this size on
+                               max_request_body_size=params.max_upload_bytes + 1,  # it refuses from this size on
+                               connection_limit=params.max_connections, channel_timeout=timeout,
+                               cleanup_interval=max(1, timeout // 2), asyncore_use_poll=True)  # select(): 1,024 at most
     except (OSError, ValueError) as error:
         raise ProjectError(f"cannot listen on {params.host}:{params.port} ({error})") from None
     for listener in listeners.values():
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = JsonErrorChannel
     return server
+
+
+def open_files(count):
+    """Let this process hold `count` open files (sockets) where its hard limit allows: the soft limit is
+    often 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count if hard == resource.RLIM_INFINITY else min(count, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def addresses(server):

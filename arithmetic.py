@@ -18,7 +18,8 @@ remainder or by zero there is no answer, and the reason says why (the generator 
 import operator
 import re
 
-from parameters import ARITHMETIC_OPERATORS, make_parameters, parse_args, run_main
+from command_line import parse_args, run_main
+from parameters import ARITHMETIC_OPERATORS, make_parameters
 
 
 def _divide(dividend, divisor):

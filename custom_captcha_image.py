@@ -28,7 +28,8 @@ from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageEnhance, ImageFil
 
 from arithmetic import Grammar
 from looks import check_looks, draw_char_box, finish, glyph_room, paste_glyph_extras, shape_glyph, transparent_canvas
-from parameters import DIGITS, LOWER, UPPER, ProjectError, fail, make_parameters, parse_args, read_style_file, run_main
+from command_line import fail, parse_args, run_main
+from parameters import DIGITS, LOWER, UPPER, ProjectError, make_parameters, read_style_file
 from styles import STYLES
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
@@ -289,10 +290,8 @@ def check_render_knobs(params):
         check_range(params, "char_spacing", -params.image_width, params.image_width)
         if params.char_pitch > 0:
             raise StyleError("char_spacing and char_pitch are two layouts: set one of them")
-    for name, low, high in (("ink_opacity_floor", 0, 1), ("off_edge", 0, 1), ("char_jitter_y", 0, params.image_height),
-                            ("noise_polylines", 0, 100), ("glyph_passes", 1, 2)):
-        if not low <= getattr(params, name) <= high:
-            raise StyleError(f"{name} must be between {low} and {high}, got {getattr(params, name)}")
+    if params.char_jitter_y > params.image_height:  # the other settings' own ranges are checked when read
+        raise StyleError(f"char_jitter_y must be between 0 and {params.image_height}, got {params.char_jitter_y}")
     if any(params.background_gradient) and not (params.solid_text or params.dark_edges):
         raise StyleError("background_gradient needs solid_text or dark_edges (translucent text is blended "
                          "with a flat background)")
@@ -358,9 +357,6 @@ def check_style(params):
         value = getattr(params, name)
         if len(value) != 2 or value[0] > value[1] or value[0] < 0:
             raise StyleError(f"{name} must be two fractions low,high with 0 <= low <= high, got {value}")
-    for name in ("noise_curves", "noise_dots", "noise_curve_width", "noise_dot_width", "char_pitch", "char_jitter"):
-        if getattr(params, name) < 0:
-            raise StyleError(f"{name} must not be negative")
     for name, floor, ceiling in (("noise_lines", 0, None), ("noise_line_length", 1, None),
                                  ("noise_line_angle", -360, 360), ("noise_line_gray", 0, 255),
                                  ("row_shift", -params.image_width / 2, params.image_width / 2),

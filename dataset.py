@@ -23,14 +23,16 @@ import multiprocessing
 import os
 import random
 import re
+import stat
 from collections import Counter
 
 import numpy as np
 
 from files import atomic_write
 from images import read_image
-from parameters import (DIGITS, LOWER, UPPER, ProjectError, charset_problem, length_bounds, length_text, make_parameters,
-                        parse_args, run_main, worker_count)
+from command_line import parse_args, run_main
+from parameters import (DIGITS, LOWER, UPPER, ProjectError, charset_problem, length_bounds, length_text,
+                        make_parameters, worker_count)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LABELS_FILE = "labels.csv"
@@ -255,10 +257,12 @@ def folder_labels(folder):
     labels, problems = read_labels_file(folder)
     names = image_names(folder)
     if labels is None:
-        return [(name, label_from_name(name)) for name in names], []
-    listed_twice = {name for name, _ in problems}
-    problems += [(name, "listed in labels.csv but not in the folder") for name in sorted(set(labels) - set(names))]
+        return [(name, label_from_name(name)) for name in names], special_files(folder)
+    listed_twice, special = {name for name, _ in problems}, special_files(folder)
+    absent = set(labels) - set(names) - {name for name, _ in special}
+    problems += [(name, "listed in labels.csv but not in the folder") for name in sorted(absent)]
     problems += [(name, "not listed in labels.csv") for name in names if name not in labels and name not in listed_twice]
+    problems += special
     return [(name, labels[name]) for name in names if name in labels], problems
 
 
@@ -308,15 +312,19 @@ def labels_charset(folders, ignore_case):
     return chars, length_text(low, high), len(labels)
 
 
-def report(folder, problems, total, strict):
-    """One clear report of the files skipped in `folder` (or an error when strict)."""
+def report(folder, problems, total, params):
+    """One clear report of the files skipped in `folder` (or an error with --strict); a list too long for
+    the console is written in full to model_dir/problems_<folder's name>.txt, which the report names."""
     if not problems:
         return
-    lines = [f"{name}: {why}" for name, why in problems[:REPORT_LINES]]
+    every = [f"{name}: {why}" for name, why in problems]
+    lines = every[:REPORT_LINES]
     if len(problems) > REPORT_LINES:
-        lines.append(f"... and {len(problems) - REPORT_LINES} more")
+        path = os.path.join(params.model_dir, f"problems_{os.path.basename(os.path.normpath(folder))}.txt")
+        atomic_write(path, "\n".join(every) + "\n")
+        lines.append(f"... and {len(problems) - REPORT_LINES} more (all {len(problems)}: {path})")
     head = f"{len(problems)} of {total} files in {folder} cannot be used"
-    if strict:
+    if params.strict:
         raise DataError(head + ":\n  " + "\n  ".join(lines))
     print(head + " and are skipped:\n  " + "\n  ".join(lines))
 
@@ -375,7 +383,7 @@ def load_folder(folder, params, quiet=False):
     entries, problems = list_folder(folder, params)
     image_set, unreadable = _cached_set(folder, entries, params, labelled=True)
     if not quiet:
-        report(folder, problems + unreadable, len(entries) + len(problems), params.strict)
+        report(folder, problems + unreadable, len(entries) + len(problems), params)
         say_subfolders(folder)
     return image_set
 
@@ -387,7 +395,23 @@ def image_names(folder):
         raise DataError(f"folder {folder!r} does not exist")
     # A broken link or a link loop with an image's name stays listed: reading it fails and is reported.
     return sorted(entry.name for entry in os.scandir(folder)
-                  if entry.name.lower().endswith(IMAGE_EXTENSIONS) and not is_folder(entry))
+                  if entry.name.lower().endswith(IMAGE_EXTENSIONS) and not is_folder(entry) and not is_special(entry))
+
+
+def is_special(entry):
+    """A FIFO, socket or device (through links): opening one to read it could wait forever."""
+    try:
+        mode = entry.stat().st_mode
+    except OSError:  # a broken link: reading it fails, and is reported
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def special_files(folder):
+    """[(name, problem)] for the files with an image's name that image_names leaves out as special."""
+    return [(entry.name, "not a regular file (a FIFO, socket or device): skipped") for entry in
+            sorted(os.scandir(folder), key=lambda entry: entry.name)
+            if entry.name.lower().endswith(IMAGE_EXTENSIONS) and is_special(entry)]
 
 
 def say_subfolders(folder):
@@ -414,7 +438,8 @@ def load_unlabelled(folder, params, quiet=False):
     entries = [(name, "") for name in image_names(folder)]
     image_set, unreadable = _cached_set(folder, entries, params, labelled=False)
     if not quiet:
-        report(folder, unreadable, len(entries), params.strict)
+        skipped = special_files(folder)
+        report(folder, skipped + unreadable, len(entries) + len(skipped), params)
         say_subfolders(folder)
     if len(image_set) == 0:
         raise DataError(f"the unlabelled folder {folder!r} has no readable images")

@@ -45,7 +45,8 @@ from dataset import image_names, load_folder, score
 from files import atomic_write
 from images import read_image
 from model import load_checkpoint, model_from_checkpoint, parameter_count
-from parameters import ProjectError, fail, make_parameters, parse_args, run_main
+from command_line import fail, parse_args, run_main
+from parameters import ProjectError, make_parameters
 
 METADATA_KEY = "captcha_ocr"
 OPSET = 17

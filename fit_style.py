@@ -37,7 +37,8 @@ from folder_settings import folder_image_size
 from generate_captcha import as_saved, drawing_settings, image_rng
 from grid import image_grid
 from images import preprocess, read_image
-from parameters import ProjectError, fail, make_parameters, parse_args, run_main
+from command_line import fail, parse_args, run_main
+from parameters import ProjectError, make_parameters
 from styles import STYLES
 from style_distance import distance, features
 

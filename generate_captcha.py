@@ -29,9 +29,11 @@ from tqdm import tqdm
 from custom_captcha_image import StyleError, make_generator
 from dataset import DataError, name_of_label
 from files import atomic_write
+from folder_lock import one_writer
 from folder_settings import SETTINGS_FILE, generator_settings  # SETTINGS_FILE: how a folder's images were drawn
 from grid import image_grid
-from parameters import ParameterError, Parameters, convert, fail, layout, parse_args, run_main, worker_count
+from command_line import fail, parse_args, run_main
+from parameters import ParameterError, Parameters, convert, layout, worker_count
 
 NAME_PATTERN = re.compile(r"^(?P<label>.+)_(?P<index>\d+)\.(?P<ext>jpg|png)$")
 CHUNK = 256  # images per task handed to a worker
@@ -177,12 +179,6 @@ def claim_folder(folder, params):
 
 def check_settings(params):
     """Every setting generation depends on, checked before any work: a clear one-line error."""
-    if params.image_format not in ("jpg", "png"):
-        raise StyleError(f"image_format must be jpg or png, got {params.image_format!r}")
-    if not 1 <= params.jpeg_quality <= 95:
-        raise StyleError(f"jpeg_quality must be between 1 and 95, got {params.jpeg_quality}")
-    if params.train_count < 0 or params.test_count < 0:
-        raise StyleError("train_count and test_count must not be negative")
     make_generator(params)  # fonts, sizes, colours, width (of every style in a mix)
     folders = [os.path.dirname(params.preview_file) or "."]
     if not params.preview:
@@ -205,8 +201,14 @@ def ensure_writable(folder):
 
 
 def generate_split(params, folder, split, count):
-    """Write images 0..count-1 of `split` into `folder`, skipping those already there."""
-    os.makedirs(folder, exist_ok=True)
+    """Write images 0..count-1 of `split` into `folder`, skipping those already there; another generation
+    writing the same folder is refused (FolderInUse) before anything is touched."""
+    with one_writer(folder):
+        return write_split(params, folder, split, count)
+
+
+def write_split(params, folder, split, count):
+    """generate_split() once this process holds `folder`."""
     claim_folder(folder, params)
     done = existing_indices(folder, params)
     todo = [index for index in range(count) if index not in done]

@@ -4,11 +4,18 @@ their size from the header (a small file can decode to gigabytes), and any decod
 Numpy and Pillow only: serving with onnxruntime imports this module.
 """
 import io
+import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from parameters import ProjectError
+
+
+# The largest image read from a folder: as the API's max_image_pixels default (a captcha is far smaller, and a
+# small PNG can decode to gigabytes), and the largest file.
+MAX_FILE_PIXELS = 4_000_000
+MAX_FILE_BYTES = 16 * 2 ** 20
 
 
 class ImageError(ProjectError):
@@ -67,7 +74,10 @@ def open_image(data, max_pixels=0, decode=True):
     # Decoders meet untrusted bytes here and fail in many ways (OSError, SyntaxError, struct.error,
     # EOFError...): any failure to decode is the sender's problem, answered as a bad image.
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # Pillow's warning of a large image: max_pixels decides, below
+            if max_pixels:
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageError("not an image (unrecognised format)") from None
     except Image.DecompressionBombError:
@@ -116,10 +126,18 @@ def eight_bit(image):
 
 
 def read_image(path, width, height):
-    """(array, None) or (None, why it cannot be read)."""
+    """(array, None) or (None, why it cannot be read): a file of a folder (training, test, calibration),
+    checked as the API checks what it is sent (size from the header, MAX_FILE_PIXELS)."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return preprocess(image, width, height), None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        return None, f"cannot read image ({type(error).__name__}: {error})"
+    if len(data) > MAX_FILE_BYTES:
+        return None, f"file over {MAX_FILE_BYTES // 2 ** 20} MB: not a captcha"
+    try:
+        return preprocess(open_image(data, MAX_FILE_PIXELS), width, height), None
+    except ImageError as error:
+        return None, str(error)
+    except (OSError, ValueError) as error:
         return None, f"cannot read image ({type(error).__name__}: {error})"

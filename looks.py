@@ -14,45 +14,51 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageFilter
 
+from setting import setting
+
 
 @dataclass
 class LookSettings:
-    # --- looks: what the common captcha libraries draw (Kaptcha, Securimage, Gregwar, simple-captcha); all off by default ---
-    outline_width: int = 0  # draw each glyph as its outline, this many pixels wide (0 = off): hollow letters
-    outline_fill: str = ""  # with outline_width: colour inside the outline, a name or #rrggbb ('' = hollow)
-    shadow_offset: tuple[int, ...] = (0, 0)  # each glyph's shadow, right,down pixels (0,0 = off)
-    shadow_gray: int = 150  # grey level of the shadows (0-255)
-    glyph_dots: float = 0.0  # draw each glyph as dots this many pixels apart (0 = off)
-    glyph_dot_size: tuple[float, ...] = (0.8, 1.3)  # range of the radius of glyph and line dots, min,max pixels
-    glyph_dot_jitter: float = 0.5  # each glyph dot moves by up to +/- this many pixels
-    char_box: int = 0  # line width of a box drawn around each character, pixels (0 = off)
-    char_box_padding: tuple[float, ...] = (2.0, 4.0)  # range of the room between a character's ink and its box, pixels
-    char_box_tilt: float = 0.0  # each box tilts by up to +/- this many degrees
-    fisheye: float = 0.0  # fisheye bulge of the whole image: 0 = off, 0.3 strong (Kaptcha's FishEyeGimpy)
-    ripple: tuple[float, ...] = (0.0, 0.0)  # water-ripple warp of the whole image: amplitude, wavelength, pixels (0 = off)
-    dotted_lines: int = 0  # wavy dotted lines across the image, in the text colour
-    dotted_line_spacing: float = 3.0  # pixels between a dotted line's dots
-    branch_lines: int = 0  # random branching lines across the text (Securimage's lines)
-    branch_line_width: tuple[int, ...] = (1, 2)  # range of branching line widths, min,max pixels
-    branch_depth: int = 2  # times each branching line forks
-    speckles: int = 0  # one-pixel specks in the text colour, anywhere
-    sparkles: int = 0  # small filled circles (sparkles, bubbles) in tints of the text colour
-    sparkle_size: tuple[float, ...] = (1.0, 3.0)  # range of sparkle radius, min,max pixels
-    border_width: int = 0  # a border around the image, pixels (0 = off)
-    border_color: str = "black"  # border colour, a name or #rrggbb
-    transparent: bool = False  # the canvas stays transparent where nothing is drawn (saved as a PNG with alpha); reading composites it onto white
+    """What the common captcha libraries draw (Kaptcha, Securimage, Gregwar, simple-captcha); all off by default."""
+    GROUP = "looks"
+    outline_width: int = setting(0,
+        "draw each glyph as its outline, this many pixels wide (0 = off): hollow letters", low=0, high=50)
+    outline_fill: str = setting("", "with outline_width: colour inside the outline, a name or #rrggbb ('' = hollow)")
+    shadow_offset: tuple[int, ...] = setting((0, 0),
+        "each glyph's shadow, right,down pixels (0,0 = off)", low=-100, high=100)
+    shadow_gray: int = setting(150, "grey level of the shadows (0-255)", low=0, high=255)
+    glyph_dots: float = setting(0.0, "draw each glyph as dots this many pixels apart (0 = off)", low=0, high=100)
+    glyph_dot_size: tuple[float, ...] = setting((0.8, 1.3),
+        "range of the radius of glyph and line dots, min,max pixels", low=0, high=100)
+    glyph_dot_jitter: float = setting(0.5, "each glyph dot moves by up to +/- this many pixels", low=0, high=100)
+    char_box: int = setting(0, "line width of a box drawn around each character, pixels (0 = off)", low=0, high=50)
+    char_box_padding: tuple[float, ...] = setting((2.0, 4.0),
+        "range of the room between a character's ink and its box, pixels", low=0, high=1000)
+    char_box_tilt: float = setting(0.0, "each box tilts by up to +/- this many degrees", low=0, high=90)
+    fisheye: float = setting(0.0,
+        "fisheye bulge of the whole image: 0 = off, 0.3 strong (Kaptcha's FishEyeGimpy)", low=0, high=1)
+    ripple: tuple[float, ...] = setting((0.0, 0.0),
+        "water-ripple warp of the whole image: amplitude, wavelength, pixels (0 = off)", low=0, high=10000)
+    dotted_lines: int = setting(0, "wavy dotted lines across the image, in the text colour", low=0, high=1000)
+    dotted_line_spacing: float = setting(3.0, "pixels between a dotted line's dots", low=0, high=100)
+    branch_lines: int = setting(0, "random branching lines across the text (Securimage's lines)", low=0, high=1000)
+    branch_line_width: tuple[int, ...] = setting((1, 2),
+        "range of branching line widths, min,max pixels", low=0, high=100)
+    branch_depth: int = setting(2, "times each branching line forks", low=0, high=8)
+    speckles: int = setting(0, "one-pixel specks in the text colour, anywhere", low=0, high=10 ** 5)
+    sparkles: int = setting(0,
+        "small filled circles (sparkles, bubbles) in tints of the text colour", low=0, high=10000)
+    sparkle_size: tuple[float, ...] = setting((1.0, 3.0), "range of sparkle radius, min,max pixels", low=0, high=100)
+    border_width: int = setting(0, "a border around the image, pixels (0 = off)", low=0, high=500)
+    border_color: str = setting("black", "border colour, a name or #rrggbb")
+    transparent: bool = setting(False,
+        "the canvas stays transparent where nothing is drawn (saved as a PNG with alpha); reading composites it onto "
+        "white")
 
 
 def check_looks(params, fail):
-    """Each look setting within its range; `fail(message)` raises the style's one-line error."""
-    for name in ("outline_width", "char_box", "border_width", "dotted_lines", "branch_lines", "speckles", "sparkles",
-                 "branch_depth"):
-        if getattr(params, name) < 0:
-            fail(f"{name} must be 0 (off) or more, got {getattr(params, name)}")
-    for name in ("glyph_dots", "glyph_dot_jitter", "char_box_tilt", "fisheye", "dotted_line_spacing"):
-        value = getattr(params, name)
-        if not math.isfinite(value) or value < 0:
-            fail(f"{name} must be a finite number, 0 or more, got {value}")
+    """The look settings that must agree with each other (each one's own range is checked when it is read);
+    `fail(message)` raises the style's one-line error."""
     for name in ("glyph_dot_size", "char_box_padding", "sparkle_size", "branch_line_width"):
         pair = getattr(params, name)
         if len(pair) != 2 or not 0 <= pair[0] <= pair[1] or not all(map(math.isfinite, pair)):

@@ -42,7 +42,7 @@ does not restart). An interrupted extension continues with --resume alone.
 """
 import sys
 
-from parameters import parse_args, parse_overrides, run_main
+from command_line import parse_args, parse_overrides, run_main
 
 
 def main(argv=None):

@@ -27,6 +27,7 @@ Presets (`model_preset`):
 import io
 import json
 import os
+import pickle
 import platform
 import time
 
@@ -37,7 +38,8 @@ from tqdm import tqdm
 
 from files import atomic_write
 from heads import head_class
-from parameters import Parameters, ProjectError, charset_problem, parse_args, run_main, saved_parameters, worker_count
+from command_line import parse_args, run_main
+from parameters import Parameters, ProjectError, charset_problem, saved_parameters, worker_count
 
 DEFAULTS = Parameters()  # CaptchaResNet's defaults are the settings' defaults
 SPEED_TEST_BATCH = 256  # python model.py's batch when batch_size is auto (0)
@@ -271,7 +273,12 @@ def measure_batch_norms(model, device, images, batch_size):
 def save_checkpoint(path, checkpoint):
     """torch.save of a checkpoint dict, atomically: a crash never leaves a half-written checkpoint, and the
     temporary files of a killed earlier save of `path` are removed."""
-    atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+    try:
+        atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+    except (OSError, RuntimeError) as error:  # a full disk: torch.save says so as a RuntimeError
+        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
+        raise ProjectError(f"cannot write the checkpoint {path} ({why}): the one saved there before, if any, "
+                           f"is kept") from None
 
 
 def load_checkpoint(path):
@@ -280,6 +287,11 @@ def load_checkpoint(path):
         raise ProjectError(f"no checkpoint at {path!r} (train one with: python main.py)", 404)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # PyTorch's message suggests weights_only=False: it would run the file
+        if "unsupported global" in str(error).lower():
+            raise ProjectError(f"{path!r} is not a plain-weights checkpoint: it holds objects other than tensors "
+                               f"and plain data, and is not loaded") from None
+        raise ProjectError(f"{path!r} is not a readable checkpoint (its bytes are not a PyTorch checkpoint)") from None
     except Exception as error:  # a truncated or foreign file: say which and why, not a traceback
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ProjectError(f"{path!r} is not a readable checkpoint ({type(error).__name__}: {first_line})") from None

@@ -1,16 +1,16 @@
 """Every setting of every script, in one place: the single source of truth.
 
-Settings come in groups (the "# --- group: ..." headers of Parameters below). Each script's command line
-takes the groups SCRIPT_GROUPS gives it, and --help lists those, the script's own group first:
+Settings come in groups: a dataclass each (DataSettings, ModelSettings, ... and looks.py's LookSettings), whose
+fields are setting(default, help, range) (setting.py). Parameters is all of them in one object. Each script's
+command line (command_line.py) takes the groups its SCRIPT_GROUPS entry names, and --help lists those:
 
     python generate_captcha.py --train_count=20000 --font_sizes=20,22,23 --noise_dots=0
     python main.py --epochs=5 --batch_size=128
     python generate_captcha.py --style=captcha_default      # a named preset (see STYLES)
     python main.py --help                                    # lists main.py's settings
 
-Values are checked when the command line is read: types, CHOICES, misspelt keys (the nearest setting is
-suggested) and settings of other scripts (`error: --port is a setting of api_demo.py ..., not of main.py`).
-make_parameters() takes every setting: the scoping is for command lines.
+Every value is checked when it is read (command line, preset, style file): its type, its range, CHOICES, and
+a misspelt key (the nearest setting is suggested). make_parameters() takes every setting.
 
 Scripts never read module-level copies of these values: each builds one `Parameters` object with
 `parse_args()` and passes it down, so an override reaches every module (and DataLoader workers).
@@ -19,14 +19,13 @@ import ast
 import dataclasses
 import difflib
 import functools
-import inspect
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass
 
 from looks import LookSettings
+from setting import range_problem, setting
 from styles import DIGITS, JITTERS, LOWER, PRESET_KEYS, STYLES, UPPER
 
 # bench/bench_real.py's experiments, in the order a plain run takes them.
@@ -36,275 +35,462 @@ BENCH_REAL = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self"
 
 
 @dataclass
-class Parameters(LookSettings):  # LookSettings: the library looks' knobs (group "looks"), in looks.py
-    # --- data: labelled image folders, written by generate_captcha.py and read by training and dataset.py ---
-    train_dir: str = "data/captcha/train"  # folder of labelled training images
-    test_dir: str = "data/captcha/test"  # folder of labelled test images
-    data_dir: str = ""  # one labelled folder to split into train/test by test_split ('' = use train_dir and test_dir)
-    test_split: float = 0.2  # fraction of data_dir held out for testing (seeded by seed)
-    train_count: int = 200000  # captchas generated into train_dir
-    test_count: int = 10000  # captchas generated into test_dir
-    cache_dir: str = "data/cache"  # decoded image folders are cached here as uint8 arrays ('' = decode every time)
-    workers: int = 0  # worker processes for generation and data loading (0 = one per CPU core)
-    strict: bool = False  # fail on a bad image or label instead of reporting and skipping it
-    # --- captcha: what every captcha holds (characters, length, image size) and the seed that draws them ---
-    charset: str = DIGITS + LOWER + UPPER  # the character classes, in class-index order
-    captcha_length: str = "4"  # characters per captcha: a count (4), or a range (4-6) drawn per captcha
-    ignore_case: bool = False  # fold labels to lower case (for sites whose answers ignore case)
-    captcha_kind: str = "text"  # what a captcha asks: text (its characters), arithmetic (an expression such as 3+8=?,
-        #   read and answered), color_target (only the characters in target_color)
-    arithmetic_operands: tuple[int, ...] = (0, 20)  # captcha_kind=arithmetic: range of each operand, min,max (charset
-        #   and captcha_length follow from these three)
-    arithmetic_operators: str = "+-x"  # captcha_kind=arithmetic: operators drawn, from + - x × * ÷ / (x × * multiply, ÷
-        #   / divide)
-    arithmetic_endings: tuple[str, ...] = ("=?", "=")  # captcha_kind=arithmetic: what follows the second operand, one
-        #   drawn per captcha
-    arithmetic_negative: bool = False  # captcha_kind=arithmetic: also draw subtractions that answer below zero
-    infer_charset: bool = False  # main.py: take charset and captcha_length from the training folders' labels even where
-        #   a folder's .generator.json names them (without it, labels are read for whatever no flag gives)
-    image_width: int = 64  # image width, pixels (also the model's input width)
-    image_height: int = 24  # image height, pixels (also the model's input height)
-    max_image_side: int = 2000  # largest image_width or image_height the generator accepts, pixels (a typo must not
-        #   need gigabytes)
-    seed: int = 0  # seed of labels, images, splits and weight init
-    # --- style: how generated captchas look ---
-    style: str = "seed"  # named style preset applied before other overrides (see styles.py)
-    style_file: str = ""  # a style file (fit_style.py writes one; a generated folder's .generator.json is one): its
-        #   settings apply over --style's preset, under the flags given
-    style_mix: tuple[str, ...] = ()  # draw each captcha in one of these styles (names, or style files), picked at
-        #   random (repeat one to weight it); empty = this style alone
-    fonts: tuple[str, ...] = ()  # .ttf/.otf files or folders; empty = captcha's DroidSansMono plus fonts/*.ttf
-    font_sizes: tuple[int, ...] = (20, 22, 23)  # font sizes drawn from at random, pixels
-    noise_curves: int = 1  # arcs drawn through the text
-    noise_curve_width: int = 1  # arc line width, pixels
-    noise_dots: int = 5  # noise dots per image
-    noise_dot_width: int = 1  # noise dot size, pixels
-    noise_lines: tuple[int, ...] = (0, 0)  # range of short straight line segments per image, min,max count
-    noise_line_length: tuple[float, ...] = (4.0, 12.0)  # range of line segment lengths, min,max pixels
-    noise_line_angle: tuple[float, ...] = (0.0, 180.0)  # range of line segment angles, min,max degrees (90 = downward)
-    noise_line_gray: tuple[int, ...] = (0, 0)  # range of line segment grey levels, min,max (0 = black, 255 = white)
-    noise_lines_under_text: bool = False  # draw the line segments on the background, under the text (default: over it)
-    text_color_min: int = 10  # lowest value of each text colour channel (0-255)
-    text_color_max: int = 200  # highest value of each text colour channel (0-255)
-    color_per_char: bool = False  # draw a new text colour for each character instead of one per image
-    solid_text: bool = False  # paste glyphs in their full colour (default: translucent, as the captcha package)
-    stretch_glyphs: bool = True  # stretch each glyph's ink to its font box, as the captcha package does (off: natural
-        #   shape)
-    background_min: int = 238  # lowest value of each background colour channel (0-255)
-    background_max: int = 255  # highest value of each background colour channel (0-255)
-    rotation: float = 10.0  # each character rotates by up to +/- this many degrees
-    warp_x: tuple[float, ...] = (0.1, 0.3)  # range of horizontal warp, fraction of glyph width
-    warp_y: tuple[float, ...] = (0.2, 0.3)  # range of vertical warp, fraction of glyph height
-    space_probability: float = 0.5  # chance of a blank gap before each character
-    char_overlap: float = 0.25  # characters overlap by up to this fraction of the mean glyph width
-    char_pitch: float = 0.0  # distance between character centres, pixels, row centred (0 = packed with char_overlap)
-    char_jitter: float = 0.0  # with char_pitch: each character centre moves by up to +/- this many pixels
-    row_shift: tuple[float, ...] = (0.0, 0.0)  # with char_pitch: range of the row's shift rightwards, min,max pixels
-    row_shift_y: tuple[float, ...] = (0.0, 0.0)  # range of the text's shift downwards from centred, min,max pixels
-    baseline: bool = False  # sit characters on one baseline, as typed text (default: centre each one vertically)
-    smooth: bool = True  # apply a smoothing filter to the finished image
-    grey: bool = False  # finish the image in grey levels (R = G = B), as a grey site
-    font_box: str = "bbox"  # box each glyph is stretched to and centred by: bbox (text box measured from (1, 1), as
-        #   captcha >= 0.5) or textsize (Pillow < 8: advance x ascent + descent)
-    glyph_resample: str = "bilinear"  # filter of each glyph's stretch and warp: nearest (Pillow < 7's default),
-        #   bilinear, bicubic
-    glyph_passes: int = 1  # resamplings of each glyph's stretch and warp: 1 (one combined transform) or 2 (resized to
-        #   the warp frame, then warped, as the captcha package does)
-    squeeze_resample: str = "bilinear"  # filter squeezing a text row wider than the image into it: nearest, bilinear,
-        #   bicubic
-    dark_edges: bool = False  # translucent glyphs rotated and pasted from a transparent layer as Pillow < 8 did: bolder
-        #   strokes, edges blend toward black (no effect with solid_text)
-    ink_opacity_floor: float = 0.5  # translucent text is at least this opaque (0-1; the captcha package has no floor,
-        #   so its dark colours are faint)
-    noise_curve_end: tuple[float, ...] = (0.2, 1.0)  # range of the noise arc's right end, fractions of the width
-        #   (captcha < 0.5: 0.8,1)
-    background_gradient: tuple[float, ...] = (0.0, 0.0)  # range of how much darker the left edge is than the right,
-        #   grey levels (0 = flat)
-    noise_polylines: int = 0  # thick polylines drawn through the text, from its left end to past its right end
-    noise_polyline_width: tuple[int, ...] = (2, 3)  # range of polyline widths, min,max pixels
-    noise_polyline_bends: tuple[int, ...] = (1, 3)  # range of bends in each polyline, min,max (at least 1)
-    stroke_weight: tuple[float, ...] = (0.0, 0.0)  # range of pixels added to (negative: taken from) each side of every
-        #   stroke, fractional allowed
-    elastic: tuple[float, ...] = (0.0, 0.0)  # range of elastic distortion: parts of each glyph move by up to this many
-        #   pixels, min,max
-    ragged: tuple[float, ...] = (0.0, 0.0)  # range of ragged stroke edges: each glyph pixel is taken from up to this
-        #   many pixels away, min,max
-    glyph_width: tuple[float, ...] = (1.0, 1.0)  # range of each glyph's horizontal stretch, min,max factor
-    char_spacing: tuple[float, ...] = ()  # gap from one glyph's right edge to the next glyph, min,max pixels (negative
-        #   overlaps), row from left_margin (empty = packed as the captcha package)
-    left_margin: tuple[float, ...] = (0.0, 0.0)  # with char_spacing: range of the first glyph's left edge, min,max
-        #   pixels
-    char_jitter_y: float = 0.0  # each character moves up or down by up to +/- this many pixels (a wavy baseline)
-    off_edge: float = 0.0  # chance per image that the text runs off the left, right, top or bottom edge
-    off_edge_depth: tuple[float, ...] = (0.2, 0.5)  # how far text runs off: fraction of the end glyph's width (or of
-        #   the text's height) past the edge, min,max
-    char_class_weights: tuple[float, ...] = ()  # chance weights of drawing each character from the charset's digits,
-        #   lower-case, upper-case letters (empty = uniform over the charset)
-    palette: tuple[str, ...] = ("red", "blue", "green", "black")  # captcha_kind=color_target: text colours drawn, names
-        #   or #rrggbb
-    target_color: str = "red"  # captcha_kind=color_target: the palette colour whose characters, in order, are the label
-    color_distractors: tuple[int, ...] = (2, 3)  # captcha_kind=color_target: range of characters drawn in the other
-        #   palette colours, min,max
-    color_jitter: int = 24  # captcha_kind=color_target: each colour channel of each character moves by up to +/- this
-        #   much
-    render_jitter: tuple[str, ...] = JITTERS  # renderer differences varied per image (see
-        #   custom_captcha_image.JITTER); empty = off
-    # --- generation: the files generate_captcha.py writes ---
-    image_format: str = "jpg"  # file format of generated images: jpg or png
-    jpeg_quality: int = 75  # JPEG quality of generated images (1-95)
-    preview: bool = False  # generate_captcha.py: write only the preview grid, no data set
-    preview_count: int = 40  # captchas in the preview grid
-    preview_file: str = "data/captcha/preview.png"  # grid of sample captchas written by generate_captcha.py
-    # --- model: the network's architecture ---
-    model_preset: str = "default"  # default (fast native-resolution ResNet) or original (ResNet-18 on 32x32)
-    stem_channels: int = 32  # channels of the first convolution
-    stem_stride: int = 2  # stride of the first convolution (2: no full-resolution activations, ~1.6x faster training)
-    stage_channels: tuple[int, ...] = (32, 64, 128, 192)  # channels of each residual stage
-    stage_blocks: tuple[int, ...] = (1, 2, 2, 1)  # residual blocks in each stage
-    feature_stride: int = 8  # image pixels per feature column before the heads (4-32; 16 for images ~160 px wide)
-    head: str = "auto"  # reader: positions (a softmax per character place), ctc (a softmax per feature column, CTC
-        #   loss: any length), auto (ctc when lengths vary, else AUTO_FIXED_HEAD)
-    dropout: float = 0.1  # dropout before the heads
-    # --- training: how main.py trains ---
-    data_mode: str = "folder"  # folder (read train_dir) or generate (fresh captchas every epoch, in workers)
-    epochs: int = 0  # passes over the training set, a cap on time_budget when given (0 = time_budget alone sets the
-        #   run; without one, DEFAULT_EPOCHS and at least MIN_STEPS steps)
-    time_budget: float = 0.0  # train this many minutes, the schedule fitted to them (0 = epochs only)
-    batch_size: int = 0  # images per training step (0 = auto: SMALL_BATCH for a training set under SMALL_SET images,
-        #   else 256)
-    lr: float = 3e-3  # peak learning rate of the one-cycle schedule
-    weight_decay: float = 0.05  # AdamW weight decay
-    warmup: float = 0.05  # fraction of training spent warming the learning rate up
-    label_smoothing: float = 0.05  # cross-entropy label smoothing
-    augment: str = "auto"  # random shift/scale/rotation/blur/noise of training images: on, off, auto (on under 50,000
-        #   images)
-    eval_every: int = 0  # also evaluate every N steps (0 = only at epoch ends)
-    eval_epochs: int = 1  # evaluate and save checkpoints every N epochs, and after the last (tiny data: raise it)
-    target_accuracy: float = 0.0  # stop early once test case-sensitive accuracy reaches this (0 = never)
-    resume: bool = False  # continue the run in model_dir from last.pt, with the settings it was started with
-    unlabelled_dir: str = ""  # self-training: folder of the target site's captchas without labels; confident reads join
-        #   training
-    unlabelled_fraction: float = 0.25  # self-training: share of each training batch taken from confidently read
-        #   unlabelled captchas
-    pseudo_threshold: float = 0.8  # self-training: lowest confidence (mean over the views) of each character of a read
-        #   that is used
-    pseudo_views: int = 4  # self-training: views each unlabelled captcha is read in (as it is, and augmented copies);
-        #   all must agree
-    pseudo_align: bool = False  # self-training: rescale each round's reads so every class's mean probability matches
-        #   its share of the training labels (for a site whose characters are drawn as the generator's are)
-    target_batch_norm: bool = False  # self-training: batch-norm statistics re-measured on the unlabelled captchas
-        #   before each read and each save (AdaBN)
-    pseudo_every: int = 0  # self-training: steps between re-reads of the unlabelled captchas (0 = at every epoch's
-        #   start)
-    pseudo_keep: bool = False  # self-training: a read once used stays in training (with its text) until a later round
-        #   reads that captcha confidently as something else
-    extend: float = 0.0  # with --resume: train this many more minutes on a short cosine tail from lr/10, no warm-up (0
-        #   = off)
-    init_from: str = ""  # start from this checkpoint's weights (fine-tuning)
-    train_repeat: int = 1  # each training image (train_dir, or data_dir's train split) is seen this many times an epoch
-    mix_dir: str = ""  # a second labelled folder mixed into training once an epoch (e.g. generated captchas beside few
-        #   real ones)
-    mix_count: int = 0  # images taken from mix_dir, the first by name (0 = all)
-    amp: str = "auto"  # bf16 mixed precision: on, off, auto (on CUDA; on a CPU where a short probe, cached per machine,
-        #   measures it faster than fp32)
-    # --- run: the run folder and the hardware that trains or reads with it ---
-    model_dir: str = "model"  # run folder: checkpoints best.pt and last.pt, log.csv, curves.png
-    device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda, cuda:N
-    threads: int = 0  # CPU threads for torch (0 = one per core)
-    eval_batch_size: int = 512  # images per evaluation batch
-    # --- dashboard: live training plots on visdom ---
-    visdom: bool = True  # send live plots to a visdom server
-    visdom_server: str = "http://localhost"  # visdom server address
-    visdom_port: int = 8097  # visdom server port
-    visdom_env: str = "captcha"  # visdom environment prefix: a run plots to PREFIX_RUN, RUN the last folder of
-        #   model_dir
-    # --- prediction: reading captchas with a trained checkpoint ---
-    checkpoint: str = ""  # checkpoint to load ('' = model_dir/best.pt)
-    backend: str = "torch"  # inference backend: torch, or onnx (onnxruntime on the checkpoint's exported .onnx)
-    predict_threads: int = 1  # userPred.py and api_demo.py: torch CPU threads (0 = one per core)
-    unsure_below: float = 0.8  # a read whose least sure character is below this confidence (0-1) is marked unsure
-    json: bool = False  # userPred.py: print JSON instead of text
-    # --- evaluation: userTest.py's golden set and report ---
-    golden_dir: str = "golden_set"  # hand-labelled real captchas evaluated by userTest.py
-    sure_confidence: float = 0.9  # userTest.py: misreads at least this confident in every character are listed as
-        #   labels to check
-    report_dir: str = ""  # userTest.py: folder of its error grid and JSON report ('' = report/ beside the checkpoint)
-    least_sure: int = 0  # userTest.py: list the N least sure reads of golden_dir (labelled or not) to label first (0 =
-        #   none)
-    # --- export: export_onnx.py's files ---
-    onnx_file: str = ""  # export_onnx.py output ('' = the checkpoint's path with .onnx)
-    ddddocr: bool = True  # export_onnx.py: also write the .ddddocr.onnx and .ddddocr.json files ddddocr loads
-    quantize: str = ""  # export_onnx.py: also write a statically quantized <name>.int8.onnx ('' = no, int8)
-    calibration_dir: str = ""  # export_onnx.py --quantize: images (labels not needed) whose activations set the int8
-        #   ranges ('' = the checkpoint's train_dir)
-    calibration_count: int = 512  # export_onnx.py --quantize: images read from calibration_dir (a seeded draw)
-    quantize_test_dir: str = ""  # export_onnx.py --quantize: labelled folder both models are scored on ('' = the
-        #   checkpoint's test_dir)
-    quantize_max_loss: float = 0.003  # export_onnx.py --quantize: most whole-captcha accuracy (0-1) the int8 model may
-        #   lose; more: it is not written
-    # --- serving: api_demo.py's HTTP server ---
-    host: str = "127.0.0.1"  # api_demo.py listen address
-    port: int = 5000  # api_demo.py listen port
-    server: str = "flask"  # api_demo.py: flask (development server) or waitress (production server)
-    server_threads: int = 4  # api_demo.py --server=waitress: request threads
-    max_upload_bytes: int = 1048576  # largest request body the API accepts, bytes
-    max_image_pixels: int = 4000000  # largest decoded image the API accepts, pixels (decompression-bomb guard)
-    max_batch: int = 64  # most images in one API request
-    max_request_pixels: int = 8000000  # most decoded pixels in one API request, summed over its images (checked from
-        #   their headers, before decoding)
-    max_concurrent: int = 4  # most API requests decoding images and running the model at once; more are answered 503 at
-        #   once
-    api_key: str = ""  # key POST /predict requires, as X-API-Key or Authorization: Bearer ('' = none; the environment's
-        #   CAPTCHA_API_KEY when unset here)
-    rate_limit: int = 0  # most POST /predict requests a minute from one client address, more answered 429 (0 = no
-        #   limit)
-    # --- fitting: fit_style.py's search for a style that draws like a folder of the site's captchas ---
-    fit_file: str = ""  # style file fit_style.py writes ('' = <folder>.style.json beside the folder), with <name>.png
-        #   beside it
-    fit_images: int = 160  # real captchas read, and captchas drawn for each candidate style
-    fit_minutes: float = 10.0  # the search stops after this many minutes (the style found so far is written)
-    fit_rounds: int = 4  # passes of the search over the knobs (it stops sooner when a pass changes nothing, or at
-        #   fit_minutes)
-    fit_presets: tuple[str, ...] = ()  # the presets the fit may start from, e.g. securimage when the site is known to
-        #   run it (empty = every text style)
-    fit_candidates: int = 0  # also write the styles of this many of the best starts and their searches
-        #   (<fit_file>.candidate<k>.json), for choose_style.py to try (0 = none)
-    # --- choosing: choose_style.py, which of a few styles trains a model that reads the site's captchas best ---
-    choose_file: str = ""  # where choose_style.py copies the chosen style file ('' = <the site folder>.style.json)
-    choose_dir: str = ""  # choose_style.py's work folder: each candidate's generated captchas and trial model ('' =
-        #   runs/choose_<the folder's name>)
-    choose_count: int = 8000  # captchas generated for each candidate's trial model
-    choose_minutes: float = 2.0  # minutes of training each candidate's trial model
-    choose_mix_margin: float = 0.0  # a runner-up scoring within this much of the best is mixed in: the chosen style
-        #   file draws each captcha in one of the two (0 = the best alone)
-    # --- site: site_model.py, from a folder of a site's unlabelled captchas to a model that reads them ---
-    site_dir: str = ""  # site_model.py's work folder ('' = runs/site_<the folder's name>)
-    site_style_file: str = ""  # a style file to use instead of fitting one (a style made by eye, or fitted before; '' =
-        #   fit)
-    site_candidates: int = 4  # styles of the fit (its searches' results and their presets) that choose_style.py tries
-        #   (1 = the fit, untried)
-    site_train_count: int = 60000  # captchas generated in the fitted style
-    site_minutes: float = 20.0  # minutes of training on the generated captchas
-    site_self_minutes: float = 10.0  # minutes of self-training on the site's own captchas after that
-    # --- benchmarks: the bench/ scripts ---
-    bench_style_count: int = 1000  # bench/bench_style.py: captchas generated, and real images read (at most), for the
-        #   statistics
-    bench_presets: tuple[str, ...] = ("default", "original")  # model presets bench/bench_train.py compares
-    bench_kinds: tuple[str, ...] = ("arithmetic", "color_target")  # captcha kinds bench/bench_kinds.py trains and reads
-    bench_heads: tuple[str, ...] = ("positions",)  # heads bench/bench_train.py compares on the default preset:
-        #   positions, ctc
-    bench_real: tuple[str, ...] = BENCH_REAL  # bench/bench_real.py experiments, in order
-    requests: int = 20000  # bench/bench_api.py: requests sent in the throughput run
-    clients: int = 8  # bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with
-        #   --abuse_run)
-    abuse_run: bool = False  # bench/bench_api.py: the abuse run instead (clients sending huge-pixel batches while one
-        #   client reads captchas)
-    abuse_seconds: float = 30.0  # bench/bench_api.py --abuse_run: how long the abusive clients send, seconds
-    abuse_images: int = 64  # bench/bench_api.py --abuse_run: blank 2000x2000 lossless WebP images in each abusive
-        #   request (64: 256 M pixels; 2: within max_request_pixels)
-    bench_rounds: int = 2000  # bench scripts: timed single-image calls per latency measurement
-    bench_sites: tuple[str, ...] = ()  # bench/bench_real.py site_zero_label: the sites to run (empty = all of its
-        #   SITES)
+class DataSettings:
+    """Labelled image folders, written by generate_captcha.py and read by training and dataset.py."""
+    GROUP = "data"
+    train_dir: str = setting("data/captcha/train", "folder of labelled training images")
+    test_dir: str = setting("data/captcha/test", "folder of labelled test images")
+    data_dir: str = setting("",
+        "one labelled folder to split into train/test by test_split ('' = use train_dir and test_dir)")
+    test_split: float = setting(0.2, "fraction of data_dir held out for testing (seeded by seed)", low=0, below=1)
+    train_count: int = setting(200000, "captchas generated into train_dir", low=0, high=10 ** 8)
+    test_count: int = setting(10000, "captchas generated into test_dir", low=0, high=10 ** 8)
+    cache_dir: str = setting("data/cache",
+        "decoded image folders are cached here as uint8 arrays ('' = decode every time)")
+    workers: int = setting(0,
+        "worker processes for generation and data loading (0 = one per CPU core)", low=0, high=1024)
+    strict: bool = setting(False, "fail on a bad image or label instead of reporting and skipping it")
+
+
+@dataclass
+class CaptchaSettings:
+    """What every captcha holds (characters, length, image size) and the seed that draws them."""
+    GROUP = "captcha"
+    charset: str = setting(DIGITS + LOWER + UPPER, "the character classes, in class-index order")
+    captcha_length: str = setting("4", "characters per captcha: a count (4), or a range (4-6) drawn per captcha")
+    ignore_case: bool = setting(False, "fold labels to lower case (for sites whose answers ignore case)")
+    captcha_kind: str = setting("text",
+        "what a captcha asks: text (its characters), arithmetic (an expression such as 3+8=?, read and answered), "
+        "color_target (only the characters in target_color)")
+    arithmetic_operands: tuple[int, ...] = setting((0, 20),
+        "captcha_kind=arithmetic: range of each operand, min,max (charset and captcha_length follow from these three)",
+        low=0, high=10 ** 6)
+    arithmetic_operators: str = setting("+-x",
+        "captcha_kind=arithmetic: operators drawn, from + - x × * ÷ / (x × * multiply, ÷ / divide)")
+    arithmetic_endings: tuple[str, ...] = setting(("=?", "="),
+        "captcha_kind=arithmetic: what follows the second operand, one drawn per captcha")
+    arithmetic_negative: bool = setting(False, "captcha_kind=arithmetic: also draw subtractions that answer below zero")
+    infer_charset: bool = setting(False,
+        "main.py: take charset and captcha_length from the training folders' labels even where a folder's "
+        ".generator.json names them (without it, labels are read for whatever no flag gives)")
+    image_width: int = setting(64, "image width, pixels (also the model's input width)", low=8, high=10000)
+    image_height: int = setting(24, "image height, pixels (also the model's input height)", low=8, high=10000)
+    max_image_side: int = setting(2000,
+        "largest image_width or image_height the generator accepts, pixels (a typo must not need gigabytes)",
+        low=8, high=10 ** 5)
+    seed: int = setting(0, "seed of labels, images, splits and weight init", low=0, high=2 ** 32 - 1)
+
+
+@dataclass
+class StyleSettings:
+    """How generated captchas look."""
+    GROUP = "style"
+    style: str = setting("seed", "named style preset applied before other overrides (see styles.py)")
+    style_file: str = setting("",
+        "a style file (fit_style.py writes one; a generated folder's .generator.json is one): its settings apply over "
+        "--style's preset, under the flags given")
+    style_mix: tuple[str, ...] = setting((),
+        "draw each captcha in one of these styles (names, or style files), picked at random (repeat one to weight it);"
+        " empty = this style alone")
+    fonts: tuple[str, ...] = setting((), ".ttf/.otf files or folders; empty = captcha's DroidSansMono plus fonts/*.ttf")
+    font_sizes: tuple[int, ...] = setting((20, 22, 23), "font sizes drawn from at random, pixels", low=1, high=1000)
+    noise_curves: int = setting(1, "arcs drawn through the text", low=0, high=1000)
+    noise_curve_width: int = setting(1, "arc line width, pixels", low=0, high=100)
+    noise_dots: int = setting(5, "noise dots per image", low=0, high=10 ** 5)
+    noise_dot_width: int = setting(1, "noise dot size, pixels", low=0, high=100)
+    noise_lines: tuple[int, ...] = setting((0, 0),
+        "range of short straight line segments per image, min,max count", low=0, high=10 ** 5)
+    noise_line_length: tuple[float, ...] = setting((4.0, 12.0),
+        "range of line segment lengths, min,max pixels", low=0, high=10000)
+    noise_line_angle: tuple[float, ...] = setting((0.0, 180.0),
+        "range of line segment angles, min,max degrees (90 = downward)", low=-360, high=360)
+    noise_line_gray: tuple[int, ...] = setting((0, 0),
+        "range of line segment grey levels, min,max (0 = black, 255 = white)", low=0, high=255)
+    noise_lines_under_text: bool = setting(False,
+        "draw the line segments on the background, under the text (default: over it)")
+    text_color_min: int = setting(10, "lowest value of each text colour channel (0-255)", low=0, high=255)
+    text_color_max: int = setting(200, "highest value of each text colour channel (0-255)", low=0, high=255)
+    color_per_char: bool = setting(False, "draw a new text colour for each character instead of one per image")
+    solid_text: bool = setting(False,
+        "paste glyphs in their full colour (default: translucent, as the captcha package)")
+    stretch_glyphs: bool = setting(True,
+        "stretch each glyph's ink to its font box, as the captcha package does (off: natural shape)")
+    background_min: int = setting(238, "lowest value of each background colour channel (0-255)", low=0, high=255)
+    background_max: int = setting(255, "highest value of each background colour channel (0-255)", low=0, high=255)
+    rotation: float = setting(10.0, "each character rotates by up to +/- this many degrees", low=0, high=180)
+    warp_x: tuple[float, ...] = setting((0.1, 0.3), "range of horizontal warp, fraction of glyph width", low=-1, high=1)
+    warp_y: tuple[float, ...] = setting((0.2, 0.3), "range of vertical warp, fraction of glyph height", low=-1, high=1)
+    space_probability: float = setting(0.5, "chance of a blank gap before each character", low=0, high=1)
+    char_overlap: float = setting(0.25,
+        "characters overlap by up to this fraction of the mean glyph width", low=-1, high=1)
+    char_pitch: float = setting(0.0,
+        "distance between character centres, pixels, row centred (0 = packed with char_overlap)",
+        low=0, high=10000)
+    char_jitter: float = setting(0.0,
+        "with char_pitch: each character centre moves by up to +/- this many pixels", low=0, high=1000)
+    row_shift: tuple[float, ...] = setting((0.0, 0.0),
+        "with char_pitch: range of the row's shift rightwards, min,max pixels", low=-10000, high=10000)
+    row_shift_y: tuple[float, ...] = setting((0.0, 0.0),
+        "range of the text's shift downwards from centred, min,max pixels", low=-10000, high=10000)
+    baseline: bool = setting(False,
+        "sit characters on one baseline, as typed text (default: centre each one vertically)")
+    smooth: bool = setting(True, "apply a smoothing filter to the finished image")
+    grey: bool = setting(False, "finish the image in grey levels (R = G = B), as a grey site")
+    font_box: str = setting("bbox",
+        "box each glyph is stretched to and centred by: bbox (text box measured from (1, 1), as captcha >= 0.5) or "
+        "textsize (Pillow < 8: advance x ascent + descent)")
+    glyph_resample: str = setting("bilinear",
+        "filter of each glyph's stretch and warp: nearest (Pillow < 7's default), bilinear, bicubic")
+    glyph_passes: int = setting(1,
+        "resamplings of each glyph's stretch and warp: 1 (one combined transform) or 2 (resized to the warp frame, "
+        "then warped, as the captcha package does)", low=1, high=2)
+    squeeze_resample: str = setting("bilinear",
+        "filter squeezing a text row wider than the image into it: nearest, bilinear, bicubic")
+    dark_edges: bool = setting(False,
+        "translucent glyphs rotated and pasted from a transparent layer as Pillow < 8 did: bolder strokes, edges blend"
+        " toward black (no effect with solid_text)")
+    ink_opacity_floor: float = setting(0.5,
+        "translucent text is at least this opaque (0-1; the captcha package has no floor, so its dark colours are "
+        "faint)", low=0, high=1)
+    noise_curve_end: tuple[float, ...] = setting((0.2, 1.0),
+        "range of the noise arc's right end, fractions of the width (captcha < 0.5: 0.8,1)", low=0, high=2)
+    background_gradient: tuple[float, ...] = setting((0.0, 0.0),
+        "range of how much darker the left edge is than the right, grey levels (0 = flat)", low=-255, high=255)
+    noise_polylines: int = setting(0,
+        "thick polylines drawn through the text, from its left end to past its right end", low=0, high=100)
+    noise_polyline_width: tuple[int, ...] = setting((2, 3), "range of polyline widths, min,max pixels", low=0, high=100)
+    noise_polyline_bends: tuple[int, ...] = setting((1, 3),
+        "range of bends in each polyline, min,max (at least 1)", low=1, high=100)
+    stroke_weight: tuple[float, ...] = setting((0.0, 0.0),
+        "range of pixels added to (negative: taken from) each side of every stroke, fractional allowed",
+        low=-50, high=50)
+    elastic: tuple[float, ...] = setting((0.0, 0.0),
+        "range of elastic distortion: parts of each glyph move by up to this many pixels, min,max", low=0, high=1000)
+    ragged: tuple[float, ...] = setting((0.0, 0.0),
+        "range of ragged stroke edges: each glyph pixel is taken from up to this many pixels away, min,max",
+        low=0, high=1000)
+    glyph_width: tuple[float, ...] = setting((1.0, 1.0),
+        "range of each glyph's horizontal stretch, min,max factor", above=0, high=10)
+    char_spacing: tuple[float, ...] = setting((),
+        "gap from one glyph's right edge to the next glyph, min,max pixels (negative overlaps), row from left_margin "
+        "(empty = packed as the captcha package)", low=-10000, high=10000)
+    left_margin: tuple[float, ...] = setting((0.0, 0.0),
+        "with char_spacing: range of the first glyph's left edge, min,max pixels", low=-10000, high=10000)
+    char_jitter_y: float = setting(0.0,
+        "each character moves up or down by up to +/- this many pixels (a wavy baseline)", low=0, high=1000)
+    off_edge: float = setting(0.0,
+        "chance per image that the text runs off the left, right, top or bottom edge", low=0, high=1)
+    off_edge_depth: tuple[float, ...] = setting((0.2, 0.5),
+        "how far text runs off: fraction of the end glyph's width (or of the text's height) past the edge, min,max",
+        low=0, high=1)
+    char_class_weights: tuple[float, ...] = setting((),
+        "chance weights of drawing each character from the charset's digits, lower-case, upper-case letters (empty = "
+        "uniform over the charset)", low=0, high=10 ** 6)
+    palette: tuple[str, ...] = setting(("red", "blue", "green", "black"),
+        "captcha_kind=color_target: text colours drawn, names or #rrggbb")
+    target_color: str = setting("red",
+        "captcha_kind=color_target: the palette colour whose characters, in order, are the label")
+    color_distractors: tuple[int, ...] = setting((2, 3),
+        "captcha_kind=color_target: range of characters drawn in the other palette colours, min,max", low=0, high=100)
+    color_jitter: int = setting(24,
+        "captcha_kind=color_target: each colour channel of each character moves by up to +/- this much",
+        low=0, high=255)
+    render_jitter: tuple[str, ...] = setting(JITTERS,
+        "renderer differences varied per image (see custom_captcha_image.JITTER); empty = off")
+
+
+@dataclass
+class GenerationSettings:
+    """The files generate_captcha.py writes."""
+    GROUP = "generation"
+    image_format: str = setting("jpg", "file format of generated images: jpg or png")
+    jpeg_quality: int = setting(75, "JPEG quality of generated images (1-95)", low=1, high=95)
+    preview: bool = setting(False, "generate_captcha.py: write only the preview grid, no data set")
+    preview_count: int = setting(40, "captchas in the preview grid", low=1, high=10000)
+    preview_file: str = setting("data/captcha/preview.png", "grid of sample captchas written by generate_captcha.py")
+
+
+@dataclass
+class ModelSettings:
+    """The network's architecture."""
+    GROUP = "model"
+    model_preset: str = setting("default", "default (fast native-resolution ResNet) or original (ResNet-18 on 32x32)")
+    stem_channels: int = setting(32, "channels of the first convolution", low=1, high=4096)
+    stem_stride: int = setting(2,
+        "stride of the first convolution (2: no full-resolution activations, ~1.6x faster training)", low=1, high=8)
+    stage_channels: tuple[int, ...] = setting((32, 64, 128, 192), "channels of each residual stage", low=1, high=4096)
+    stage_blocks: tuple[int, ...] = setting((1, 2, 2, 1), "residual blocks in each stage", low=1, high=64)
+    feature_stride: int = setting(8,
+        "image pixels per feature column before the heads (4-32; 16 for images ~160 px wide)", low=4, high=32)
+    head: str = setting("auto",
+        "reader: positions (a softmax per character place), ctc (a softmax per feature column, CTC loss: any length), "
+        "auto (ctc when lengths vary, else AUTO_FIXED_HEAD)")
+    dropout: float = setting(0.1, "dropout before the heads", low=0, below=1)
+
+
+@dataclass
+class TrainingSettings:
+    """How main.py trains."""
+    GROUP = "training"
+    data_mode: str = setting("folder", "folder (read train_dir) or generate (fresh captchas every epoch, in workers)")
+    epochs: int = setting(0,
+        "passes over the training set, a cap on time_budget when given (0 = time_budget alone sets the run; without "
+        "one, DEFAULT_EPOCHS and at least MIN_STEPS steps)", low=0, high=10 ** 6)
+    time_budget: float = setting(0.0,
+        "train this many minutes, the schedule fitted to them (0 = epochs only)", low=0, high=10 ** 6)
+    batch_size: int = setting(0,
+        "images per training step (0 = auto: SMALL_BATCH for a training set under SMALL_SET images, else 256)",
+        low=0, high=65536)
+    lr: float = setting(3e-3, "peak learning rate of the one-cycle schedule", above=0, high=10)
+    weight_decay: float = setting(0.05, "AdamW weight decay", low=0, high=10)
+    warmup: float = setting(0.05, "fraction of training spent warming the learning rate up", low=0, high=1)
+    label_smoothing: float = setting(0.05, "cross-entropy label smoothing", low=0, below=1)
+    augment: str = setting("auto",
+        "random shift/scale/rotation/blur/noise of training images: on, off, auto (on under 50,000 images)")
+    eval_every: int = setting(0, "also evaluate every N steps (0 = only at epoch ends)", low=0, high=10 ** 9)
+    eval_epochs: int = setting(1,
+        "evaluate and save checkpoints every N epochs, and after the last (tiny data: raise it)", low=1, high=10 ** 6)
+    target_accuracy: float = setting(0.0,
+        "stop early once test case-sensitive accuracy reaches this (0 = never)", low=0, high=1)
+    resume: bool = setting(False, "continue the run in model_dir from last.pt, with the settings it was started with")
+    unlabelled_dir: str = setting("",
+        "self-training: folder of the target site's captchas without labels; confident reads join training")
+    unlabelled_fraction: float = setting(0.25,
+        "self-training: share of each training batch taken from confidently read unlabelled captchas", low=0, below=1)
+    pseudo_threshold: float = setting(0.8,
+        "self-training: lowest confidence (mean over the views) of each character of a read that is used",
+        low=0, high=1)
+    pseudo_views: int = setting(4,
+        "self-training: views each unlabelled captcha is read in (as it is, and augmented copies); all must agree",
+        low=1, high=64)
+    pseudo_align: bool = setting(False,
+        "self-training: rescale each round's reads so every class's mean probability matches its share of the training"
+        " labels (for a site whose characters are drawn as the generator's are)")
+    target_batch_norm: bool = setting(False,
+        "self-training: batch-norm statistics re-measured on the unlabelled captchas before each read and each save "
+        "(AdaBN)")
+    pseudo_every: int = setting(0,
+        "self-training: steps between re-reads of the unlabelled captchas (0 = at every epoch's start)",
+        low=0, high=10 ** 9)
+    pseudo_keep: bool = setting(False,
+        "self-training: a read once used stays in training (with its text) until a later round reads that captcha "
+        "confidently as something else")
+    extend: float = setting(0.0,
+        "with --resume: train this many more minutes on a short cosine tail from lr/10, no warm-up (0 = off)",
+        low=0, high=10 ** 6)
+    init_from: str = setting("", "start from this checkpoint's weights (fine-tuning)")
+    train_repeat: int = setting(1,
+        "each training image (train_dir, or data_dir's train split) is seen this many times an epoch",
+        low=1, high=10 ** 6)
+    mix_dir: str = setting("",
+        "a second labelled folder mixed into training once an epoch (e.g. generated captchas beside few real ones)")
+    mix_count: int = setting(0, "images taken from mix_dir, the first by name (0 = all)", low=0, high=10 ** 9)
+    amp: str = setting("auto",
+        "bf16 mixed precision: on, off, auto (on CUDA; on a CPU where a short probe, cached per machine, measures it "
+        "faster than fp32)")
+
+
+@dataclass
+class RunSettings:
+    """The run folder and the hardware that trains or reads with it."""
+    GROUP = "run"
+    model_dir: str = setting("model", "run folder: checkpoints best.pt and last.pt, log.csv, curves.png")
+    device: str = setting("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    threads: int = setting(0, "CPU threads for torch (0 = one per core)", low=0, high=1024)
+    eval_batch_size: int = setting(512, "images per evaluation batch", low=1, high=65536)
+
+
+@dataclass
+class DashboardSettings:
+    """Live training plots on visdom."""
+    GROUP = "dashboard"
+    visdom: bool = setting(True, "send live plots to a visdom server")
+    visdom_server: str = setting("http://localhost", "visdom server address")
+    visdom_port: int = setting(8097, "visdom server port", low=1, high=65535)
+    visdom_env: str = setting("captcha",
+        "visdom environment prefix: a run plots to PREFIX_RUN, RUN the last folder of model_dir")
+
+
+@dataclass
+class PredictionSettings:
+    """Reading captchas with a trained checkpoint."""
+    GROUP = "prediction"
+    checkpoint: str = setting("", "checkpoint to load ('' = model_dir/best.pt)")
+    backend: str = setting("torch",
+        "inference backend: torch, or onnx (onnxruntime on the checkpoint's exported .onnx)")
+    predict_threads: int = setting(1,
+        "userPred.py and api_demo.py: torch CPU threads (0 = one per core)", low=0, high=1024)
+    unsure_below: float = setting(0.8,
+        "a read whose least sure character is below this confidence (0-1) is marked unsure", low=0, high=1)
+    json: bool = setting(False, "userPred.py: print JSON instead of text")
+
+
+@dataclass
+class EvaluationSettings:
+    """UserTest.py's golden set and report."""
+    GROUP = "evaluation"
+    golden_dir: str = setting("golden_set", "hand-labelled real captchas evaluated by userTest.py")
+    sure_confidence: float = setting(0.9,
+        "userTest.py: misreads at least this confident in every character are listed as labels to check", low=0, high=1)
+    report_dir: str = setting("",
+        "userTest.py: folder of its error grid and JSON report ('' = report/ beside the checkpoint)")
+    least_sure: int = setting(0,
+        "userTest.py: list the N least sure reads of golden_dir (labelled or not) to label first (0 = none)",
+        low=0, high=10 ** 9)
+
+
+@dataclass
+class ExportSettings:
+    """Export_onnx.py's files."""
+    GROUP = "export"
+    onnx_file: str = setting("", "export_onnx.py output ('' = the checkpoint's path with .onnx)")
+    ddddocr: bool = setting(True, "export_onnx.py: also write the .ddddocr.onnx and .ddddocr.json files ddddocr loads")
+    quantize: str = setting("", "export_onnx.py: also write a statically quantized <name>.int8.onnx ('' = no, int8)")
+    calibration_dir: str = setting("",
+        "export_onnx.py --quantize: images (labels not needed) whose activations set the int8 ranges ('' = the "
+        "checkpoint's train_dir)")
+    calibration_count: int = setting(512,
+        "export_onnx.py --quantize: images read from calibration_dir (a seeded draw)", low=1, high=10 ** 9)
+    quantize_test_dir: str = setting("",
+        "export_onnx.py --quantize: labelled folder both models are scored on ('' = the checkpoint's test_dir)")
+    quantize_max_loss: float = setting(0.003,
+        "export_onnx.py --quantize: most whole-captcha accuracy (0-1) the int8 model may lose; more: it is not written",
+        low=0, high=1)
+
+
+@dataclass
+class ServingSettings:
+    """Api_demo.py's HTTP server."""
+    GROUP = "serving"
+    host: str = setting("127.0.0.1", "api_demo.py listen address")
+    port: int = setting(5000, "api_demo.py listen port", low=0, high=65535)
+    server: str = setting("flask", "api_demo.py: flask (development server) or waitress (production server)")
+    server_threads: int = setting(4, "api_demo.py --server=waitress: request threads", low=1, high=1024)
+    max_upload_bytes: int = setting(1048576, "largest request body the API accepts, bytes", low=1, high=2 ** 40)
+    max_image_pixels: int = setting(4000000,
+        "largest decoded image the API accepts, pixels (decompression-bomb guard)", low=1, high=2 ** 40)
+    max_batch: int = setting(64, "most images in one API request", low=1, high=10 ** 5)
+    max_request_pixels: int = setting(8000000,
+        "most decoded pixels in one API request, summed over its images (checked from their headers, before decoding)",
+        low=1, high=2 ** 40)
+    max_concurrent: int = setting(4,
+        "most API requests decoding images and running the model at once; more are answered 503 at once",
+        low=1, high=1024)
+    api_key: str = setting("",
+        "key POST /predict requires, as X-API-Key or Authorization: Bearer ('' = none; the environment's "
+        "CAPTCHA_API_KEY when unset here)")
+    rate_limit: int = setting(0,
+        "most POST /predict requests a minute from one client address, more answered 429 (0 = no limit)",
+        low=0, high=10 ** 9)
+    max_connections: int = setting(1000,
+        "--server=waitress: most open connections, idle ones too (more wait to be accepted)", low=1, high=10 ** 5)
+    idle_timeout: float = setting(10.0,
+        "--server=waitress: seconds a connection may send or take nothing before it is closed (slow and stalled "
+        "clients)", above=0, high=3600)
+
+
+@dataclass
+class FittingSettings:
+    """Fit_style.py's search for a style that draws like a folder of the site's captchas."""
+    GROUP = "fitting"
+    fit_file: str = setting("",
+        "style file fit_style.py writes ('' = <folder>.style.json beside the folder), with <name>.png beside it")
+    fit_images: int = setting(160,
+        "real captchas read, and captchas drawn for each candidate style", low=1, high=10 ** 9)
+    fit_minutes: float = setting(10.0,
+        "the search stops after this many minutes (the style found so far is written)", above=0, high=10 ** 6)
+    fit_rounds: int = setting(4,
+        "passes of the search over the knobs (it stops sooner when a pass changes nothing, or at fit_minutes)",
+        low=1, high=1000)
+    fit_presets: tuple[str, ...] = setting((),
+        "the presets the fit may start from, e.g. securimage when the site is known to run it (empty = every text "
+        "style)")
+    fit_candidates: int = setting(0,
+        "also write the styles of this many of the best starts and their searches (<fit_file>.candidate<k>.json), for "
+        "choose_style.py to try (0 = none)", low=0, high=10 ** 9)
+
+
+@dataclass
+class ChoosingSettings:
+    """Choose_style.py, which of a few styles trains a model that reads the site's captchas best."""
+    GROUP = "choosing"
+    choose_file: str = setting("",
+        "where choose_style.py copies the chosen style file ('' = <the site folder>.style.json)")
+    choose_dir: str = setting("",
+        "choose_style.py's work folder: each candidate's generated captchas and trial model ('' = runs/choose_<the "
+        "folder's name>)")
+    choose_count: int = setting(8000, "captchas generated for each candidate's trial model", low=100, high=10 ** 8)
+    choose_minutes: float = setting(2.0, "minutes of training each candidate's trial model", above=0, high=10 ** 6)
+    choose_mix_margin: float = setting(0.0,
+        "a runner-up scoring within this much of the best is mixed in: the chosen style file draws each captcha in one"
+        " of the two (0 = the best alone)", low=0, high=1)
+
+
+@dataclass
+class SiteSettings:
+    """Site_model.py, from a folder of a site's unlabelled captchas to a model that reads them."""
+    GROUP = "site"
+    site_dir: str = setting("", "site_model.py's work folder ('' = runs/site_<the folder's name>)")
+    site_style_file: str = setting("",
+        "a style file to use instead of fitting one (a style made by eye, or fitted before; '' = fit)")
+    site_candidates: int = setting(4,
+        "styles of the fit (its searches' results and their presets) that choose_style.py tries (1 = the fit, untried)",
+        low=1, high=100)
+    site_train_count: int = setting(60000, "captchas generated in the fitted style", low=0, high=10 ** 8)
+    site_minutes: float = setting(20.0, "minutes of training on the generated captchas", above=0, high=10 ** 6)
+    site_self_minutes: float = setting(10.0,
+        "minutes of self-training on the site's own captchas after that", low=0, high=10 ** 6)
+
+
+@dataclass
+class BenchmarkSettings:
+    """The bench/ scripts."""
+    GROUP = "benchmarks"
+    bench_style_count: int = setting(1000,
+        "bench/bench_style.py: captchas generated, and real images read (at most), for the statistics",
+        low=1, high=10 ** 9)
+    bench_presets: tuple[str, ...] = setting(("default", "original"), "model presets bench/bench_train.py compares")
+    bench_kinds: tuple[str, ...] = setting(("arithmetic", "color_target"),
+        "captcha kinds bench/bench_kinds.py trains and reads")
+    bench_heads: tuple[str, ...] = setting(("positions",),
+        "heads bench/bench_train.py compares on the default preset: positions, ctc")
+    bench_real: tuple[str, ...] = setting(BENCH_REAL, "bench/bench_real.py experiments, in order")
+    requests: int = setting(20000, "bench/bench_api.py: requests sent in the throughput run", low=1, high=10 ** 9)
+    clients: int = setting(8,
+        "bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with --abuse_run)",
+        low=1, high=10 ** 5)
+    abuse_run: bool = setting(False,
+        "bench/bench_api.py: the abuse run instead (clients sending huge-pixel batches while one client reads "
+        "captchas)")
+    abuse_seconds: float = setting(30.0,
+        "bench/bench_api.py --abuse_run: how long the abusive clients send, seconds", above=0, high=10 ** 6)
+    abuse_images: int = setting(64,
+        "bench/bench_api.py --abuse_run: blank 2000x2000 lossless WebP images in each abusive request (64: 256 M "
+        "pixels; 2: within max_request_pixels)", low=1, high=10 ** 9)
+    slow_run: bool = setting(False,
+        "bench/bench_api.py: the slow-client run instead (slow_sockets sockets sending a header byte now and then, "
+        "stalled_uploads uploads that stop part way, while `clients` ordinary clients read captchas)")
+    slow_sockets: int = setting(500, "bench/bench_api.py --slow_run: slow-loris sockets held open", low=0, high=5000)
+    stalled_uploads: int = setting(20,
+        "bench/bench_api.py --slow_run: uploads that declare a body and stop sending it", low=0, high=5000)
+    slow_seconds: float = setting(30.0,
+        "bench/bench_api.py --slow_run: how long the ordinary clients read under the slow ones, seconds", above=0,
+        high=10 ** 6)
+    bench_rounds: int = setting(2000,
+        "bench scripts: timed single-image calls per latency measurement", low=1, high=10 ** 9)
+    bench_sites: tuple[str, ...] = setting((),
+        "bench/bench_real.py site_zero_label: the sites to run (empty = all of its SITES)")
+
+
+# Every group of settings, in --help's order when a script takes them all (LookSettings is in looks.py).
+SETTING_GROUPS = (DataSettings, CaptchaSettings, StyleSettings, GenerationSettings, ModelSettings, TrainingSettings,
+                  RunSettings, DashboardSettings, PredictionSettings, EvaluationSettings, ExportSettings,
+                  ServingSettings, FittingSettings, ChoosingSettings, SiteSettings, BenchmarkSettings, LookSettings)
+
+
+@dataclass
+class Parameters(*reversed(SETTING_GROUPS)):  # fields in SETTING_GROUPS order: a dataclass takes its bases' last first
+    """Every setting of every script: the groups above in one object, with what follows from them."""
 
     @property
     def length_range(self):
@@ -441,130 +627,38 @@ CHOICES = {
     "render_jitter": JITTERS,
 }
 
-# The groups of settings each script's command line takes (the "# --- group: ..." headers of Parameters),
-# its own group first: its --help lists these groups in this order, and it refuses any other setting.
-# make_parameters() (programmatic use) takes every setting. Paths are relative to this folder.
-SCRIPT_GROUPS = {
-    "generate_captcha.py": ("generation", "data", "style", "looks", "captcha"),
-    "custom_captcha_image.py": ("style", "looks", "captcha"),
-    "dataset.py": ("data", "captcha"),
-    "model.py": ("model", "captcha", "training"),  # training: the speed test's batch_size and amp
-    # style: data_mode=generate
-    "main.py": ("training", "model", "run", "data", "captcha", "style", "looks", "dashboard"),
-    "userTest.py": ("evaluation", "prediction", "run", "data"),  # data: how the golden folder is read and cached
-    "userPred.py": ("prediction", "run"),
-    "api_demo.py": ("serving", "prediction", "run"),
-    "export_onnx.py": ("export", "prediction", "run"),
-    "visdom_server.py": ("dashboard", "run"),  # run: model_dir names the environment it prints
-    "bench/bench_train.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
-                             "dashboard"),
-    "bench/bench_real.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
-                            "generation", "dashboard"),
-    "bench/bench_sweep.py": ("benchmarks", "training"),
-    "bench/bench_generate.py": ("generation", "data", "style", "looks", "captcha"),
-    "bench/bench_predict.py": ("benchmarks", "prediction", "run"),
-    "bench/bench_api.py": ("benchmarks", "serving", "prediction", "run"),
-    "bench/bench_style.py": ("benchmarks", "style", "looks", "captcha"),
-    "arithmetic.py": ("captcha",),
-    "bench/bench_kinds.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
-                             "generation", "dashboard"),
-    "fit_style.py": ("fitting", "style", "looks", "captcha", "generation"),
-    "site_model.py": ("site", "fitting", "choosing", "captcha"),
-    "choose_style.py": ("choosing", "captcha"),
-    "bench/preview_knobs.py": ("style", "looks", "captcha", "generation"),
-}
-
-
 class ParameterError(ProjectError):
     """A bad --key=value: the message names the key and is fit to show as one line."""
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Parameters)}
+FIELDS = {f.name: f for f in dataclasses.fields(Parameters)}
 LENGTH_KEYS = ("captcha_length",)  # settings holding a count or a range of counts ('4' or '4-6')
 SWITCH_KEYS = ("amp",)  # auto/on/off settings that were true/false once (old checkpoints, old command lines)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @functools.cache
 def layout():
-    """The groups and comments of Parameters, read from its source: ({group: (title, settings)}, {setting: comment}).
+    """The groups of settings and their help: ({group: (title, settings)}, {setting: help}).
 
-    A group is a "# --- name: title ---" header and the settings under it, so a setting added under a header
-    joins that group (and every script that takes it) with no other edit. A comment too long for its line goes
-    on in lines of their own, indented under it ("        #   ...")."""
-    groups, comments, current, last = {}, {}, None, None
-    source = "\n".join(inspect.getsource(part) for part in (Parameters, LookSettings))
-    for line in source.splitlines():
-        header = re.fullmatch(r"\s{4}# --- (\w+): (.*) ---", line)
-        setting = re.match(r"\s{4}(\w+): [^=]+=.*?  # (.*)$", line)
-        more = re.fullmatch(r"\s{8}# {3}(.*)", line)  # a setting's comment, continued
-        if more and last:
-            comments[last] += " " + more.group(1)
-            continue
-        last = setting.group(1) if setting else None
-        if header:
-            current = header.group(1)
-            groups[current] = (header.group(2), [])
-        elif setting:
-            if current is None:
-                raise RuntimeError(f"parameters.py: setting {setting.group(1)} comes before any group header")
-            groups[current][1].append(setting.group(1))
-            comments[setting.group(1)] = setting.group(2)
-    missing = [name for name in _FIELDS if name not in comments]
-    if missing:
-        raise RuntimeError(f"parameters.py: settings without a group or a comment: {', '.join(missing)}")
-    return groups, comments
+    A group is a dataclass of SETTING_GROUPS: its GROUP names it and its docstring is its title, so a setting
+    added to one joins that group (and every script that takes it) with no other edit."""
+    groups = {part.GROUP: (part.__doc__[0].lower() + part.__doc__[1:].rstrip("."),
+                           [field.name for field in dataclasses.fields(part)]) for part in SETTING_GROUPS}
+    return groups, {name: field.metadata["help"] for name, field in FIELDS.items()}
 
 
-def group_of(key):
-    return next(group for group, (_, names) in layout()[0].items() if key in names)
-
-
-def script_name(script):
-    """'main.py', or a script's path (its __file__) -> its key in SCRIPT_GROUPS."""
-    name = script if script in SCRIPT_GROUPS else os.path.relpath(os.path.abspath(script), _HERE).replace(os.sep, "/")
-    if name not in SCRIPT_GROUPS:
-        raise ValueError(f"{name} has no entry in parameters.SCRIPT_GROUPS")
-    return name
-
-
-def script_groups(script=None):
-    """The groups a script takes, its own first; every group, in file order, for script=None."""
-    return SCRIPT_GROUPS[script_name(script)] if script is not None else tuple(layout()[0])
-
-
-def script_settings(script=None):
-    """The settings a script's command line takes, in --help order (every setting for script=None)."""
-    groups = layout()[0]
-    return [name for group in script_groups(script) for name in groups[group][1]]
-
-
-def scripts_taking(key):
-    """The scripts whose command line takes setting `key`."""
-    group = group_of(key)
-    return [name for name, groups in SCRIPT_GROUPS.items() if group in groups]
-
-
-def _listing(names):
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
-def check_key(key, script=None):
-    """Refuse a key the script does not take: another script's setting names its scripts, a misspelt one
-    gets the closest setting's name."""
-    allowed = script_settings(script)
-    if key in allowed:
+def check_known(key):
+    """Refuse a key that is no setting, naming the closest one."""
+    if key in FIELDS:
         return
-    if key in _FIELDS:
-        raise ParameterError(f"--{key} is a setting of {_listing(scripts_taking(key))}, not of {script_name(script)}")
-    guess = difflib.get_close_matches(key, allowed, n=1) or difflib.get_close_matches(key, _FIELDS, n=1)
+    guess = difflib.get_close_matches(key, FIELDS, n=1)
     hint = f"did you mean --{guess[0]}?" if guess else "run with --help to list them"
     raise ParameterError(f"unknown setting --{key} ({hint})")
 
 
-def _type_name(annotation):
+def type_name(annotation):
     return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
 
 
@@ -640,11 +734,11 @@ def _convert_type(key, value):
         return _convert_length(key, value)
     if key in SWITCH_KEYS:
         return _convert_switch(key, value)
-    annotation = _FIELDS[key].type
+    annotation = FIELDS[key].type
     element = _element_type(annotation)
     if element is not None:
         return _convert_list(key, value, element)
-    kind = {"int": int, "float": float, "bool": bool, "str": str}[_type_name(annotation)]
+    kind = {"int": int, "float": float, "bool": bool, "str": str}[type_name(annotation)]
     if isinstance(value, str):
         return _convert_scalar(kind, value, key)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -672,9 +766,13 @@ def _check_choice(key, value):
 
 def convert(key, value):
     """Check and convert one setting (a string from the command line, or a Python value): known key,
-    type, and for CHOICES settings one of the choices."""
-    check_key(key)
-    return _check_choice(key, _convert_type(key, value))
+    type, range, and for CHOICES settings one of the choices."""
+    check_known(key)
+    value = _check_choice(key, _convert_type(key, value))
+    problem = range_problem(FIELDS[key], value)
+    if problem:
+        raise ParameterError(problem)
+    return value
 
 
 def make_parameters(overrides=None, base=None):
@@ -715,7 +813,7 @@ def read_style_file(path):
         raise ParameterError(f"--style_file={path} cannot be read ({error})") from None
     if not isinstance(settings, dict):
         raise ParameterError(f"--style_file={path} is not a style file (a JSON object of settings)")
-    unknown = sorted(key for key in settings if key not in _FIELDS)
+    unknown = sorted(key for key in settings if key not in FIELDS)
     if unknown:
         raise ParameterError(f"--style_file={path} names unknown settings: {', '.join(unknown[:5])}")
     if isinstance(settings.get("style_mix"), list):  # style files it mixes: relative to this one's folder
@@ -739,7 +837,7 @@ def unstyled(params):
 def saved_parameters(saved):
     """The Parameters a checkpoint (or an ONNX export) saved as a dict; settings unknown here are ignored,
     settings added since take their defaults (a checkpoint from before `head` read with positions)."""
-    values = {key: tuple(value) if isinstance(value, list) else value for key, value in saved.items() if key in _FIELDS}
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in saved.items() if key in FIELDS}
     values.setdefault("head", "positions")
     if "captcha_length" in values:
         values["captcha_length"] = _convert_length("captcha_length", values["captcha_length"])
@@ -757,97 +855,3 @@ def worker_count(params, setting="workers"):
     """The count a setting (workers, threads, predict_threads) asks for, 0 meaning one per CPU core."""
     count = getattr(params, setting)
     return count if count > 0 else (os.cpu_count() or 1)
-
-
-def _shown(value):
-    return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
-
-
-def help_text(doc="", script=None):
-    """--help: the script's docstring, then the settings of its groups, its own group first."""
-    groups, comments = layout()
-    lines = [doc.strip(), "", "Settings (override any with --key=value; a bare --flag sets a true/false flag):"]
-    defaults = Parameters()
-    for group in script_groups(script):
-        title, names = groups[group]
-        lines += ["", f"{group}: {title}"]
-        for name in names:
-            choices = f": {', '.join(CHOICES[name])}" if name in CHOICES else ""
-            lines.append(f"  --{name}={_shown(getattr(defaults, name))}")
-            lines.append(f"        {comments[name]} [{_type_name(_FIELDS[name].type)}{choices}]")
-    return "\n".join(lines)
-
-
-def print_help(text):
-    """Print --help and exit; a reader that stops early (`--help | head`) ends it quietly, not with a traceback."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        discard_stdout()
-    raise SystemExit(0)
-
-
-def discard_stdout():
-    """Point stdout at /dev/null once its reader has gone: Python flushes stdout again at exit and would
-    report the closed pipe with a traceback."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def parse_overrides(argv, script=None):
-    """['--a=1', '--flag', 'path'] -> ({'a': '1', 'flag': 'true'}, ['path']).
-
-    Only the settings of `script` (a SCRIPT_GROUPS key or a script's __file__; None: every setting) are taken."""
-    overrides, positional = {}, []
-    for arg in argv:
-        if arg == "-" or not arg.startswith("--"):
-            positional.append(arg)
-            continue
-        key, sep, value = arg[2:].partition("=")
-        check_key(key, script)
-        if not sep:
-            if _type_name(_FIELDS[key].type) != "bool":
-                raise ParameterError(f"--{key} needs a value: --{key}=VALUE")
-            value = "true"
-        overrides[key] = value
-    return overrides, positional
-
-
-def parse_args(argv=None, doc="", positional=False, script=None):
-    """Parse a script's command line into Parameters (and positional arguments when allowed).
-
-    `script` (the script's __file__) limits the command line to that script's groups in SCRIPT_GROUPS.
-    A bad, unknown or foreign setting prints one line naming the key and exits with status 2.
-    """
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "-h" in argv or "--help" in argv:
-        print_help(help_text(doc, script))
-    try:
-        overrides, rest = parse_overrides(argv, script)
-        if rest and not positional:
-            raise ParameterError(f"unexpected argument {rest[0]!r} (settings are --key=value)")
-        params = make_parameters(overrides)
-    except ParameterError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    return (params, rest) if positional else params
-
-
-def fail(message):
-    """Stop a script with a clear one-line message (no traceback)."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def run_main(main):
-    """A script's entry point: main(), a ProjectError ending it in one line, and a closed output pipe
-    (`python main.py --help | head`) ending it quietly."""
-    try:
-        try:
-            main()
-        finally:
-            sys.stdout.flush()  # here, not at exit: a reader that went away is caught below
-    except ProjectError as error:
-        fail(str(error))
-    except BrokenPipeError:
-        discard_stdout()
-        raise SystemExit(1) from None

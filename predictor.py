@@ -24,7 +24,8 @@ from PIL import Image
 from arithmetic import Grammar
 from dataset import Charset, decode_logits, least_confidence
 from images import open_image, preprocess
-from parameters import ProjectError, fail, make_parameters, saved_parameters, with_saved_settings, worker_count
+from command_line import fail
+from parameters import ProjectError, make_parameters, saved_parameters, with_saved_settings, worker_count
 
 
 BACKENDS = ("torch", "onnx")

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from parameters import fail
+from command_line import fail
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

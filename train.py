@@ -15,6 +15,7 @@ This file is the loop, top to bottom; its parts live beside it: batches.py (what
 schedule.py (the learning rate), self_training.py (the site's unlabelled captchas), run_log.py (what a run
 reports) and run_control.py (torchrun ranks, Ctrl-C and SIGTERM).
 """
+import contextlib
 import dataclasses
 import functools
 import os
@@ -24,6 +25,7 @@ import torch
 
 from batches import Data, batch_stream, load_data
 from dataset import Charset, DataError, image_names, score
+from folder_lock import one_writer
 from folder_settings import chosen_settings, from_folders
 from heads import Head
 from model import (autocast, batch_logits, build_model, init_from, load_checkpoint, save_checkpoint, select_device,
@@ -42,6 +44,11 @@ BUDGET_EVALUATIONS = 20  # a run its time budget alone sets is evaluated about t
 # evaluates, and --extend. Every other setting comes from last.pt.
 RESUME_MAY_CHANGE = ("visdom", "visdom_server", "visdom_port", "visdom_env", "workers", "threads", "eval_every",
                      "eval_batch_size", "device", "strict", "cache_dir", "extend")
+
+
+class TrainingError(ProjectError):
+    """A run that cannot go on (a loss that is no longer a number): one line, and nothing saved over good
+    checkpoints."""
 
 
 @dataclasses.dataclass
@@ -94,11 +101,26 @@ def train(params, given=None, callbacks=()):
     each must be one of RESUME_MAY_CHANGE or keep the run's value. `callbacks`: objects told what the run
     does, after its own log (run_log.Reporters names the events; a callback has methods for those it wants).
     """
-    params, checkpoint, progress = start_or_resume(params, given)
     ranks = Ranks()
+    with one_writer(params.model_dir) if ranks.main else contextlib.nullcontext():  # one run a model_dir
+        return train_held(params, given, callbacks, ranks)
+
+
+def train_held(params, given, callbacks, ranks):
+    """train() once this process holds model_dir."""
+    params, checkpoint, progress = start_or_resume(params, given)
     try:
         run = set_up(params, ranks, checkpoint)
         log = Reporters(RunLog(run, progress), *callbacks)
+        return run_loop(run, progress, log, ranks)
+    finally:
+        ranks.close()
+
+
+def run_loop(run, progress, log, ranks):
+    """The steps of the run from `progress` on, evaluating and saving as due; the final test metrics."""
+    params = run.params
+    try:
         batches = batch_stream(run, progress)
         predictions, clock = None, time.perf_counter()
         with StopSignals() as signals:
@@ -123,11 +145,11 @@ def train(params, given=None, callbacks=()):
                 stop_interrupted(run, progress, log, signals.caught)
             if ranks.main and progress.evaluated != progress.step:
                 predictions = evaluate_and_save(run, progress, log)
-        log.finish(run, progress, predictions)
-        ranks.close(together=True)
-        return progress.metrics
     finally:
-        ranks.close()
+        log.close()  # the progress bar ends its line before an error (or the summary) is printed
+    log.finish(run, progress, predictions)
+    ranks.close(together=True)
+    return progress.metrics
 
 
 def start_or_resume(params, given=None):
@@ -250,6 +272,10 @@ def train_step(run, images, targets, lr):
     with autocast(run.device, run.bf16):
         logits = run.trained(images)  # (B, steps, classes)
     loss = run.model.head.loss(logits, targets, run.params.label_smoothing)
+    if not torch.isfinite(loss):  # before the weights take it: the checkpoints saved so far stay good
+        raise TrainingError(f"the training loss became {loss.item()} at learning rate {lr:.3g}: the run stops "
+                            f"and saves nothing more (model_dir's checkpoints are from its last evaluation); "
+                            f"a lower --lr (this run's: {run.params.lr:g}) usually trains")
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()

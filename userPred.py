@@ -22,7 +22,7 @@ import time
 
 from dataset import IMAGE_EXTENSIONS
 from images import ImageError
-from parameters import fail, parse_args, run_main
+from command_line import fail, parse_args, run_main
 from predictor import load_model_or_exit, predict, use_predict_threads
 
 

@@ -28,7 +28,7 @@ from dataset import (confusions, decode_logits, format_confusions, image_names, 
                      load_folder, load_unlabelled, score)
 from files import atomic_write
 from grid import image_grid
-from parameters import fail, parse_args, run_main
+from command_line import fail, parse_args, run_main
 from predictor import is_unsure, load_model_or_exit
 
 TOP_CONFUSIONS = 15

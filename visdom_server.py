@@ -25,7 +25,7 @@ import visdom
 from visdom.utils.shared_utils import get_visdom_path
 
 from files import atomic_write
-from parameters import fail, parse_args, run_main
+from command_line import fail, parse_args, run_main
 from Visdom import environment, http_ok
 
 ROOT = Path(__file__).resolve().parent

@@ -19,11 +19,19 @@ WebP images of 2000x2000 pixels (64 of them: 18 KB claiming 256 M pixels), while
 ordinary captchas one after another. Prints the server's peak memory (VmHWM, over its whole life, and
 the highest VmRSS sampled during the run), the ordinary client's latency (alone first, then under the
 abuse) and errors, and the statuses the abusive requests got.
+
+    python bench/bench_api.py --slow_run                        # 500 slow-loris sockets, 20 stalled uploads
+
+The slow-client run: slow_sockets sockets each send a request's headers one byte every 2 seconds, and
+stalled_uploads sockets each declare a 100 KB body and stop after 1 KB (each opens again when the server
+closes it), while `clients` ordinary clients read captchas for slow_seconds, a new connection each request.
+Prints the ordinary clients' p50 and p99 latency and errors, and how many slow sockets were open.
 """
 import base64
 import collections
 import http.client
 import io
+import itertools
 import json
 import os
 import socket
@@ -39,7 +47,8 @@ sys.path.insert(0, ROOT)
 from PIL import Image  # noqa: E402
 
 from bench_predict import percentiles, sample_captcha  # noqa: E402
-from parameters import ProjectError, fail, parse_args  # noqa: E402
+from command_line import fail, parse_args  # noqa: E402
+from parameters import ProjectError  # noqa: E402
 from predictor import checkpoint_path, load_model  # noqa: E402
 
 START_TIMEOUT = 120  # seconds for the server to load the model and answer /health
@@ -47,8 +56,10 @@ WARM_UP = 200  # untimed requests before the measurements
 # The settings the bench passes on to the server (not api_key or rate_limit: its clients send no key and
 # share one address).
 SERVER_KEYS = ("server_threads", "predict_threads", "backend", "max_upload_bytes", "max_image_pixels", "max_batch",
-               "max_request_pixels", "max_concurrent")
+               "max_request_pixels", "max_concurrent", "max_connections", "idle_timeout")
 ABUSE_SIZE = 2000  # width and height of each abusive image, pixels
+SLOW_BYTE_SECONDS = 2.0  # a slow-loris socket sends a byte this often: within the server's idle_timeout
+SLOW_SETTLE = 5.0  # seconds the slow sockets get to connect before the ordinary clients start
 
 
 def free_port():
@@ -234,6 +245,108 @@ def abuse_run(params, server, port, body):
             f"VmRSS {rss_before:.0f} MB before the abuse, at most {peak[0]:.0f} MB sampled during it"]
 
 
+def slow_loris(port, stop, held):
+    """A socket that sends a request's headers a byte at a time, one every SLOW_BYTE_SECONDS, forever (opened
+    again when the server closes it); `held` counts those open."""
+    headers = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                held.add(1)
+                try:
+                    for byte in itertools.cycle(headers):
+                        sock.sendall(bytes([byte]))
+                        if stop.wait(SLOW_BYTE_SECONDS):
+                            return
+                finally:
+                    held.add(-1)
+        except OSError:
+            stop.wait(0.5)
+
+
+def stalled_upload(port, stop, held):
+    """A socket that declares a 100 KB body, sends 1 KB of it and stalls (opened again when closed)."""
+    head = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 100000\r\n\r\n")
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(head + b"\xff" * 1024)
+                held.add(1)
+                try:
+                    while not stop.wait(1.0) and not closed(sock):
+                        pass
+                finally:
+                    held.add(-1)
+        except OSError:
+            stop.wait(0.5)
+
+
+def closed(sock):
+    """Whether the server has closed `sock` (a read that would not block returns nothing)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+class Counter:
+    """A count that threads change."""
+
+    def __init__(self):
+        self.value, self.lock = 0, threading.Lock()
+
+    def add(self, amount):
+        with self.lock:
+            self.value += amount
+
+
+def slow_run(params, server, port, body):
+    """`clients` ordinary clients, a new connection each request, while slow_sockets slow-loris sockets and
+    stalled_uploads stalled uploads hold connections: the lines."""
+    stop, held = threading.Event(), Counter()
+    attackers = [threading.Thread(target=slow_loris, args=(port, stop, held)) for _ in range(params.slow_sockets)]
+    attackers += [threading.Thread(target=stalled_upload, args=(port, stop, held))
+                  for _ in range(params.stalled_uploads)]
+    for thread in attackers:
+        thread.start()
+    time.sleep(SLOW_SETTLE)  # every slow socket connected and part way through its request
+    at_start = held.value
+    spent, errors = [[] for _ in range(params.clients)], [0] * params.clients
+    until = time.monotonic() + params.slow_seconds
+
+    def ordinary(index):
+        while time.monotonic() < until:
+            client = Client(port, body)
+            start = time.perf_counter()
+            errors[index] += not client.post()
+            spent[index].append(time.perf_counter() - start)
+            client.close()
+
+    readers = [threading.Thread(target=ordinary, args=(index,)) for index in range(params.clients)]
+    for thread in readers:
+        thread.start()
+    for thread in readers:
+        thread.join()
+    at_end = held.value
+    stop.set()
+    for thread in attackers:
+        thread.join()
+    every = sorted(s for each in spent for s in each)
+    p50, p99 = (every[min(len(every) - 1, int(share * len(every)))] * 1000 for share in (0.5, 0.99))
+    return [f"slow clients: {params.slow_sockets} slow-loris sockets (a header byte every {SLOW_BYTE_SECONDS:g} s) "
+            f"and {params.stalled_uploads} stalled uploads; {at_start} of their sockets open when the ordinary "
+            f"clients started, {at_end} when they ended",
+            f"{params.clients} ordinary clients, a new connection each request, for {params.slow_seconds:g} s: "
+            f"p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({len(every)} requests, {sum(errors)} errors)",
+            f"server memory (VmRSS)       : {rss_mb(server.pid):.0f} MB"]
+
+
 def main(argv=None):
     params = parse_args(argv, doc=__doc__, script=__file__)
     checkpoint = os.path.abspath(checkpoint_path(params))
@@ -247,7 +360,8 @@ def main(argv=None):
     with tempfile.TemporaryFile() as log:
         server = start_server(params, checkpoint, port, log)
         try:
-            report = (abuse_run if params.abuse_run else load_run)(params, server, port, body)
+            run = abuse_run if params.abuse_run else slow_run if params.slow_run else load_run
+            report = run(params, server, port, body)
         finally:
             server.terminate()
             try:

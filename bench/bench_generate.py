@@ -26,7 +26,8 @@ from captcha.image import ImageCaptcha  # noqa: E402
 
 from custom_captcha_image import random_label  # noqa: E402
 from generate_captcha import generate_split  # noqa: E402
-from parameters import make_parameters, parse_args, worker_count  # noqa: E402
+from command_line import parse_args  # noqa: E402
+from parameters import make_parameters, worker_count  # noqa: E402
 
 ROUNDS = 3
 STOCK_LOOK = {"style": "seed_v1", "render_jitter": ()}  # what ImageCaptcha draws, drawn by this project

@@ -39,8 +39,8 @@ sys.path.insert(0, ROOT)
 from dataset import load_folder, load_train_test, score  # noqa: E402
 from generate_captcha import generate_split  # noqa: E402
 from model import load_checkpoint  # noqa: E402
-from parameters import (DIGITS, UPPER, fail, make_parameters, parse_args, saved_parameters,  # noqa: E402
-                        with_saved_settings)
+from command_line import fail, parse_args  # noqa: E402
+from parameters import DIGITS, UPPER, make_parameters, saved_parameters, with_saved_settings  # noqa: E402
 from predictor import load_model  # noqa: E402
 from train import train  # noqa: E402
 

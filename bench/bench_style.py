@@ -48,7 +48,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from custom_captcha_image import StyleError, make_generator  # noqa: E402
 from dataset import DataError, folder_labels  # noqa: E402
 from generate_captcha import encode  # noqa: E402
-from parameters import fail, make_parameters, parse_args, run_main  # noqa: E402
+from command_line import fail, parse_args, run_main  # noqa: E402
+from parameters import make_parameters  # noqa: E402
 
 INK_DEPTH = 30  # grey levels below the background estimate that make a pixel ink
 WINDOW = 9  # columns in the background estimate's window

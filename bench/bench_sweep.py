@@ -17,7 +17,7 @@ import sys
 import time
 
 from bench_real import ROOT, link_folder, own_data_run, readme_flags
-from parameters import fail, parse_args
+from command_line import fail, parse_args
 
 MINUTES = 5  # each run's budget: half README's, enough to order the settings (the curves flatten by minute 3)
 SWEEP_FOLDERS = ("swust_cas/20191218",)  # the real folder furthest under 0.98 with the defaults

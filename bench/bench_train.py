@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset import confusions, format_confusions, load_folder, score  # noqa: E402
 from model import file_size, load_checkpoint, model_from_checkpoint, speed_line, training_gflop, use_bf16  # noqa: E402
-from parameters import make_parameters, parse_args, saved_parameters  # noqa: E402
+from command_line import parse_args  # noqa: E402
+from parameters import make_parameters, saved_parameters  # noqa: E402
 from predictor import load_model  # noqa: E402
 from train import train  # noqa: E402
 

@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from custom_captcha_image import JITTER, StyleError, make_generator  # noqa: E402
-from parameters import fail, make_parameters, parse_args, run_main  # noqa: E402
+from command_line import fail, parse_args, run_main  # noqa: E402
+from parameters import make_parameters  # noqa: E402
 
 KNOBS = (
     ("as drawn", {}),

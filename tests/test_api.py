@@ -82,7 +82,8 @@ def multipart(fields):
     parts = []
     for field, name, data in fields:
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+                     f"Content-Type: application/octet-stream\r\n\r\n".encode(errors="surrogateescape") + data
+                     + b"\r\n")  # surrogateescape: a file name may be bytes that are not UTF-8
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -222,7 +223,12 @@ def bad_requests(image):
         ("bad item in a batch", "POST", "/predict", json.dumps({"images": [encoded, "AAAA"]}).encode(), as_json, 400,
          "images[1]"),
         ("multipart without an image field", "POST", "/predict", no_image_field,
-         {"Content-Type": multipart([])[1]}, 400, "'image'"),
+         {"Content-Type": multipart([])[1]}, 400, "needs a file in the field 'image' (it has 'file')"),
+        ("multipart of 1,001 parts", "POST", "/predict", multipart([("image", "c.jpg", b"x")] * 1001)[0],
+         {"Content-Type": multipart([])[1]}, 413, "the multipart form has too many parts (at most 1000"),
+        ("a file name that is not UTF-8", "POST", "/predict",
+         multipart([("image", "\udcff\udcfe.png", image)])[0], {"Content-Type": multipart([])[1]}, 400,
+         "with a UTF-8 file name"),
         ("unsupported content type", "POST", "/predict", b"hello", {"Content-Type": "text/plain"}, 415,
          "unsupported Content-Type"),
         ("body over max_upload_bytes", "POST", "/predict", b"\xff" * 200_001, {"Content-Type": "image/jpeg"}, 413,
@@ -514,6 +520,25 @@ def raw_request(port, headers):
     return head, body
 
 
+def check_slow_clients_cannot_lock_it_out(port, image):
+    """300 sockets that send half a request's headers (waitress's own default held 100 connections) and 5
+    uploads stalled part way: an ordinary request is still answered at once, and the silent sockets are
+    closed once the server's idle_timeout (2 s here) has passed."""
+    stuck = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(305)]
+    try:
+        for index, raw in enumerate(stuck):
+            raw.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n" if index < 300 else
+                        b"POST /predict HTTP/1.1\r\nContent-Type: image/jpeg\r\nContent-Length: 50000\r\n\r\n" + image)
+        start = time.monotonic()
+        assert post_json(port, {"image": base64.b64encode(image).decode()})[0] == 200
+        assert time.monotonic() - start < 2.0
+        time.sleep(5)  # idle_timeout, and waitress's sweep every second
+        assert all(raw.recv(1) == b"" for raw in (stuck[0], stuck[-1]))  # closed by the server
+    finally:
+        for raw in stuck:
+            raw.close()
+
+
 @pytest.mark.slow
 def test_production_server_as_api_demo_starts_it(tiny_run, tmp_path):
     """`python api_demo.py --server=waitress` as the README says: the default checkpoint model/best.pt of
@@ -523,7 +548,7 @@ def test_production_server_as_api_demo_starts_it(tiny_run, tmp_path):
     shutil.copy(tiny_run["checkpoint"], tmp_path / "model" / "best.pt")
     port = free_port()
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "api_demo.py"), "--server=waitress",
-                                f"--port={port}", "--max_upload_bytes=100000"], cwd=tmp_path,
+                                f"--port={port}", "--max_upload_bytes=100000", "--idle_timeout=2"], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -554,6 +579,7 @@ def test_production_server_as_api_demo_starts_it(tiny_run, tmp_path):
         assert post_json(port, {"image": base64.b64encode(image).decode()})[0] == 200  # still serving
         statuses, growth = abuse(port, process.pid)
         assert statuses == {413: 40} and growth < 64, (statuses, growth)  # MB: no image opened, none decoded
+        check_slow_clients_cannot_lock_it_out(port, image)
     finally:
         process.terminate()
         process.wait(30)

@@ -56,7 +56,7 @@ def test_corrupt_image_and_wrong_label_are_reported_and_skipped(folder, capsys):
     image_set = load_folder(folder.train_dir, folder)
     out = capsys.readouterr().out
     assert "3 of 63 files" in out and "skipped" in out
-    assert "ab12_999998.jpg: cannot read image" in out
+    assert "ab12_999998.jpg: not an image (unrecognised format)" in out
     assert "abc_999997.jpg: label 'abc' has 3 characters, expected 4" in out
     assert "abqz_999996.jpg: label 'abqz' has characters outside the charset" in out
     assert len(image_set) == 60 and image_set.images.shape == (60, 24, 64, 3)
@@ -265,3 +265,36 @@ def test_subfolders_are_named_in_one_line_and_not_read(folder, capsys):
     assert line.startswith(f"{folder.train_dir}: 2 subfolders not read (more, older)")
     assert len(load_unlabelled(folder.train_dir, folder)) == before
     assert "2 subfolders not read" in capsys.readouterr().out
+
+
+def test_fifos_are_listed_and_skipped_not_read(tmp_path, capsys):
+    params = tiny_params(tmp_path)
+    folder = tmp_path / "fifo"
+    generate_split(params, str(folder), "train", 5)
+    os.mkfifo(folder / "abcd_999999.png")  # opening it to read would wait for a writer forever
+    assert "abcd_999999.png" not in image_names(folder)
+    assert len(load_folder(str(folder), params)) == 5
+    assert "abcd_999999.png: not a regular file (a FIFO, socket or device): skipped" in capsys.readouterr().out
+    assert len(load_unlabelled(str(folder), params)) == 5
+
+
+def test_a_decompression_bomb_in_a_folder_is_skipped_before_decoding(tmp_path, capsys):
+    params = tiny_params(tmp_path)
+    folder = tmp_path / "bomb"
+    generate_split(params, str(folder), "train", 3)
+    Image.new("1", (13000, 13000)).save(folder / "abcd_999999.png")  # a few KB that decode to 169 M pixels
+    assert len(load_folder(str(folder), params)) == 3
+    assert "abcd_999999.png: image of 13000x13000 pixels is over the limit of 4000000" in capsys.readouterr().out
+
+
+def test_a_long_problem_list_is_written_in_full_beside_the_run(tmp_path, capsys):
+    params = tiny_params(tmp_path)
+    folder = tmp_path / "many"
+    generate_split(params, str(folder), "train", 3)
+    for index in range(16):
+        (folder / f"ab{index:02d}_99{index:04d}.png").write_bytes(b"not a png")
+    load_folder(str(folder), params)
+    out = capsys.readouterr().out
+    listing = os.path.join(params.model_dir, "problems_many.txt")
+    assert f"... and 6 more (all 16: {listing})" in out
+    assert len(open(listing).read().splitlines()) == 16

@@ -17,6 +17,7 @@ import generate_captcha
 from custom_captcha_image import StyledCaptcha, StyleError, make_generator
 from conftest import ROOT
 from dataset import image_names
+from folder_lock import LOCK_FILE
 from generate_captcha import NAME_PATTERN, check_settings, generate_split, make_sample
 from parameters import DIGITS, LOWER, STYLES, Parameters, make_parameters
 
@@ -71,7 +72,7 @@ def test_interrupted_run_resumes_to_exactly_n(tmp_path):
     params = small(tmp_path, workers=2, train_count=300)
     generate_split(params, params.train_dir, "train", 300)
     full = folder_digest(params.train_dir)
-    names = sorted(name for name in full if name != generate_captcha.SETTINGS_FILE)
+    names = sorted(name for name in full if name not in (generate_captcha.SETTINGS_FILE, LOCK_FILE))
     for name in names[::3]:  # as if killed part way: a third missing, and a chunk cut short in one image
         os.remove(os.path.join(params.train_dir, name))
     half = names[1]
@@ -222,8 +223,6 @@ def test_bad_style_mix_fails_before_work(tmp_path, overrides, words):
     ({"captcha_kind": "color_target", "color_distractors": (3, 1)}, "color_distractors must be two values"),
     ({"noise_lines": (5, 2)}, "noise_lines must be two values low,high"),
     ({"noise_line_length": (0.0, 3.0)}, "noise_line_length must be two values"),
-    ({"noise_line_gray": (0, 300)}, "noise_line_gray must be two values"),
-    ({"char_jitter": -1.0}, "char_jitter must not be negative"),
     ({"char_pitch": 18.0}, "set space_probability=0"),
     ({"char_pitch": 30.0, "space_probability": 0.0}, "does not fit image_width 64"),
 ])

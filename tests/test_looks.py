@@ -130,8 +130,7 @@ def test_border_and_transparent_canvas(tmp_path):
 
 
 def test_bad_look_settings_are_one_line_errors():
-    for overrides, words in (({"outline_width": -1}, "outline_width must be 0"),
-                             ({"outline_fill": "nocolour"}, "is not a colour"),
+    for overrides, words in (({"outline_fill": "nocolour"}, "is not a colour"),
                              ({"ripple": (2.0, 0.0)}, "wavelength"),
                              ({"glyph_dot_size": (2.0, 1.0)}, "glyph_dot_size must be a range")):
         with pytest.raises(StyleError, match=words):

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from parameters import (CHOICES, SCRIPT_GROUPS, STYLES, ParameterError, Parameters, check_key, layout, make_parameters,
-                        parse_args, parse_overrides, scripts_taking)
+from command_line import SCRIPT_GROUPS, check_key, parse_args, parse_overrides, scripts_taking
+from parameters import CHOICES, STYLES, ParameterError, Parameters, layout, make_parameters
 
 SCRIPTS = ["generate_captcha.py", "custom_captcha_image.py"]
 

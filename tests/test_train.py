@@ -54,6 +54,18 @@ def test_missing_and_broken_checkpoints_are_clear_errors(tmp_path):
     broken.write_bytes(b"\x00garbage")
     with pytest.raises(ProjectError, match="not a readable checkpoint"):
         load_checkpoint(str(broken))
+    hostile = tmp_path / "hostile.pt"  # a pickle that would run a command when loaded without weights_only
+    torch.save({"model": {}, "params": {}, "charset": "", "run": Shell()}, hostile)
+    with pytest.raises(ProjectError) as refused:
+        load_checkpoint(str(hostile))
+    assert str(refused.value) == f"{str(hostile)!r} is not a plain-weights checkpoint: it holds objects other than " \
+                                 f"tensors and plain data, and is not loaded"
+    assert not (tmp_path / "ran").exists()
+
+
+class Shell:
+    def __reduce__(self):
+        return os.system, ("touch ran",)
 
 
 @pytest.mark.parametrize("edit, words", [

@@ -1,0 +1,203 @@
+"""The command line every script shares: `--key=value` settings scoped to the script, --help, and the
+one-line ending of a script that fails.
+
+    params = parse_args(argv, doc=__doc__, script=__file__)    # in a script's main()
+    run_main(main)                                             # under its `if __name__ == "__main__":`
+
+Each script takes the groups of settings SCRIPT_GROUPS names (parameters.py defines them); another script's
+setting, or a misspelt one, is refused in one line that names the scripts that take it or the nearest setting.
+"""
+import difflib
+import errno
+import os
+import sys
+
+from parameters import FIELDS, CHOICES, ParameterError, Parameters, ProjectError, layout, make_parameters, type_name
+from setting import range_text
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# The groups of settings each script's command line takes (the GROUP of each class in SETTING_GROUPS),
+# its own group first: its --help lists these groups in this order, and it refuses any other setting.
+# make_parameters() (programmatic use) takes every setting. Paths are relative to this folder.
+SCRIPT_GROUPS = {
+    "generate_captcha.py": ("generation", "data", "style", "looks", "captcha"),
+    "custom_captcha_image.py": ("style", "looks", "captcha"),
+    "dataset.py": ("data", "captcha"),
+    "model.py": ("model", "captcha", "training"),  # training: the speed test's batch_size and amp
+    # style: data_mode=generate
+    "main.py": ("training", "model", "run", "data", "captcha", "style", "looks", "dashboard"),
+    "userTest.py": ("evaluation", "prediction", "run", "data"),  # data: how the golden folder is read and cached
+    "userPred.py": ("prediction", "run"),
+    "api_demo.py": ("serving", "prediction", "run"),
+    "export_onnx.py": ("export", "prediction", "run"),
+    "visdom_server.py": ("dashboard", "run"),  # run: model_dir names the environment it prints
+    "bench/bench_train.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
+                             "dashboard"),
+    "bench/bench_real.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
+                            "generation", "dashboard"),
+    "bench/bench_sweep.py": ("benchmarks", "training"),
+    "bench/bench_generate.py": ("generation", "data", "style", "looks", "captcha"),
+    "bench/bench_predict.py": ("benchmarks", "prediction", "run"),
+    "bench/bench_api.py": ("benchmarks", "serving", "prediction", "run"),
+    "bench/bench_style.py": ("benchmarks", "style", "looks", "captcha"),
+    "arithmetic.py": ("captcha",),
+    "bench/bench_kinds.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
+                             "generation", "dashboard"),
+    "fit_style.py": ("fitting", "style", "looks", "captcha", "generation"),
+    "site_model.py": ("site", "fitting", "choosing", "captcha"),
+    "choose_style.py": ("choosing", "captcha"),
+    "bench/preview_knobs.py": ("style", "looks", "captcha", "generation"),
+}
+
+
+
+def group_of(key):
+    return next(group for group, (_, names) in layout()[0].items() if key in names)
+
+
+def script_name(script):
+    """'main.py', or a script's path (its __file__) -> its key in SCRIPT_GROUPS."""
+    name = script if script in SCRIPT_GROUPS else os.path.relpath(os.path.abspath(script), _HERE).replace(os.sep, "/")
+    if name not in SCRIPT_GROUPS:
+        raise ValueError(f"{name} has no entry in command_line.SCRIPT_GROUPS")
+    return name
+
+
+def script_groups(script=None):
+    """The groups a script takes, its own first; every group, in file order, for script=None."""
+    return SCRIPT_GROUPS[script_name(script)] if script is not None else tuple(layout()[0])
+
+
+def script_settings(script=None):
+    """The settings a script's command line takes, in --help order (every setting for script=None)."""
+    groups = layout()[0]
+    return [name for group in script_groups(script) for name in groups[group][1]]
+
+
+def scripts_taking(key):
+    """The scripts whose command line takes setting `key`."""
+    group = group_of(key)
+    return [name for name, groups in SCRIPT_GROUPS.items() if group in groups]
+
+
+def _listing(names):
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def check_key(key, script=None):
+    """Refuse a key the script does not take: another script's setting names its scripts, a misspelt one
+    gets the closest setting's name."""
+    allowed = script_settings(script)
+    if key in allowed:
+        return
+    if key in FIELDS:
+        raise ParameterError(f"--{key} is a setting of {_listing(scripts_taking(key))}, not of {script_name(script)}")
+    guess = difflib.get_close_matches(key, allowed, n=1) or difflib.get_close_matches(key, FIELDS, n=1)
+    hint = f"did you mean --{guess[0]}?" if guess else "run with --help to list them"
+    raise ParameterError(f"unknown setting --{key} ({hint})")
+
+
+def _shown(value):
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
+
+
+def help_text(doc="", script=None):
+    """--help: the script's docstring, then the settings of its groups, its own group first."""
+    groups, comments = layout()
+    lines = [doc.strip(), "", "Settings (override any with --key=value; a bare --flag sets a true/false flag):"]
+    defaults = Parameters()
+    for group in script_groups(script):
+        title, names = groups[group]
+        lines += ["", f"{group}: {title}"]
+        for name in names:
+            choices = f": {', '.join(CHOICES[name])}" if name in CHOICES else ""
+            bounds = range_text(FIELDS[name].metadata["range"])
+            choices += f", {bounds}" if bounds else ""
+            lines.append(f"  --{name}={_shown(getattr(defaults, name))}")
+            lines.append(f"        {comments[name]} [{type_name(FIELDS[name].type)}{choices}]")
+    return "\n".join(lines)
+
+
+def print_help(text):
+    """Print --help and exit; a reader that stops early (`--help | head`) ends it quietly, not with a traceback."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        discard_stdout()
+    raise SystemExit(0)
+
+
+def discard_stdout():
+    """Point stdout at /dev/null once its reader has gone: Python flushes stdout again at exit and would
+    report the closed pipe with a traceback."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def parse_overrides(argv, script=None):
+    """['--a=1', '--flag', 'path'] -> ({'a': '1', 'flag': 'true'}, ['path']).
+
+    Only the settings of `script` (a SCRIPT_GROUPS key or a script's __file__; None: every setting) are taken."""
+    overrides, positional = {}, []
+    for arg in argv:
+        if arg == "-" or not arg.startswith("--"):
+            positional.append(arg)
+            continue
+        key, sep, value = arg[2:].partition("=")
+        check_key(key, script)
+        if not sep:
+            if type_name(FIELDS[key].type) != "bool":
+                raise ParameterError(f"--{key} needs a value: --{key}=VALUE")
+            value = "true"
+        overrides[key] = value
+    return overrides, positional
+
+
+def parse_args(argv=None, doc="", positional=False, script=None):
+    """Parse a script's command line into Parameters (and positional arguments when allowed).
+
+    `script` (the script's __file__) limits the command line to that script's groups in SCRIPT_GROUPS.
+    A bad, unknown or foreign setting prints one line naming the key and exits with status 2.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in argv or "--help" in argv:
+        print_help(help_text(doc, script))
+    try:
+        overrides, rest = parse_overrides(argv, script)
+        if rest and not positional:
+            raise ParameterError(f"unexpected argument {rest[0]!r} (settings are --key=value)")
+        params = make_parameters(overrides)
+    except ParameterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return (params, rest) if positional else params
+
+
+def fail(message):
+    """Stop a script with a clear one-line message (no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+# Errors of a full or read-only disk: a script ends with one line, not a traceback.
+WRITE_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
+
+
+def run_main(main):
+    """A script's entry point: main(), a ProjectError ending it in one line, and a closed output pipe
+    (`python main.py --help | head`) ending it quietly."""
+    try:
+        try:
+            main()
+        finally:
+            sys.stdout.flush()  # here, not at exit: a reader that went away is caught below
+    except ProjectError as error:
+        fail(str(error))
+    except BrokenPipeError:
+        discard_stdout()
+        raise SystemExit(1) from None
+    except OSError as error:
+        if error.errno not in WRITE_ERRORS:
+            raise
+        fail(f"{error.strerror}: {error.filename or 'a file'} (the files written before it are intact)")
