@@ -421,9 +421,9 @@ class ChoosingSettings:
         "folder's name>)")
     choose_count: int = setting(8000, "captchas generated for each candidate's trial model", low=100, high=10 ** 8)
     choose_minutes: float = setting(2.0, "minutes of training each candidate's trial model", above=0, high=10 ** 6)
-    choose_mix_margin: float = setting(0.0,
+    choose_mix_margin: float = setting(1.0,
         "a runner-up scoring within this much of the best is mixed in: the chosen style file draws each captcha in one"
-        " of the two (0 = the best alone)", low=0, high=1)
+        " of the two (1 = always the two best; 0 = the best alone)", low=0, high=1)
 
 
 @dataclass

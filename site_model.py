@@ -5,8 +5,8 @@
 
 Six steps, each a script of this project run as a user would run it, into site_dir (runs/site_<name>):
 1. fit_style.py: styles fitted to the site's captchas, and the presets they started from (candidates/);
-2. choose_style.py: a short trial model trained on each of site_candidates of them; the style whose
-   model reads the site's captchas steadiest is the style (style.json; style.png: the site's and theirs);
+2. choose_style.py: a short trial model trained on each of site_candidates of them; the two whose models
+   read the site's captchas steadiest, mixed, are the style (style.json; style.png: the site's and theirs);
 3. generate_captcha.py: site_train_count captchas in that style (generated/train, generated/test);
 4. main.py: a model trained on them for site_minutes (generated_model/);
 5. main.py --unlabelled_dir: that model self-trained on the site's own captchas for site_self_minutes
@@ -25,7 +25,7 @@ import sys
 import time
 
 from folder_settings import read_size_flags
-from parameters import fail, parse_args, run_main
+from command_line import fail, parse_args, run_main
 from steps import run_step, training
 
 LEAST_SURE = 50  # captchas listed to label first
@@ -51,7 +51,7 @@ def steps(folder, params, work):
           f"--fit_candidates={params.site_candidates}",
           *([f"--fit_presets={','.join(params.fit_presets)}"] if params.fit_presets else [])],
          given or os.path.isfile(fitted)),
-        ("try them: the style whose trial model reads the site steadiest" if fitted != style else
+        ("try them: the styles whose trial models read the site steadiest" if fitted != style else
          "no trial (the style is given, or site_candidates=1)", params.site_candidates * (params.choose_minutes + 0.5),
          ["choose_style.py", folder, os.path.dirname(fitted), *shape,
           f"--choose_file={style}", f"--choose_dir={work}/trials", f"--choose_minutes={params.choose_minutes:g}",

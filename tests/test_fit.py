@@ -96,12 +96,14 @@ def test_one_command_from_unlabelled_captchas_to_a_model_and_again_goes_on(site_
                  "style.json", "style.png", "generated/train", "generated_model/last.pt", "model/best.pt"):
         assert (work / part).exists(), part
     chosen = read_style_file(str(work / "style.json"))
-    assert chosen in [read_style_file(str(work / "candidates" / f"fit.candidate{k}.json")) for k in (1, 2)]
+    candidates = [str(work / "candidates" / f"fit.candidate{k}.json") for k in (1, 2)]
+    assert sorted(chosen.pop("style_mix")) == candidates  # the two tried, mixed (choose_mix_margin's default)
+    assert chosen in [read_style_file(candidate) for candidate in candidates]
     listed = (work / "model" / "report" / "site_least_sure.tsv").read_text().splitlines()
     assert len(listed) >= 10
     again = run_script("site_model.py", *command, timeout=900)
     assert "[1/6] fit styles to the site's captchas: done already" in again.stdout
-    assert "[2/6] try them: the style whose trial model reads the site steadiest: done already" in again.stdout
+    assert "[2/6] try them: the styles whose trial models read the site steadiest: done already" in again.stdout
     assert again.stdout.count("is over") == 2  # both trainings were finished: resumed, nothing more to do
 
 
