@@ -471,7 +471,7 @@ def add_error_handlers(app, params):
     def http_error(error):
         if error.code == 413 and request.mimetype == "multipart/form-data" and \
                 request.content_length is not None and request.content_length <= params.max_upload_bytes:
-            message = f"the multipart form has too many parts (at most {app.max_form_parts}; one image a part, " \
+            message = f"the multipart form has too many parts (at most {request.max_form_parts}; one image a part, " \
                       f"at most max_batch={params.max_batch})"
         elif error.code == 413:
             message = body_too_large(params.max_upload_bytes)

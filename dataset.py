@@ -549,10 +549,6 @@ def load_training_data(params):
     """(train ImageSet, test ImageSet, epoch_order): load_train_test's sets with the first mix_count images of
     mix_dir appended to train, and epoch_order (int64 (M,)) the train indices one epoch visits: each own
     image train_repeat times, each mix image once. Repeating indices, not images, keeps memory flat."""
-    if params.train_repeat < 1:
-        raise DataError(f"train_repeat must be at least 1, got {params.train_repeat}")
-    if params.mix_count < 0:
-        raise DataError(f"mix_count must be 0 (all) or more, got {params.mix_count}")
     train_set, test_set = load_train_test(params)
     order = np.tile(np.arange(len(train_set), dtype=np.int64), params.train_repeat)
     if params.mix_dir:

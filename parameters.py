@@ -321,7 +321,8 @@ class PredictionSettings:
     predict_threads: int = setting(1,
         "userPred.py and api_demo.py: torch CPU threads (0 = one per core)", low=0, high=1024)
     unsure_below: float = setting(0.8,
-        "a read whose least sure character is below this confidence (0-1) is marked unsure", low=0, high=1)
+        "a read whose least sure character is below this confidence is marked unsure (above 1: every read)",
+        low=0, high=2)
     json: bool = setting(False, "userPred.py: print JSON instead of text")
 
 

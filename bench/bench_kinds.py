@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dataset import confusions, format_confusions, load_folder, score  # noqa: E402
 from generate_captcha import generate_split  # noqa: E402
 from model import load_checkpoint  # noqa: E402
-from parameters import make_parameters, parse_args  # noqa: E402
+from command_line import parse_args  # noqa: E402
+from parameters import make_parameters  # noqa: E402
 from predictor import load_model  # noqa: E402
 from train import train  # noqa: E402
 

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from custom_captcha_image import make_generator  # noqa: E402
 from generate_captcha import make_sample  # noqa: E402
 from images import preprocess  # noqa: E402
-from parameters import parse_args  # noqa: E402
+from command_line import parse_args  # noqa: E402
 from predictor import load_model_or_exit, predict, use_predict_threads  # noqa: E402
 
 WARM_UP = 50  # untimed calls before each measurement: caches, allocator and branch predictors settle

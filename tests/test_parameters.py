@@ -1,6 +1,7 @@
 """Settings: --key=value overrides are type-checked, scoped to the script, choices checked when read."""
 import dataclasses
 import glob
+import importlib.util
 import os
 import re
 import subprocess
@@ -177,6 +178,17 @@ def test_every_setting_has_one_group_and_every_group_a_script():
     taken = {group for script_groups in SCRIPT_GROUPS.values() for group in script_groups}
     assert taken == set(groups)
     assert all(scripts_taking(name) for name in grouped)
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPT_GROUPS))
+def test_every_script_in_the_table_imports_without_side_effects_and_has_a_main(name, capsys, monkeypatch):
+    path = os.path.join(ROOT, name)
+    monkeypatch.syspath_prepend(os.path.dirname(path))  # as `python bench/x.py` finds its neighbours
+    spec = importlib.util.spec_from_file_location("script_" + re.sub(r"\W", "_", name), path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    assert callable(module.main) and capsys.readouterr() == ("", "")
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPT_GROUPS))

@@ -25,7 +25,7 @@ from export_onnx import export
 from generate_captcha import generate_split
 from heads import PositionHeads
 from model import load_checkpoint, remap_heads
-from parameters import make_parameters
+from parameters import ParameterError, make_parameters
 from predictor import load_model, predict
 from test_api import call, post_json, running_server
 from train import train
@@ -206,9 +206,9 @@ def test_few_real_images_repeated_beside_a_mix_folder(real_folder, tmp_path, cap
     assert (counts[:own] == 3).all() and (counts[own:] == 1).all()
     train(params)
     assert f"{own * 3 + 50} training and 180 test images" in capsys.readouterr().out
-    for bad in ({"train_repeat": 0}, {"mix_count": -1}):
-        with pytest.raises(DataError, match=next(iter(bad))):
-            load_training_data(make_parameters(bad, base=params))
+    for bad in ({"train_repeat": 0}, {"mix_count": -1}):  # refused when read, before any data is
+        with pytest.raises(ParameterError, match=f"--{next(iter(bad))} must be from"):
+            make_parameters(bad, base=params)
     with pytest.raises(DataError, match="data_mode=generate"):
         train(make_parameters({"data_mode": "generate"}, base=params))
 

@@ -18,6 +18,7 @@ from dataset import image_names
 from generate_captcha import NAME_PATTERN, generate_split
 from images import read_image
 from model import CaptchaResNet, build_model, load_checkpoint, model_from_checkpoint, parameter_count, save_checkpoint
+from folder_lock import LOCK_FILE
 from parameters import ProjectError, make_parameters
 from run_control import Ranks, StopSignals
 from train import Progress, train
@@ -440,7 +441,7 @@ def test_torchrun_two_processes_train_and_resume(labelled_folder, tmp_path):
     assert done["progress"]["metrics"]["char_accuracy"] > 0.1
     steps = evaluated_steps(model_dir)
     assert steps == sorted(set(steps))  # one row per evaluated step: one process writes the log
-    assert sorted(os.listdir(model_dir)) == ["best.pt", "curves.png", "last.pt", "log.csv"]
+    assert sorted(os.listdir(model_dir)) == [LOCK_FILE, "best.pt", "curves.png", "last.pt", "log.csv"]
 
 
 @pytest.mark.slow
