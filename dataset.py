@@ -255,10 +255,10 @@ def read_labels_file(folder):
 def folder_labels(folder):
     """[(file name, label as written)] of a labelled folder, and [(file name, problem)] for unlabelled files."""
     labels, problems = read_labels_file(folder)
-    names = image_names(folder)
+    names, special = scan_images(folder)
     if labels is None:
-        return [(name, label_from_name(name)) for name in names], special_files(folder)
-    listed_twice, special = {name for name, _ in problems}, special_files(folder)
+        return [(name, label_from_name(name)) for name in names], special
+    listed_twice = {name for name, _ in problems}
     absent = set(labels) - set(names) - {name for name, _ in special}
     problems += [(name, "listed in labels.csv but not in the folder") for name in sorted(absent)]
     problems += [(name, "not listed in labels.csv") for name in names if name not in labels and name not in listed_twice]
@@ -391,27 +391,32 @@ def load_folder(folder, params, quiet=False):
 def image_names(folder):
     """The image files of a folder, sorted (labels.csv and other files are not images; images in its
     subfolders are not read, see say_subfolders)."""
+    return scan_images(folder)[0]
+
+
+def scan_images(folder):
+    """(image_names, [(name, problem)] of the files with an image's name that are FIFOs, sockets or devices:
+    skipped, as opening one to read it could wait forever), in one pass over the folder."""
     if not os.path.isdir(folder):
         raise DataError(f"folder {folder!r} does not exist")
-    # A broken link or a link loop with an image's name stays listed: reading it fails and is reported.
-    return sorted(entry.name for entry in os.scandir(folder)
-                  if entry.name.lower().endswith(IMAGE_EXTENSIONS) and not is_folder(entry) and not is_special(entry))
+    names, special = [], []
+    for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+        if not entry.name.lower().endswith(IMAGE_EXTENSIONS) or is_folder(entry):
+            continue
+        if is_special(entry):
+            special.append((entry.name, "not a regular file (a FIFO, socket or device): skipped"))
+        else:  # a broken link or a link loop stays listed: reading it fails and is reported
+            names.append(entry.name)
+    return names, special
 
 
 def is_special(entry):
-    """A FIFO, socket or device (through links): opening one to read it could wait forever."""
+    """Neither a regular file nor a folder (followed through links); a broken link is not special."""
     try:
         mode = entry.stat().st_mode
-    except OSError:  # a broken link: reading it fails, and is reported
+    except OSError:
         return False
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
-
-
-def special_files(folder):
-    """[(name, problem)] for the files with an image's name that image_names leaves out as special."""
-    return [(entry.name, "not a regular file (a FIFO, socket or device): skipped") for entry in
-            sorted(os.scandir(folder), key=lambda entry: entry.name)
-            if entry.name.lower().endswith(IMAGE_EXTENSIONS) and is_special(entry)]
 
 
 def say_subfolders(folder):
@@ -435,10 +440,10 @@ def is_folder(entry):
 def load_unlabelled(folder, params, quiet=False):
     """Every image of a folder of captchas without labels (file names and labels.csv are ignored), as an
     ImageSet whose labels are '' and targets -1: what self-training reads. Decoded once and cached."""
-    entries = [(name, "") for name in image_names(folder)]
+    names, skipped = scan_images(folder)
+    entries = [(name, "") for name in names]
     image_set, unreadable = _cached_set(folder, entries, params, labelled=False)
     if not quiet:
-        skipped = special_files(folder)
         report(folder, skipped + unreadable, len(entries) + len(skipped), params)
         say_subfolders(folder)
     if len(image_set) == 0:

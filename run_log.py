@@ -107,11 +107,11 @@ class RunLog:
               + f", {run_length_text(params, run.total_steps)}", flush=True)
 
     def step(self, run, progress, lr, loss, images):
-        """One training step: the loss (a 0-d tensor) and images it saw (all ranks)."""
+        """One training step: its loss (a float) and the images it saw (all ranks)."""
         if not self.active:
             return
         self.bar.update(self.percent(run, progress) - self.bar.n)
-        self.window[0] += loss.item()
+        self.window[0] += loss
         self.window[1] += 1
         self.window[2] += images
         elapsed = progress.seconds - self.window[3]

@@ -18,6 +18,7 @@ reports) and run_control.py (torchrun ranks, Ctrl-C and SIGTERM).
 import contextlib
 import dataclasses
 import functools
+import math
 import os
 import time
 
@@ -265,21 +266,22 @@ def set_up(params, ranks, checkpoint):
 
 
 def train_step(run, images, targets, lr):
-    """One AdamW step at learning rate `lr`; returns the loss (a 0-d tensor)."""
+    """One AdamW step at learning rate `lr`; returns the loss (a float)."""
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     images, targets = images.to(run.device, non_blocking=True), targets.to(run.device, non_blocking=True)
     with autocast(run.device, run.bf16):
         logits = run.trained(images)  # (B, steps, classes)
     loss = run.model.head.loss(logits, targets, run.params.label_smoothing)
-    if not torch.isfinite(loss):  # before the weights take it: the checkpoints saved so far stay good
-        raise TrainingError(f"the training loss became {loss.item()} at learning rate {lr:.3g}: the run stops "
-                            f"and saves nothing more (model_dir's checkpoints are from its last evaluation); "
-                            f"a lower --lr (this run's: {run.params.lr:g}) usually trains")
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
-    return loss.detach()
+    value = loss.item()  # the step's one wait for the device (the log needs the number anyway)
+    if not math.isfinite(value):  # the weights took it, but nothing is saved from here on
+        raise TrainingError(f"the training loss became {value} at learning rate {lr:.3g}: the run stops "
+                            f"and saves nothing more (model_dir's checkpoints are from its last evaluation); "
+                            f"a lower --lr (this run's: {run.params.lr:g}) usually trains")
+    return value
 
 
 def check_label_room(model, *image_sets):
