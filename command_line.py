@@ -14,6 +14,7 @@ import sys
 
 from parameters import FIELDS, CHOICES, ParameterError, Parameters, ProjectError, layout, make_parameters, type_name
 from setting import range_text
+from styles import DESCRIPTIONS
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -117,6 +118,9 @@ def help_text(doc="", script=None):
             choices += f", {bounds}" if bounds else ""
             lines.append(f"  --{name}={_shown(getattr(defaults, name))}")
             lines.append(f"        {comments[name]} [{type_name(FIELDS[name].type)}{choices}]")
+    if "style" in script_groups(script):
+        lines += ["", "styles (--style=NAME; styles.py has each one's settings):"]
+        lines += [f"  {name:18s} {text}" for name, text in DESCRIPTIONS.items()]
     return "\n".join(lines)
 
 
@@ -174,10 +178,11 @@ def parse_args(argv=None, doc="", positional=False, script=None):
     return (params, rest) if positional else params
 
 
-def fail(message):
-    """Stop a script with a clear one-line message (no traceback)."""
+def fail(message, status=2):
+    """Stop a script with a clear one-line message (no traceback): status 2 for what was asked (settings,
+    files), 1 for work that ran and failed."""
     print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(status)
 
 
 # Errors of a full or read-only disk: a script ends with one line, not a traceback.

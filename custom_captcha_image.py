@@ -236,8 +236,15 @@ def resolve_fonts(fonts):
         elif is_family(entry):
             paths.append(family_font(entry))
         else:
-            raise StyleError(f"font file {entry!r} does not exist")
+            raise StyleError(f"font file {entry!r} does not exist: {font_hint(entry)}")
     return paths
+
+
+def font_hint(name):
+    """How to get a missing font: its Debian package (make fonts installs every family the styles name)."""
+    package = next((package for key, package in FONT_PACKAGES.items() if key in name.lower().replace("-", " ")), None)
+    install = f"make fonts installs it (Debian: apt-get install {package})" if package else "install a package that has it"
+    return install + ", or name another font (fc-list : family lists them)"
 
 
 def is_family(entry):
@@ -258,10 +265,8 @@ def family_font(name):
     has_family = family.strip().lower() in [item.strip().lower() for item in families.split(",")]
     has_style = all(word.lower() in styles.lower() for word in style.replace(":", " ").split())
     if not (has_family and has_style and os.path.isfile(path)):
-        package = next((package for key, package in FONT_PACKAGES.items() if key in family.lower()), None)
-        hint = f"apt-get install {package}" if package else "install a package that has it"
         raise StyleError(f"font family {name!r} is not installed (fontconfig offers {families or 'nothing'} "
-                         f"{styles}): {hint}, or name another family (fc-list : family lists them)")
+                         f"{styles}): {font_hint(family)}")
     return path
 
 

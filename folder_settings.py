@@ -11,20 +11,17 @@ folder setting it replaced. Training calls from_folders() once, when a run start
 what its checkpoint saved.
 """
 import json
-import math
 import os
 import statistics
 
 from PIL import Image
 
 from dataset import DataError, image_names, labels_charset, list_folder
+from images import AUTO_PIXELS, far_sizes, model_size
 from parameters import Parameters, make_parameters
 from styles import STYLES
 
 SETTINGS_FILE = ".generator.json"  # generate_captcha.py's record of how a folder's images were drawn
-AUTO_PIXELS = 4800  # an image size read from a folder is scaled down to about this many pixels (w x h)
-SIZE_STEP = 8  # ... and rounded to multiples of this many pixels (the model's feature stride)
-SIZE_SPREAD = 1.6  # images wider or higher than the median by this factor (or narrower by its inverse) are odd
 ODD_SHARE = 0.05  # more odd-sized images than this share of a folder: its sizes are mixed, an error
 SIZE_SAMPLE = 2000  # images whose headers are read to find a folder's size (spread evenly over its names)
 SIZE_KEYS = ("image_width", "image_height")
@@ -149,21 +146,13 @@ def folder_image_size(folder):
     if not sizes:
         raise DataError(f"no image in {folder} can be read")
     width, height = (round(statistics.median(axis)) for axis in zip(*sizes))
-    odd = [size for size in sizes if not (1 / SIZE_SPREAD <= size[0] / width <= SIZE_SPREAD
-                                          and 1 / SIZE_SPREAD <= size[1] / height <= SIZE_SPREAD)]
+    odd = [size for size in sizes if far_sizes(size, (width, height))]
     if len(odd) > ODD_SHARE * len(sizes):
         example = f"{odd[0][0]}x{odd[0][1]}"
         raise DataError(f"{folder} mixes image sizes ({len(odd)} of {len(sizes)} read are far from the median "
                         f"{width}x{height}, e.g. {example}): give --image_width and --image_height to read them all "
                         f"at one size, or split the folder by size")
     return width, height
-
-
-def model_size(width, height):
-    """The input size a model reads images of `width` x `height` at: scaled down (aspect kept) to
-    AUTO_PIXELS pixels when larger, each side rounded to the nearest multiple of SIZE_STEP (at least 2 steps)."""
-    scale = min(1.0, math.sqrt(AUTO_PIXELS / (width * height)))
-    return tuple(max(2 * SIZE_STEP, round(side * scale / SIZE_STEP) * SIZE_STEP) for side in (width, height))
 
 
 def read_size_flags(folder):

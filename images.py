@@ -4,6 +4,7 @@ their size from the header (a small file can decode to gigabytes), and any decod
 Numpy and Pillow only: serving with onnxruntime imports this module.
 """
 import io
+import math
 import warnings
 
 import numpy as np
@@ -123,6 +124,23 @@ def eight_bit(image):
     else:
         grey = grey / 257  # 65535 -> 255
     return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
+
+
+AUTO_PIXELS = 4800  # a folder's image size is scaled down to about this many pixels (w x h) for the model
+SIZE_STEP = 8  # ... and rounded to multiples of this many pixels (the model's feature stride)
+SIZE_SPREAD = 1.6  # a side longer than another size's by this factor (or shorter by its inverse) is far from it
+
+
+def model_size(width, height):
+    """The input size a model reads images of `width` x `height` at: scaled down (aspect kept) to
+    AUTO_PIXELS pixels when larger, each side rounded to the nearest multiple of SIZE_STEP (at least 2 steps)."""
+    scale = min(1.0, math.sqrt(AUTO_PIXELS / (width * height)))
+    return tuple(max(2 * SIZE_STEP, round(side * scale / SIZE_STEP) * SIZE_STEP) for side in (width, height))
+
+
+def far_sizes(size, other):
+    """Whether two (width, height) differ in a side by more than SIZE_SPREAD."""
+    return any(not 1 / SIZE_SPREAD <= a / b <= SIZE_SPREAD for a, b in zip(size, other))
 
 
 def read_image(path, width, height):

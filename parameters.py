@@ -85,7 +85,7 @@ class CaptchaSettings:
 class StyleSettings:
     """How generated captchas look."""
     GROUP = "style"
-    style: str = setting("seed", "named style preset applied before other overrides (see styles.py)")
+    style: str = setting("seed", "named style preset applied before other overrides (the end of --help lists them)")
     style_file: str = setting("",
         "a style file (fit_style.py writes one; a generated folder's .generator.json is one): its settings apply over "
         "--style's preset, under the flags given")
@@ -338,6 +338,9 @@ class EvaluationSettings:
     least_sure: int = setting(0,
         "userTest.py: list the N least sure reads of golden_dir (labelled or not) to label first (0 = none)",
         low=0, high=10 ** 9)
+    min_accuracy: float = setting(0.0,
+        "userTest.py: end with an error (exit status 1) when the case-insensitive accuracy is below this (0 = never)",
+        low=0, high=1)
 
 
 @dataclass

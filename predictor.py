@@ -23,7 +23,7 @@ from PIL import Image
 
 from arithmetic import Grammar
 from dataset import Charset, decode_logits, least_confidence
-from images import open_image, preprocess
+from images import far_sizes, model_size, open_image, preprocess
 from command_line import fail
 from parameters import ProjectError, make_parameters, saved_parameters, with_saved_settings, worker_count
 
@@ -203,6 +203,17 @@ def load_model_or_exit(params):
 def is_unsure(confidences_ignore_case, below):
     """A read to check (or to label): its least sure character, ignoring case, is below `below`."""
     return least_confidence(confidences_ignore_case) < below
+
+
+def size_warning(size, predictor):
+    """A line on an image whose size is far from the model's input, both as it is and as a folder of such
+    images trains at (images.model_size): most likely another site's captcha, read by the wrong model; else None."""
+    model_input = (predictor.width, predictor.height)
+    if not (far_sizes(size, model_input) and far_sizes(model_size(*size), model_input)):
+        return None
+    return (f"{size[0]}x{size[1]} images are far from the {model_input[0]}x{model_input[1]} this model was trained "
+            f"on: are they the captchas of another site? Its reads of them are likely wrong; train a model on them "
+            f"(README: your own labelled captchas)")
 
 
 def predict(predictor, images, max_pixels=0):

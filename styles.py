@@ -219,4 +219,23 @@ STYLES = {
 }
 
 
+# One line on each style, for --help (the comments above say more).
+DESCRIPTIONS = {
+    "seed": "the original project's 2019 generator: 64x24, 4 of 62 characters, the captcha package's look (default)",
+    "seed_v1": "this project's earlier look of seed: the captcha 0.7 package at 64x24, uniform labels, JPEG",
+    "captcha_default": "the captcha package's own ImageCaptcha defaults: 160x60, large turned glyphs, dots",
+    "swust_2020": "SWUST CAS login's 2019-12/2020 batches: coloured upright sans at a fixed pitch, short black lines",
+    "captcha_images_v2": "the Kaggle captcha_images_v2 set: 200x50 grey, 5 black sans characters, one thick line",
+    "swust_2019": "SWUST CAS login's 2019-01 batch: dark narrow sans of mixed size on pastel, a mesh of grey strokes",
+    "arithmetic": "an expression to answer (3+8=?): coloured bold digits and operators, an arc and dots",
+    "color_target": "type the red characters: letters and digits in several colours, the red ones the label",
+    "swust": "SWUST CAS login, every batch: swust_2019 and swust_2020 mixed half and half",
+    "kaptcha": "Kaptcha (Java) defaults: 200x50, 5 black characters, a noise curve, water ripple, a gradient",
+    "securimage": "Securimage (PHP) defaults: 215x80, 6 grey characters, branching random lines, speckles",
+    "gregwar": "Gregwar/Captcha (PHP) defaults: 150x40, 5 turned characters in several fonts, lines, a sine warp",
+    "simple_captcha": "django-simple-captcha defaults: 100x32, 4 turned capitals, noise arcs and dots",
+    "pku_elective": "a Kaptcha-like site: 130x52 hollow white letters in a dark outline, fisheye, a green border",
+    "advrpg_digits": "a site of dotted digits: 240x80 transparent PNG, 4 digits drawn as dots, a dotted line",
+}
+
 PRESET_KEYS = sorted({key for preset in STYLES.values() for key in preset})  # what some style preset sets

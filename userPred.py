@@ -21,9 +21,9 @@ import sys
 import time
 
 from dataset import IMAGE_EXTENSIONS
-from images import ImageError
+from images import ImageError, open_image
 from command_line import fail, parse_args, run_main
-from predictor import load_model_or_exit, predict, use_predict_threads
+from predictor import load_model_or_exit, predict, size_warning, use_predict_threads
 
 
 def expand(arguments):
@@ -56,11 +56,12 @@ def read_one(predictor, source):
         return None, f"cannot read ({error.strerror})"
     start = time.perf_counter()
     try:
-        result = predict(predictor, [data])[0]
+        image = open_image(data)
+        result = predict(predictor, [image])[0]
     except ImageError as error:
         return None, str(error)
     result["ms"] = (time.perf_counter() - start) * 1000
-    return result, None
+    return {**result, "size": image.size}, None
 
 
 def answer_text(result):
@@ -70,14 +71,31 @@ def answer_text(result):
     return f"  answer {result['answer']}" if result["answer"] is not None else f"  no answer ({result['answer_error']})"
 
 
+def result_line(result):
+    """'aB3x  confidences 0.99 ...  1.2 ms', with the read ignoring case where it differs from the text's
+    lower case (each letter's two cases summed, it can pick another character where the model is unsure)."""
+    folded = result["text_ignore_case"]
+    other = f"  (ignoring case, each letter's two cases summed: {folded})" if folded != result["text"].lower() else ""
+    confidences = " ".join(f"{c:.3f}" for c in result["confidences"])
+    mark = "  UNSURE" if result["unsure"] else ""
+    return f"{result['text']}{answer_text(result)}{other}  confidences {confidences}  {result['ms']:.1f} ms{mark}"
+
+
+def warn_of_size(size, predictor, warned):
+    """Warn once for each image size far from the model's (predictor.size_warning)."""
+    line = size_warning(size, predictor)
+    if line and size not in warned:
+        warned.add(size)
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     params, arguments = parse_args(argv, doc=__doc__, script=__file__, positional=True)
     if not arguments:
         fail("name one or more image files or folders, or - for image bytes on stdin (see --help)")
     predictor = load_model_or_exit(params)
     use_predict_threads(params)
-    failed = 0
-    results = []
+    failed, results, warned = 0, [], set()
     for name, source, problem in expand(arguments):
         result = None
         if problem is None:
@@ -87,12 +105,10 @@ def main(argv=None):
             print(f"{name}: error: {problem}", file=sys.stderr)
             results.append({"file": name, "error": problem})
             continue
+        warn_of_size(result.pop("size"), predictor, warned)
         results.append({"file": name, **result})
         if not params.json:
-            confidences = " ".join(f"{c:.3f}" for c in result["confidences"])
-            mark = "  UNSURE" if result["unsure"] else ""
-            print(f"{name}: {result['text']}{answer_text(result)}  (ignoring case: {result['text_ignore_case']})  "
-                  f"confidences {confidences}  {result['ms']:.1f} ms{mark}", flush=True)
+            print(f"{name}: {result_line(result)}", flush=True)
     if params.json:
         print(json.dumps(results, indent=2))
     if failed:

@@ -17,6 +17,8 @@ a wrong label (a real data set's labels are typed by people), so those are the o
 It also says how many reads are unsure (a character below unsure_below) and how right the sure ones
 are. With --least_sure=N it writes the N least sure reads of the folder, labelled or not, to
 report_dir/FOLDER_least_sure.tsv: the captchas whose labels would teach the model most.
+With --min_accuracy=A it ends with an error (exit status 1) when the case-insensitive accuracy is below A:
+a script (make demo) stops at a model that did not learn, with the command that trains it longer.
 
 Labels come from file names (`LABEL.jpg`, `LABEL_anything.jpg`) or a labels.csv, as for training
 (see golden_set/README.md). The folder is read at the checkpoint's image size, charset and length.
@@ -167,6 +169,18 @@ def main(argv=None):
     pairs = confusions(predictions, golden.labels, TOP_CONFUSIONS)
     print_scores(golden, total, metrics, wrong, pairs, unsure, params, predictor)
     write_report(golden, total, metrics, wrong, pairs, params, predictor, output)
+    check_min_accuracy(metrics["accuracy_ignore_case"], params, predictor.checkpoint)
+
+
+def check_min_accuracy(accuracy, params, checkpoint):
+    """End non-zero when the model reads too little to be of use (a starved or failed run): a script such
+    as make demo stops there, with the fix."""
+    if accuracy < params.min_accuracy:
+        model_dir = os.path.dirname(checkpoint) or "."
+        fail(f"the model reads {accuracy:.4f} of {params.golden_dir} (case-insensitive), below --min_accuracy="
+             f"{params.min_accuracy:g}: it has not learnt these captchas (a run too short says so in its last lines; "
+             f"or they differ from its training set); train it longer: "
+             f"python main.py --resume --model_dir={model_dir} --extend=10", status=1)
 
 
 if __name__ == "__main__":

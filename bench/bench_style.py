@@ -22,7 +22,8 @@ when it holds more: names sort by label, so the first ones would all start with 
   running off the top (bottom) edge.
 - ink left / right column: the same for the first (last) column.
 - ink centre x / y: mean column (row) of the ink pixels as a fraction of the width (height).
-- digit fraction: digits / characters over all labels (file-name labels for the folder).
+- digit fraction: digits / characters over all labels (file-name labels for the folder; none when its names are
+  mostly not labels of the style's charset and length: "-").
 - upper-case fraction: upper-case letters / characters over all labels.
 - label length: mean characters per label.
 - grey images: fraction of images whose three channels are equal everywhere.
@@ -46,7 +47,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from custom_captcha_image import StyleError, make_generator  # noqa: E402
-from dataset import DataError, folder_labels  # noqa: E402
+from dataset import DataError, folder_labels, list_folder  # noqa: E402
 from generate_captcha import encode  # noqa: E402
 from command_line import fail, parse_args, run_main  # noqa: E402
 from parameters import make_parameters  # noqa: E402
@@ -104,10 +105,12 @@ def label_statistics(labels):
 
 
 def summarise(images, labels, png_flags):
-    """Mean of every statistic over (PIL image, ...), with labels and whether each file is a PNG."""
+    """Mean of every statistic over (PIL image, ...), with labels (None: an unlabelled folder, no label
+    statistics) and whether each file is a PNG."""
     rows = [image_statistics(np.asarray(image.convert("RGB"))) for image in images]
     means = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
-    means.update(label_statistics(labels))
+    if labels is not None:
+        means.update(label_statistics(labels))
     means["PNG fraction"] = float(np.mean(png_flags))
     return means
 
@@ -130,20 +133,29 @@ def style_statistics(params):
     return summarise(images, labels, [params.image_format == "png"] * len(images))
 
 
-def folder_statistics(folder, count, seed):
-    labelled, _ = folder_labels(folder)
-    if len(labelled) > count:
-        labelled = sorted(random.Random(seed).sample(labelled, count))
+def folder_statistics(folder, params):
+    """The statistics of up to bench_style_count of the folder's captchas. A folder whose file names are
+    mostly not labels in the style's charset and length (u0001.jpg) is read as unlabelled: no label statistics."""
+    files, _ = folder_labels(folder)
+    fitting = {name for name, _ in list_folder(folder, params)[0]}
+    labelled = 2 * len(fitting) >= len(files) > 0
+    if files and not labelled:
+        print(f"{folder}: {len(files) - len(fitting)} of its {len(files)} file names (e.g. {files[0][0]}) are not "
+              f"labels of {len(params.charset)} classes and {params.captcha_length} characters: read as unlabelled, "
+              f"no label statistics")
+    chosen = [(name, label) for name, label in files if name in fitting or not labelled]
+    if len(chosen) > params.bench_style_count:
+        chosen = sorted(random.Random(params.seed).sample(chosen, params.bench_style_count))
     images, labels, png_flags = [], [], []
-    for name, label in labelled:
+    for name, label in chosen:
         with Image.open(os.path.join(folder, name)) as image:
             image.load()
             png_flags.append(image.format == "PNG")
             images.append(image.copy())
         labels.append(label)
     if not images:
-        raise DataError(f"folder {folder!r} holds no labelled images")
-    return summarise(images, labels, png_flags)
+        raise DataError(f"folder {folder!r} holds no images")
+    return summarise(images, labels if labelled else None, png_flags)
 
 
 def print_table(style_name, ours, real_name=None, real=None):
@@ -154,8 +166,10 @@ def print_table(style_name, ours, real_name=None, real=None):
     print(header)
     for key in STATISTICS:
         line = f"{key:22s} {ours[key]:{width}.3f}"
-        if real is not None:
+        if real is not None and key in real:
             line += f" {real[key]:{width}.3f} {ours[key] - real[key]:+11.3f}"
+        elif real is not None:
+            line += f" {'-':>{width}s} {'-':>11s}"  # an unlabelled folder has no label statistics
         print(line)
 
 
@@ -167,7 +181,7 @@ def main(argv=None):
         fail("bench_style_count must be at least 1")
     try:
         ours = style_statistics(params)
-        real = folder_statistics(folders[0], params.bench_style_count, params.seed) if folders else None
+        real = folder_statistics(folders[0], params) if folders else None
     except (StyleError, DataError) as error:
         fail(str(error))
     name = params.style + ("" if params.render_jitter else " (no jitter)")

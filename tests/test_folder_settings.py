@@ -11,7 +11,8 @@ from PIL import Image
 
 from conftest import run_script, tiny_params
 from dataset import DataError
-from folder_settings import AUTO_PIXELS, SETTINGS_FILE, chosen_settings, from_folders, model_size
+from folder_settings import SETTINGS_FILE, chosen_settings, from_folders
+from images import AUTO_PIXELS, model_size
 from generate_captcha import generate_split
 from model import build_model, precision_probe, use_bf16
 from parameters import make_parameters
@@ -198,3 +199,4 @@ def test_model_py_names_the_precision_and_never_passes_its_peak():
     line = result.stdout.strip().splitlines()[-1]
     share = int(re.search(r"(\d+)% of this CPU's (bf16|fp32) peak", line).group(1))
     assert "amp=auto: " in line and 0 < share <= 100
+    assert re.search(r"training steps \((bf16|fp32)\): +\d+%", result.stderr)  # its progress bar

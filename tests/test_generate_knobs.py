@@ -236,6 +236,20 @@ def test_bench_style_prints_statistics_beside_a_folder(tmp_path, script):
 
 
 @pytest.mark.slow
+def test_bench_style_reads_an_unlabelled_folder_without_label_statistics(tmp_path, script):
+    params = make_parameters({"style": "seed", "render_jitter": (), "workers": 1})
+    generate_split(params, str(tmp_path / "site"), "train", 20)
+    for number, name in enumerate(sorted(n for n in os.listdir(tmp_path / "site") if n.endswith(".png"))):
+        os.rename(tmp_path / "site" / name, tmp_path / "site" / f"u{number:04d}.png")  # a site's names: no labels
+    result = script("bench/bench_style.py", "--style=seed", "--bench_style_count=20", str(tmp_path / "site"))
+    assert "20 of its 20 file names (e.g. u0000.png) are not labels of 62 classes and 4 characters: read as " \
+           "unlabelled, no label statistics" in result.stdout
+    rows = {line[:22].strip(): line.split()[-3:] for line in result.stdout.splitlines()}
+    assert rows["digit fraction"][1:] == ["-", "-"] and rows["label length"][1:] == ["-", "-"]
+    assert rows["PNG fraction"] == ["1.000", "1.000", "+0.000"]  # the images' statistics are still compared
+
+
+@pytest.mark.slow
 def test_bench_style_tells_seed_from_captcha_default(tmp_path, script):
     def statistics(style, folder):
         result = script("bench/bench_style.py", f"--style={style}", "--bench_style_count=40", str(folder))

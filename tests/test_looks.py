@@ -146,6 +146,13 @@ def test_fonts_are_found_by_family_through_fontconfig():
         resolve_fonts(("DejaVu Serif:black",))
 
 
+def test_a_missing_font_file_names_what_installs_it():
+    # A style naming a font file of a package that is not installed (the styles' fonts come with make venv).
+    with pytest.raises(StyleError, match=r"LiberationSans-Gone.ttf' does not exist: make fonts installs it "
+                                         r"\(Debian: apt-get install fonts-liberation\)"):
+        resolve_fonts(("/usr/share/fonts/truetype/liberation/LiberationSans-Gone.ttf",))
+
+
 LOOKS_OF = {"kaptcha": ("ripple", "border_width"), "securimage": ("branch_lines", "speckles"), "gregwar": ("ripple",),
             "simple_captcha": (), "pku_elective": ("outline_width", "fisheye", "border_width"),
             "advrpg_digits": ("glyph_dots", "dotted_lines", "sparkles", "transparent")}

@@ -156,6 +156,15 @@ def test_help_lists_the_scripts_own_settings_first(script):
     assert main[0] == "data_mode" and "font_sizes" in main and "port" not in main and "checkpoint" not in main
 
 
+def test_help_lists_each_style_with_a_line_on_it(script):
+    listing = script("generate_captcha.py", "--help").stdout
+    styles = listing.split("\nstyles (--style=NAME")[1].splitlines()[1:]
+    assert [line.split()[0] for line in styles] == list(STYLES)  # every preset, and nothing else
+    assert all(len(line.split()) > 5 for line in styles)  # each with its description
+    assert "kaptcha            Kaptcha (Java) defaults" in listing
+    assert "\nstyles (" not in script("userPred.py", "--help").stdout  # a script that draws nothing
+
+
 def test_help_into_a_closed_pipe_exits_quietly():
     read_end, write_end = os.pipe()
     os.close(read_end)  # every write to the pipe now fails, as after `| head` has read its lines

@@ -143,6 +143,24 @@ def test_user_test_gives_no_folder_accuracy_when_most_images_cannot_be_scored(ti
 
 
 @pytest.mark.slow
+def test_user_test_ends_non_zero_below_min_accuracy(tiny_run, tmp_path, script):
+    golden = tmp_path / "golden"
+    generate_split(tiny_params(tmp_path, style="captcha_default", image_width=64, image_height=24), str(golden),
+                   "other", 20)  # the checkpoint's charset and length in another style: it reads few of them
+    args = (f"--checkpoint={tiny_run['checkpoint']}", f"--golden_dir={golden}", f"--cache_dir={tmp_path / 'cache'}")
+    read = float(re.search(r"([\d.]+) case-insensitive", script("userTest.py", *args).stdout).group(1))
+    assert read < 0.9
+    result = script("userTest.py", *args, "--min_accuracy=0.9", check=False)
+    assert result.returncode == 1 and "accuracy" in result.stdout  # the scores, then why it failed
+    [line] = result.stderr.strip().splitlines()
+    assert line == (f"error: the model reads {read:.4f} of {golden} (case-insensitive), below --min_accuracy=0.9: it "
+                    f"has not learnt these captchas (a run too short says so in its last lines; or they differ from its training "
+                    f"set); train it longer: python main.py --resume "
+                    f"--model_dir={os.path.dirname(tiny_run['checkpoint'])} --extend=10")
+    assert script("userTest.py", *args, f"--min_accuracy={read}").returncode == 0
+
+
+@pytest.mark.slow
 def test_empty_or_missing_golden_set_says_what_to_do(tiny_run, tmp_path, script):
     empty = tmp_path / "golden_set"
     empty.mkdir()
@@ -167,10 +185,26 @@ def test_user_pred_reads_a_file_and_a_folder(tiny_run, tmp_path):
     lines = result.stdout.decode().splitlines()
     assert len(lines) == 4 and lines[0].startswith(files[0] + ": ")
     for line in lines:
-        match = re.search(r": (\S{4})  \(ignoring case: (\S{4})\)  confidences((?: [\d.]+){4})  [\d.]+ ms(  UNSURE)?$",
-                          line)
+        match = re.search(r": (\S{4})(?:  \(ignoring case, each letter's two cases summed: (\S{4})\))?  "
+                          r"confidences((?: [\d.]+){4})  [\d.]+ ms(  UNSURE)?$", line)
         assert match, line
+        assert match.group(2) != match.group(1).lower()  # shown only where it is not the text's lower case
         assert all(0 < float(c) <= 1 for c in match.group(3).split())
+    assert "warning" not in result.stderr.decode()  # the model's own size
+
+
+@pytest.mark.slow
+def test_user_pred_warns_once_of_images_far_from_the_models_size(tiny_run, tmp_path):
+    files = sample_files(tiny_run, 2)
+    large = []
+    for number, path in enumerate(files):  # another site's captchas: 130x52, read by a 64x24 model
+        large.append(str(tmp_path / f"site{number}.png"))
+        Image.open(path).resize((130, 52)).save(large[-1])
+    result = user_pred(tiny_run, files[0], *large)
+    assert result.returncode == 0 and len(result.stdout.decode().splitlines()) == 3
+    assert result.stderr.decode().splitlines() == [
+        "warning: 130x52 images are far from the 64x24 this model was trained on: are they the captchas of another "
+        "site? Its reads of them are likely wrong; train a model on them (README: your own labelled captchas)"]
 
 
 @pytest.mark.slow
