@@ -57,9 +57,14 @@ demo: venv
 
 # A site's unlabelled captchas to a model that reads them: fit a style, generate, train, self-train, list
 # the captchas to label first (site_model.py; Ctrl-C, then the same command, goes on where it stopped).
-site: venv browser
+# ARGS: more of site_model.py's settings, e.g. ARGS="--site_minutes=30".
+site: venv
 	@test -n "$(SITE)" -a -n "$(CHARSET)" -a -n "$(LENGTH)" || { echo "usage: make site SITE=folder CHARSET=chars LENGTH=n"; exit 2; }
-	$(PY) site_model.py "$(SITE)" --charset="$(CHARSET)" --captcha_length="$(LENGTH)"
+	$(PY) site_model.py "$(SITE)" --charset="$(CHARSET)" --captcha_length="$(LENGTH)" $(ARGS)
+
+# Every command block of README.md, in order, on a fresh clone with small sizes (tests/smoke_readme.py).
+smoke: venv browser
+	$(PY) tests/smoke_readme.py
 
 # visdom server that works offline: installs visdom's page assets from the npm registry, then serves.
 visdom: venv
