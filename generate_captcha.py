@@ -246,9 +246,10 @@ def main(argv=None):
         check_settings(params)
     except StyleError as error:
         fail(str(error))
-    if not params.preview:
-        generate_split(params, params.train_dir, "train", params.train_count)
-        generate_split(params, params.test_dir, "test", params.test_count)
+    for folder, split, count in ((params.train_dir, "train", params.train_count),
+                                 (params.test_dir, "test", params.test_count)):
+        if count and not params.preview:  # a split of none leaves its folder alone
+            generate_split(params, folder, split, count)
     print(f"preview grid: {write_preview(params)}")
 
 

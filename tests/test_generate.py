@@ -49,6 +49,7 @@ def test_same_seed_same_bytes_with_one_and_two_workers(tmp_path, script):
     script("generate_captcha.py", f"--train_dir={other}/train", f"--test_dir={other}/test",
            f"--preview_file={other}/p.png", "--train_count=600", "--test_count=0", "--seed=1")
     assert folder_digest(other / "train") != folder_digest(tmp_path / "w1/train")
+    assert not (other / "test").exists()  # a split of none leaves its folder alone (another style may use it)
 
 
 def test_n_files_unique_names_labels_round_trip(tmp_path):
