@@ -181,8 +181,9 @@ def check_settings(params):
     """Every setting generation depends on, checked before any work: a clear one-line error."""
     make_generator(params)  # fonts, sizes, colours, width (of every style in a mix)
     folders = [os.path.dirname(params.preview_file) or "."]
-    if not params.preview:
-        folders += [params.train_dir, params.test_dir]
+    if not params.preview:  # the data set's folders, those it writes into
+        folders += [folder for folder, count in ((params.train_dir, params.train_count),
+                                                 (params.test_dir, params.test_count)) if count]
     for folder in folders:
         ensure_writable(folder)
     for folder in folders[1:]:  # the data set's folders: drawn with these settings, or new
