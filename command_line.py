@@ -12,8 +12,8 @@ import errno
 import os
 import sys
 
-from parameters import FIELDS, CHOICES, ParameterError, Parameters, ProjectError, layout, make_parameters, type_name
-from setting import range_text
+from parameters import FIELDS, ParameterError, Parameters, ProjectError, layout, make_parameters, type_name
+from setting import choices_of, range_text
 from styles import DESCRIPTIONS
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -113,7 +113,8 @@ def help_text(doc="", script=None):
         title, names = groups[group]
         lines += ["", f"{group}: {title}"]
         for name in names:
-            choices = f": {', '.join(CHOICES[name])}" if name in CHOICES else ""
+            listed = choices_of(FIELDS[name])
+            choices = f": {', '.join(listed)}" if listed is not None else ""
             bounds = range_text(FIELDS[name].metadata["range"])
             choices += f", {bounds}" if bounds else ""
             lines.append(f"  --{name}={_shown(getattr(defaults, name))}")

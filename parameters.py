@@ -9,7 +9,7 @@ command line (command_line.py) takes the groups its SCRIPT_GROUPS entry names, a
     python generate_captcha.py --style=captcha_default      # a named preset (see STYLES)
     python main.py --help                                    # lists main.py's settings
 
-Every value is checked when it is read (command line, preset, style file): its type, its range, CHOICES, and
+Every value is checked when it is read (command line, preset, style file): its type, its range, its choices, and
 a misspelt key (the nearest setting is suggested). make_parameters() takes every setting.
 
 Scripts never read module-level copies of these values: each builds one `Parameters` object with
@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 
 from looks import LookSettings
-from setting import range_problem, setting
+from setting import choices_of, range_problem, setting
 from styles import DIGITS, JITTERS, LOWER, PRESET_KEYS, STYLES, UPPER
 
 # bench/bench_real.py's experiments, in the order a plain run takes them.
@@ -61,7 +61,7 @@ class CaptchaSettings:
     ignore_case: bool = setting(False, "fold labels to lower case (for sites whose answers ignore case)")
     captcha_kind: str = setting("text",
         "what a captcha asks: text (its characters), arithmetic (an expression such as 3+8=?, read and answered), "
-        "color_target (only the characters in target_color)")
+        "color_target (only the characters in target_color)", choices=("text", "arithmetic", "color_target"))
     arithmetic_operands: tuple[int, ...] = setting((0, 20),
         "captcha_kind=arithmetic: range of each operand, min,max (charset and captcha_length follow from these three)",
         low=0, high=10 ** 6)
@@ -85,7 +85,8 @@ class CaptchaSettings:
 class StyleSettings:
     """How generated captchas look."""
     GROUP = "style"
-    style: str = setting("seed", "named style preset applied before other overrides (the end of --help lists them)")
+    style: str = setting("seed", "named style preset applied before other overrides (the end of --help lists them)",
+        choices=tuple(STYLES))
     style_file: str = setting("",
         "a style file (fit_style.py writes one; a generated folder's .generator.json is one): its settings apply over "
         "--style's preset, under the flags given")
@@ -138,14 +139,16 @@ class StyleSettings:
     grey: bool = setting(False, "finish the image in grey levels (R = G = B), as a grey site")
     font_box: str = setting("bbox",
         "box each glyph is stretched to and centred by: bbox (text box measured from (1, 1), as captcha >= 0.5) or "
-        "textsize (Pillow < 8: advance x ascent + descent)")
+        "textsize (Pillow < 8: advance x ascent + descent)", choices=("bbox", "textsize"))
     glyph_resample: str = setting("bilinear",
-        "filter of each glyph's stretch and warp: nearest (Pillow < 7's default), bilinear, bicubic")
+        "filter of each glyph's stretch and warp: nearest (Pillow < 7's default), bilinear, bicubic",
+        choices=("nearest", "bilinear", "bicubic"))
     glyph_passes: int = setting(1,
         "resamplings of each glyph's stretch and warp: 1 (one combined transform) or 2 (resized to the warp frame, "
         "then warped, as the captcha package does)", low=1, high=2)
     squeeze_resample: str = setting("bilinear",
-        "filter squeezing a text row wider than the image into it: nearest, bilinear, bicubic")
+        "filter squeezing a text row wider than the image into it: nearest, bilinear, bicubic",
+        choices=("nearest", "bilinear", "bicubic"))
     dark_edges: bool = setting(False,
         "translucent glyphs rotated and pasted from a transparent layer as Pillow < 8 did: bolder strokes, edges blend"
         " toward black (no effect with solid_text)")
@@ -196,14 +199,14 @@ class StyleSettings:
         "captcha_kind=color_target: each colour channel of each character moves by up to +/- this much",
         low=0, high=255)
     render_jitter: tuple[str, ...] = setting(JITTERS,
-        "renderer differences varied per image (see custom_captcha_image.JITTER); empty = off")
+        "renderer differences varied per image (see custom_captcha_image.JITTER); empty = off", choices=JITTERS)
 
 
 @dataclass
 class GenerationSettings:
     """The files generate_captcha.py writes."""
     GROUP = "generation"
-    image_format: str = setting("jpg", "file format of generated images: jpg or png")
+    image_format: str = setting("jpg", "file format of generated images: jpg or png", choices=("jpg", "png"))
     jpeg_quality: int = setting(75, "JPEG quality of generated images (1-95)", low=1, high=95)
     preview: bool = setting(False, "generate_captcha.py: write only the preview grid, no data set")
     preview_count: int = setting(40, "captchas in the preview grid", low=1, high=10000)
@@ -214,7 +217,8 @@ class GenerationSettings:
 class ModelSettings:
     """The network's architecture."""
     GROUP = "model"
-    model_preset: str = setting("default", "default (fast native-resolution ResNet) or original (ResNet-18 on 32x32)")
+    model_preset: str = setting("default", "default (fast native-resolution ResNet) or original (ResNet-18 on 32x32)",
+        choices=("default", "original"))
     stem_channels: int = setting(32, "channels of the first convolution", low=1, high=4096)
     stem_stride: int = setting(2,
         "stride of the first convolution (2: no full-resolution activations, ~1.6x faster training)", low=1, high=8)
@@ -224,7 +228,7 @@ class ModelSettings:
         "image pixels per feature column before the heads (4-32; 16 for images ~160 px wide)", low=4, high=32)
     head: str = setting("auto",
         "reader: positions (a softmax per character place), ctc (a softmax per feature column, CTC loss: any length), "
-        "auto (ctc when lengths vary, else AUTO_FIXED_HEAD)")
+        "auto (ctc when lengths vary, else AUTO_FIXED_HEAD)", choices=lambda: ("auto", *HEAD_FORMS))
     dropout: float = setting(0.1, "dropout before the heads", low=0, below=1)
 
 
@@ -232,7 +236,8 @@ class ModelSettings:
 class TrainingSettings:
     """How main.py trains."""
     GROUP = "training"
-    data_mode: str = setting("folder", "folder (read train_dir) or generate (fresh captchas every epoch, in workers)")
+    data_mode: str = setting("folder", "folder (read train_dir) or generate (fresh captchas every epoch, in workers)",
+        choices=("folder", "generate"))
     epochs: int = setting(0,
         "passes over the training set, a cap on time_budget when given (0 = time_budget alone sets the run; without "
         "one, DEFAULT_EPOCHS and at least MIN_STEPS steps)", low=0, high=10 ** 6)
@@ -246,7 +251,8 @@ class TrainingSettings:
     warmup: float = setting(0.05, "fraction of training spent warming the learning rate up", low=0, high=1)
     label_smoothing: float = setting(0.05, "cross-entropy label smoothing", low=0, below=1)
     augment: str = setting("auto",
-        "random shift/scale/rotation/blur/noise of training images: on, off, auto (on under 50,000 images)")
+        "random shift/scale/rotation/blur/noise of training images: on, off, auto (on under 50,000 images)",
+        choices=("auto", "on", "off"))
     eval_every: int = setting(0, "also evaluate every N steps (0 = only at epoch ends)", low=0, high=10 ** 9)
     eval_epochs: int = setting(1,
         "evaluate and save checkpoints every N epochs, and after the last (tiny data: raise it)", low=1, high=10 ** 6)
@@ -287,7 +293,7 @@ class TrainingSettings:
     mix_count: int = setting(0, "images taken from mix_dir, the first by name (0 = all)", low=0, high=10 ** 9)
     amp: str = setting("auto",
         "bf16 mixed precision: on, off, auto (on CUDA; on a CPU where a short probe, cached per machine, measures it "
-        "faster than fp32)")
+        "faster than fp32)", choices=("auto", "on", "off"))
 
 
 @dataclass
@@ -295,7 +301,8 @@ class RunSettings:
     """The run folder and the hardware that trains or reads with it."""
     GROUP = "run"
     model_dir: str = setting("model", "run folder: checkpoints best.pt and last.pt, log.csv, curves.png")
-    device: str = setting("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    device: str = setting("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N",
+        choices=("auto", "cpu", "cuda", "cuda:N"))
     threads: int = setting(0, "CPU threads for torch (0 = one per core)", low=0, high=1024)
     eval_batch_size: int = setting(512, "images per evaluation batch", low=1, high=65536)
 
@@ -317,7 +324,7 @@ class PredictionSettings:
     GROUP = "prediction"
     checkpoint: str = setting("", "checkpoint to load ('' = model_dir/best.pt)")
     backend: str = setting("torch",
-        "inference backend: torch, or onnx (onnxruntime on the checkpoint's exported .onnx)")
+        "inference backend: torch, or onnx (onnxruntime on the checkpoint's exported .onnx)", choices=("torch", "onnx"))
     predict_threads: int = setting(1,
         "userPred.py and api_demo.py: torch CPU threads (0 = one per core)", low=0, high=1024)
     unsure_below: float = setting(0.8,
@@ -349,7 +356,8 @@ class ExportSettings:
     GROUP = "export"
     onnx_file: str = setting("", "export_onnx.py output ('' = the checkpoint's path with .onnx)")
     ddddocr: bool = setting(True, "export_onnx.py: also write the .ddddocr.onnx and .ddddocr.json files ddddocr loads")
-    quantize: str = setting("", "export_onnx.py: also write a statically quantized <name>.int8.onnx ('' = no, int8)")
+    quantize: str = setting("", "export_onnx.py: also write a statically quantized <name>.int8.onnx ('' = no, int8)",
+        choices=("", "int8"))
     calibration_dir: str = setting("",
         "export_onnx.py --quantize: images (labels not needed) whose activations set the int8 ranges ('' = the "
         "checkpoint's train_dir)")
@@ -368,7 +376,8 @@ class ServingSettings:
     GROUP = "serving"
     host: str = setting("127.0.0.1", "api_demo.py listen address")
     port: int = setting(5000, "api_demo.py listen port", low=0, high=65535)
-    server: str = setting("flask", "api_demo.py: flask (development server) or waitress (production server)")
+    server: str = setting("flask", "api_demo.py: flask (development server) or waitress (production server)",
+        choices=("flask", "waitress"))
     server_threads: int = setting(4, "api_demo.py --server=waitress: request threads", low=1, high=1024)
     max_upload_bytes: int = setting(1048576, "largest request body the API accepts, bytes", low=1, high=2 ** 40)
     max_image_pixels: int = setting(4000000,
@@ -453,12 +462,13 @@ class BenchmarkSettings:
     bench_style_count: int = setting(1000,
         "bench/bench_style.py: captchas generated, and real images read (at most), for the statistics",
         low=1, high=10 ** 9)
-    bench_presets: tuple[str, ...] = setting(("default", "original"), "model presets bench/bench_train.py compares")
+    bench_presets: tuple[str, ...] = setting(("default", "original"), "model presets bench/bench_train.py compares",
+        choices=("default", "original"))
     bench_kinds: tuple[str, ...] = setting(("arithmetic", "color_target"),
-        "captcha kinds bench/bench_kinds.py trains and reads")
+        "captcha kinds bench/bench_kinds.py trains and reads", choices=("arithmetic", "color_target"))
     bench_heads: tuple[str, ...] = setting(("positions",),
-        "heads bench/bench_train.py compares on the default preset: positions, ctc")
-    bench_real: tuple[str, ...] = setting(BENCH_REAL, "bench/bench_real.py experiments, in order")
+        "heads bench/bench_train.py compares on the default preset: positions, ctc", choices=lambda: tuple(HEAD_FORMS))
+    bench_real: tuple[str, ...] = setting(BENCH_REAL, "bench/bench_real.py experiments, in order", choices=BENCH_REAL)
     requests: int = setting(20000, "bench/bench_api.py: requests sent in the throughput run", low=1, high=10 ** 9)
     clients: int = setting(8,
         "bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with --abuse_run)",
@@ -531,8 +541,6 @@ HEAD_FORMS = {"positions": False, "ctc": True}
 def register_head_name(name, ctc):
     """A head `--head=name` may choose (and bench_heads compare); ctc: it answers in CTC form."""
     HEAD_FORMS[name] = ctc
-    CHOICES["head"] = ("auto", *HEAD_FORMS)
-    CHOICES["bench_heads"] = tuple(HEAD_FORMS)
 
 
 # head=auto's choice for captchas of one length: on the seed style, 20 minutes each, positions heads read
@@ -606,30 +614,6 @@ class ProjectError(ValueError):
         self.status = status
 
 
-# Settings that take one of a few values (a list setting: each of its items), checked whenever a value is
-# read, so a bad one fails before any work starts. "cuda:N" stands for cuda:0, cuda:1, ...
-CHOICES = {
-    "style": tuple(STYLES),  # (style_mix's names are checked with the rest of a mix, by StyleMix)
-    "image_format": ("jpg", "png"),
-    "model_preset": ("default", "original"),
-    "head": ("auto", *HEAD_FORMS),
-    "captcha_kind": ("text", "arithmetic", "color_target"),
-    "data_mode": ("folder", "generate"),
-    "augment": ("auto", "on", "off"),
-    "amp": ("auto", "on", "off"),
-    "device": ("auto", "cpu", "cuda", "cuda:N"),
-    "backend": ("torch", "onnx"),
-    "server": ("flask", "waitress"),
-    "bench_presets": ("default", "original"),
-    "bench_heads": tuple(HEAD_FORMS),
-    "bench_kinds": ("arithmetic", "color_target"),
-    "quantize": ("", "int8"),
-    "bench_real": BENCH_REAL,  # the default runs every experiment
-    "font_box": ("bbox", "textsize"),
-    "glyph_resample": ("nearest", "bilinear", "bicubic"),
-    "squeeze_resample": ("nearest", "bilinear", "bicubic"),
-    "render_jitter": JITTERS,
-}
 
 class ParameterError(ProjectError):
     """A bad --key=value: the message names the key and is fit to show as one line."""
@@ -759,18 +743,21 @@ def _is_choice(value, choice):
 
 
 def _check_choice(key, value):
-    if key not in CHOICES:
+    """`value` when it (each of its items) is one of the setting's choices (a setting without any: every value).
+    "cuda:N" stands for cuda:0, cuda:1, ..."""
+    choices = choices_of(FIELDS[key])
+    if choices is None:
         return value
     for item in value if isinstance(value, tuple) else (value,):
-        if not any(_is_choice(item, choice) for choice in CHOICES[key]):
+        if not any(_is_choice(item, choice) for choice in choices):
             what = "takes items among" if isinstance(value, tuple) else "must be one of"
-            raise ParameterError(f"--{key} {what} {', '.join(CHOICES[key])}, not {item!r}")
+            raise ParameterError(f"--{key} {what} {', '.join(choices)}, not {item!r}")
     return value
 
 
 def convert(key, value):
     """Check and convert one setting (a string from the command line, or a Python value): known key,
-    type, range, and for CHOICES settings one of the choices."""
+    type, range, and for a setting with choices one of them."""
     check_known(key)
     value = _check_choice(key, _convert_type(key, value))
     problem = range_problem(FIELDS[key], value)

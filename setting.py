@@ -1,8 +1,9 @@
 """A setting: a dataclass field that carries its meaning and the range of values it takes.
 
     lr: float = setting(3e-3, "peak learning rate of the one-cycle schedule", above=0, high=10)
+    amp: str = setting("auto", "bf16 mixed precision: on, off, auto", choices=("auto", "on", "off"))
 
-The help is what --help shows; the range is checked whenever a value is read (command line, preset, style
+The help is what --help shows; the choices and the range are checked whenever a value is read (command line, preset, style
 file), so a bad number is refused in one line before any work starts. A group of settings is a dataclass
 whose docstring is the group's title and whose GROUP names it (parameters.py, looks.py).
 """
@@ -12,11 +13,18 @@ import math
 BOUNDS = ("low", "above", "high", "below")  # low/high: inclusive; above/below: exclusive
 
 
-def setting(default, help, *, low=None, above=None, high=None, below=None):
-    """A dataclass field: its default, its one-line meaning with the unit, and the range its value (each
-    item of a list setting) lies in. A float setting must also be finite, whatever its range."""
+def setting(default, help, *, choices=None, low=None, above=None, high=None, below=None):
+    """A dataclass field: its default, its one-line meaning with the unit, the values it may take (each item
+    of a list setting; a function giving them, for a list that grows, such as the registered heads) and the
+    range its value lies in. A float setting must also be finite, whatever its range."""
     bounds = {name: value for name, value in zip(BOUNDS, (low, above, high, below)) if value is not None}
-    return dataclasses.field(default=default, metadata={"help": help, "range": bounds})
+    return dataclasses.field(default=default, metadata={"help": help, "range": bounds, "choices": choices})
+
+
+def choices_of(field):
+    """The values setting `field` may take (each item of a list setting), or None when any value of its type."""
+    choices = field.metadata.get("choices")
+    return choices() if callable(choices) else choices
 
 
 def range_text(bounds):

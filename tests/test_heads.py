@@ -37,11 +37,9 @@ class HiddenLayerHeads(Head):
 @pytest.fixture
 def toy_head():
     """The toy head registered for one test, and unregistered after it."""
-    head_choices, bench_choices = parameters.CHOICES["head"], parameters.CHOICES["bench_heads"]
     register_head(HiddenLayerHeads)
     yield HiddenLayerHeads.name
     del HEADS[HiddenLayerHeads.name], parameters.HEAD_FORMS[HiddenLayerHeads.name]
-    parameters.CHOICES.update(head=head_choices, bench_heads=bench_choices)
 
 
 def test_a_head_defined_in_a_test_trains_resumes_loads_predicts_and_exports(tiny_run, toy_head, tmp_path):

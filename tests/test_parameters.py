@@ -11,7 +11,8 @@ import pytest
 
 from conftest import ROOT
 from command_line import SCRIPT_GROUPS, check_key, parse_args, parse_overrides, scripts_taking
-from parameters import CHOICES, STYLES, ParameterError, Parameters, layout, make_parameters
+from parameters import FIELDS, STYLES, ParameterError, Parameters, layout, make_parameters
+from setting import choices_of
 
 SCRIPTS = ["generate_captcha.py", "custom_captcha_image.py"]
 
@@ -66,7 +67,9 @@ def test_captcha_length_takes_a_count_or_a_range():
 def test_choices_accept_their_values():
     params = make_parameters({"device": "cuda:1", "augment": "on", "bench_real": "swust,fine_tune"})
     assert (params.device, params.augment, params.bench_real) == ("cuda:1", "on", ("swust", "fine_tune"))
-    for key, choices in CHOICES.items():
+    listed = {key: choices_of(field) for key, field in FIELDS.items() if choices_of(field) is not None}
+    assert {"style", "head", "device", "render_jitter", "bench_real"} <= set(listed)
+    for key, choices in listed.items():
         default = getattr(Parameters(), key)
         assert all(item in choices for item in (default if isinstance(default, tuple) else (default,))), key
 
