@@ -11,10 +11,11 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # The packages (requirements.txt) and the font families the styles draw with, in one step.
-$(STAMP): requirements.txt build-constraints.txt .ci/install_fonts.sh
+$(STAMP): requirements.txt build-constraints.txt pyproject.toml .ci/install_fonts.sh
 	@echo "creating $(VENV) and installing the Python packages of requirements.txt (PyTorch for the CPU, about 200 MB: 1-3 minutes) ..."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	PIP_CONSTRAINT=$(CURDIR)/build-constraints.txt $(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .   # the captcha-ocr command
 	@bash .ci/install_fonts.sh || echo "warning: the styles' fonts could not be installed (make fonts says why); the default style needs none"
 	touch $(STAMP)
 	@echo "installed: run the scripts with $(PY), or after: source $(VENV)/bin/activate"

@@ -204,8 +204,8 @@ def stop_server(process):
             process.wait()
 
 
-def main():
-    params = parse_args(doc=__doc__, script=__file__)
+def main(argv=None):
+    params = parse_args(argv, doc=__doc__, script=__file__)
     host = urllib.parse.urlparse(params.visdom_server).hostname or "localhost"
     url = f"http://{host}:{params.visdom_port}"
     page = f"{url}/env/{environment(params)}"
