@@ -26,6 +26,9 @@ Routes:
                     image size, backend, limits, whether a key is required (no key needed: it shows nothing
                     secret)
     GET /           an upload page: pick a captcha file, see what the model reads
+    GET /openapi.json   the OpenAPI 3.1 description of these routes (api_spec.py: the routes are registered
+                    from it, and the tests check live answers against it)
+    GET /metrics    with --metrics: Prometheus counters (api_metrics.py), behind the API key when one is set
 
 Work per request is bounded: the body by max_upload_bytes, each image by max_image_pixels and all the
 images of a request by max_request_pixels, read from their headers before any is decoded; at most
@@ -62,6 +65,7 @@ from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException
 
+from api_spec import JSON, MULTIPART, RAW, REQUEST_TYPES, ROUTES, openapi_document, routes_text
 from images import ImageError, image_size, open_image
 from command_line import parse_args, run_main
 from parameters import ProjectError, make_parameters
@@ -234,23 +238,22 @@ def missing_upload():
 def read_images(params):
     """The image bytes of the current request, and whether the client sent a batch."""
     kind = request.mimetype
-    if kind == "application/json" or kind.endswith("+json"):
+    if kind == JSON or (kind.startswith("application/") and kind.endswith("+json")):
         return read_json_images(params)
-    if kind == "multipart/form-data":
+    if kind == MULTIPART:
         files = request.files.getlist("image")
         if not files:
             raise ProjectError(missing_upload())
         check_batch(len(files), params)
         return [upload.read() for upload in files], len(files) > 1
-    if kind.startswith("image/") or kind == "application/octet-stream":
+    if kind.startswith(RAW[1][:-1]) or kind == RAW[0]:
         body = request.get_data(cache=False)
         if not body:
             raise ProjectError("empty request body: send the image bytes")
         return [body], False
     if not request.content_length and not kind:
         raise ProjectError("empty request body: send JSON {\"image\": \"<base64>\"}, a multipart upload or image bytes")
-    raise ProjectError(f"unsupported Content-Type {kind or '(none)'!r}: send application/json, multipart/form-data, "
-                   f"or image bytes as image/* or application/octet-stream", 415)
+    raise ProjectError(f"unsupported Content-Type {kind or '(none)'!r}: send one of {', '.join(REQUEST_TYPES)}", 415)
 
 
 def check_batch(count, params):
@@ -399,27 +402,33 @@ def create_app(params=None, predictor=None):
     stops the program with a one-line error); without `params`, the defaults of parameters.py."""
     params = params if params is not None else make_parameters()
     check_limits(params)
+    started = time.perf_counter()
     if predictor is None:
         predictor = load_model_or_exit(params)
         use_predict_threads(params)
+    load_seconds = time.perf_counter() - started
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = params.max_upload_bytes
     app.json.sort_keys = False  # keep "prediction" first, as clients print it
     key = api_key(params)
-    health, page = health_of(predictor, params, key), page_html(bool(key))
-    slots = Slots(params.max_concurrent)
-    add_guards(app, key, RateLimiter(params.rate_limit) if params.rate_limit else None)
-    add_error_handlers(app, params)
+    routes = [route for route in ROUTES if route.path != "/metrics" or params.metrics]
+    metrics = None
+    if params.metrics:
+        from api_metrics import Metrics  # only with --metrics: nothing of it runs, or loads, otherwise
+        metrics = Metrics(predictor, params, load_seconds)
+    add_routes(app, routes, handlers(predictor, params, key, routes, metrics))
+    if metrics is not None:
+        metrics.install(app)
+    add_guards(app, key, RateLimiter(params.rate_limit) if params.rate_limit else None, routes)
+    add_error_handlers(app, params, routes)
+    return app
 
-    @app.get("/")
-    def page_route():
-        return page, 200, {"Content-Type": "text/html; charset=utf-8"}
 
-    @app.get("/health")
-    def health_route():
-        return jsonify(health)
+def handlers(predictor, params, key, routes, metrics):
+    """{endpoint: handler} of every route (api_spec.ROUTES names them)."""
+    health, page, slots = health_of(predictor, params, key), page_html(bool(key)), Slots(params.max_concurrent)
+    description = openapi_document(params, routes, bool(key))
 
-    @app.post("/predict")
     def predict_route():
         datas, batch = read_images(params)
         check_request_pixels(datas, batch, params)
@@ -427,25 +436,35 @@ def create_app(params=None, predictor=None):
             start = time.perf_counter()
             results = predict(predictor, decoded(datas, batch, params))
             elapsed = round((time.perf_counter() - start) * 1000, 3)
+        if metrics is not None:
+            metrics.reads(results)
         if batch:
             return jsonify(results=[reply_item(result) for result in results], count=len(results), ms=elapsed)
         item = reply_item(results[0])
         return jsonify(prediction=item["prediction"], predition=item["prediction"],
                        **{name: value for name, value in item.items() if name != "prediction"}, ms=elapsed)
 
-    return app
+    return {"page_route": lambda: (page, 200, {"Content-Type": "text/html; charset=utf-8"}),
+            "health_route": lambda: jsonify(health), "openapi_route": lambda: jsonify(description),
+            "predict_route": predict_route, "metrics_route": lambda: metrics.page()}
 
 
-def add_guards(app, key, limiter):
-    """Before POST /predict: the rate limit (when set), then the API key (when set); after every request,
-    SECURITY_HEADERS. /health and the page stay open: they show nothing secret, and health checks can
-    probe without the key."""
+def add_routes(app, routes, handlers):
+    for route in routes:
+        app.add_url_rule(route.path, route.endpoint, handlers[route.endpoint], methods=[route.method])
+
+
+def add_guards(app, key, limiter, routes):
+    """Before POST /predict: the rate limit (when set); before it and the other guarded routes (/metrics),
+    the API key (when set); after every request, SECURITY_HEADERS. /health, the page and the API's
+    description stay open: they show nothing secret, and health checks can probe without the key."""
+    guarded = {route.endpoint for route in routes if route.guarded}
 
     @app.before_request
     def guard():
-        if request.endpoint != "predict_route":
+        if request.endpoint not in guarded:
             return
-        wait = limiter.wait(request.remote_addr) if limiter is not None else 0
+        wait = limiter.wait(request.remote_addr) if limiter is not None and request.endpoint == "predict_route" else 0
         if wait:
             raise Refused(f"too many requests: the limit is rate_limit={limiter.capacity} a minute per client",
                           429, {"Retry-After": str(math.ceil(wait))})
@@ -460,7 +479,7 @@ def add_guards(app, key, limiter):
         return response
 
 
-def add_error_handlers(app, params):
+def add_error_handlers(app, params, routes):
     """Every error as JSON {"error": ...} with its status; an unexpected one logged here, never shown."""
 
     @app.errorhandler(ProjectError)
@@ -476,7 +495,7 @@ def add_error_handlers(app, params):
         elif error.code == 413:
             message = body_too_large(params.max_upload_bytes)
         elif error.code == 404:
-            message = f"no route {request.path}: the routes are GET /, GET /health and POST /predict"
+            message = f"no route {request.path}: the routes are {routes_text(routes)}"
         elif error.code == 405:
             allowed = ", ".join(error.valid_methods or ())
             message = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"

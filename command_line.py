@@ -199,11 +199,11 @@ def run_main(main):
         finally:
             sys.stdout.flush()  # here, not at exit: a reader that went away is caught below
     except ProjectError as error:
-        fail(str(error))
+        fail(str(error), error.exit_status)
     except BrokenPipeError:
         discard_stdout()
         raise SystemExit(1) from None
     except OSError as error:
         if error.errno not in WRITE_ERRORS:
             raise
-        fail(f"{error.strerror}: {error.filename or 'a file'} (the files written before it are intact)")
+        fail(f"{error.strerror}: {error.filename or 'a file'} (the files written before it are intact)", 1)

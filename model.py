@@ -270,6 +270,11 @@ def measure_batch_norms(model, device, images, batch_size):
     model.train(training)
 
 
+class CheckpointWriteError(ProjectError):
+    """A checkpoint that could not be written (a full disk): the work failed, the one written before stays."""
+    exit_status = 1
+
+
 def save_checkpoint(path, checkpoint):
     """torch.save of a checkpoint dict, atomically: a crash never leaves a half-written checkpoint, and the
     temporary files of a killed earlier save of `path` are removed."""
@@ -277,7 +282,7 @@ def save_checkpoint(path, checkpoint):
         atomic_write(path, lambda handle: torch.save(checkpoint, handle))
     except (OSError, RuntimeError) as error:  # a full disk: torch.save says so as a RuntimeError
         why = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
-        raise ProjectError(f"cannot write the checkpoint {path} ({why}): the one saved there before, if any, "
+        raise CheckpointWriteError(f"cannot write the checkpoint {path} ({why}): the one saved there before, if any, "
                            f"is kept") from None
 
 

@@ -400,6 +400,8 @@ class ServingSettings:
     idle_timeout: float = setting(10.0,
         "--server=waitress: seconds a connection may send or take nothing before it is closed (slow and stalled "
         "clients)", above=0, high=3600)
+    metrics: bool = setting(False,
+        "serve Prometheus metrics at GET /metrics (behind the API key when one is set); off: no cost per request")
 
 
 @dataclass
@@ -606,8 +608,10 @@ MODEL_SHAPE_KEYS = ("charset", "captcha_length", "ignore_case") + ARCHITECTURE_K
 
 
 class ProjectError(ValueError):
-    """A problem with a message fit to show as one line: scripts print it and exit with status 2, the
-    API answers it as JSON with HTTP `status`."""
+    """A problem with a message fit to show as one line: scripts print it and exit with `exit_status` (2: what
+    was asked cannot be done, such as a bad setting, file or folder; 1: the work failed), the API answers it
+    as JSON with HTTP `status`."""
+    exit_status = 2
 
     def __init__(self, message, status=400):
         super().__init__(message)

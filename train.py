@@ -50,6 +50,7 @@ RESUME_MAY_CHANGE = ("visdom", "visdom_server", "visdom_port", "visdom_env", "wo
 class TrainingError(ProjectError):
     """A run that cannot go on (a loss that is no longer a number): one line, and nothing saved over good
     checkpoints."""
+    exit_status = 1
 
 
 @dataclasses.dataclass

@@ -3,6 +3,7 @@
     python bench/bench_api.py                                   # model_dir/best.pt, 20,000 requests
     python bench/bench_api.py --checkpoint=runs/big/best.pt --requests=5000 --clients=8 --server_threads=4
     python bench/bench_api.py --backend=onnx                    # onnxruntime on best.onnx (python export_onnx.py)
+    python bench/bench_api.py --metrics                         # the server counting for /metrics
 
 Starts `api_demo.py --server=waitress` on a free loopback port with the checkpoint, then sends the
 original client's request ({"image": "data:image/jpeg;base64,..."} of a captcha drawn in the
@@ -56,7 +57,7 @@ WARM_UP = 200  # untimed requests before the measurements
 # The settings the bench passes on to the server (not api_key or rate_limit: its clients send no key and
 # share one address).
 SERVER_KEYS = ("server_threads", "predict_threads", "backend", "max_upload_bytes", "max_image_pixels", "max_batch",
-               "max_request_pixels", "max_concurrent", "max_connections", "idle_timeout")
+               "max_request_pixels", "max_concurrent", "max_connections", "idle_timeout", "metrics")
 ABUSE_SIZE = 2000  # width and height of each abusive image, pixels
 SLOW_BYTE_SECONDS = 2.0  # a slow-loris socket sends a byte this often: within the server's idle_timeout
 SLOW_SETTLE = 5.0  # seconds the slow sockets get to connect before the ordinary clients start

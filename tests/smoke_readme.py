@@ -46,6 +46,7 @@ SMALL = {
     "make demo": "make demo DEMO_TRAIN=1500 DEMO_TEST=200 DEMO_EPOCHS=2 DEMO_MIN_ACCURACY=0",
     "make test": NotRun("the whole suite: CI runs it (make smoke is one of its checks' larger runs)"),
     "make test-fast": "make test-fast",
+    "make smoke": NotRun("this run"),
     "python main.py --data_dir=my_site --test_split=0.2 --time_budget=10":
         "python main.py --data_dir=my_site --test_split=0.2 --time_budget=0.3",
     "python site_model.py my_site/ --charset=2345678abcdefgmnpwxy --captcha_length=4":

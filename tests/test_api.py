@@ -361,6 +361,83 @@ def test_rate_limit_per_client(predictor, service):
         assert call(port, "GET", "/health")[0] == 200  # only reads are limited
 
 
+def walk_requests(image):
+    """(method, path, status) -> (body, headers) of a request the key-guarded, rate-limited server of
+    test_the_openapi_document_validates_and_describes_the_live_server answers with that status."""
+    as_json, key = {"Content-Type": "application/json"}, {"X-API-Key": "k"}
+    one = json.dumps({"image": base64.b64encode(image).decode()}).encode()
+    return {
+        ("GET", "/", 200): (None, {}), ("GET", "/health", 200): (None, {}), ("GET", "/openapi.json", 200): (None, {}),
+        ("POST", "/predict", 200): (one, {**as_json, **key}),
+        ("POST", "/predict", 400): (b'{"image": "not base64!"}', {**as_json, **key}),
+        ("POST", "/predict", 401): (one, as_json),
+        ("POST", "/predict", 413): (b"x" * (LIMITS["max_upload_bytes"] + 1), {"Content-Type": "image/png", **key}),
+        ("POST", "/predict", 415): (b"hello", {"Content-Type": "text/plain", **key}),
+        ("GET", "/metrics", 200): (None, key), ("GET", "/metrics", 401): (None, {}),
+    }
+
+
+def test_the_openapi_document_validates_and_describes_the_live_server(predictor, service):
+    from openapi_schema_validator import OAS31Validator
+    from openapi_spec_validator import validate
+    recipes = walk_requests(service["images"][0])
+    with serving(predictor, api_key="k", rate_limit=20, metrics=True) as port:
+        status, headers, body = call(port, "GET", "/openapi.json")
+        document = json.loads(body)
+        validate(document)  # a valid OpenAPI 3.1 document
+        walked = set()
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                assert operation["security"] if path in ("/predict", "/metrics") else "security" not in operation
+                for status in map(int, operation["responses"]):
+                    walked.add((method.upper(), path, status))
+                    if (method.upper(), path, status) not in recipes:
+                        continue
+                    body, headers = recipes[(method.upper(), path, status)]
+                    answer, answer_headers, content = call(port, method.upper(), path, body, headers)
+                    assert answer == status, (method, path, status, content[:200])
+                    kind, = operation["responses"][str(status)]["content"]
+                    assert answer_headers["Content-Type"].split(";")[0] == kind, (path, status)
+                    schema = operation["responses"][str(status)]["content"][kind]["schema"]
+                    OAS31Validator(schema).validate(json.loads(content) if kind == "application/json" else
+                                                    content.decode())
+        # 429: the 21st read within the minute; 500 and 503 need a fault and two requests meeting (tests above)
+        for _ in range(20):
+            answer, _, content = call(port, "POST", "/predict", *recipes[("POST", "/predict", 200)])
+            if answer == 429:
+                break
+        assert answer == 429 and OAS31Validator(document["paths"]["/predict"]["post"]["responses"]["429"]["content"]
+                                                ["application/json"]["schema"]).is_valid(json.loads(content))
+        assert walked - set(recipes) == {("POST", "/predict", 429), ("POST", "/predict", 500), ("POST", "/predict", 503)}
+        assert set(recipes) <= walked  # every route the server has is described
+    with serving(predictor) as port:  # without a key or metrics: no /metrics, no security
+        document = json.loads(call(port, "GET", "/openapi.json")[2])
+        assert "/metrics" not in document["paths"] and "security" not in document["paths"]["/predict"]["post"]
+        assert document["paths"]["/predict"]["post"]["requestBody"]["content"].keys() == {
+            "application/json", "multipart/form-data", "application/octet-stream", "image/*"}
+
+
+def test_metrics_count_requests_behind_the_key_and_are_absent_without_the_flag(predictor, service):
+    one = json.dumps({"image": base64.b64encode(service["images"][0]).decode()}).encode()
+    as_json = {"Content-Type": "application/json"}
+    with serving(predictor, metrics=True, api_key="k") as port:
+        assert call(port, "POST", "/predict", one, {**as_json, "X-API-Key": "k"})[0] == 200
+        assert call(port, "POST", "/predict", b"{}", {**as_json, "X-API-Key": "k"})[0] == 400
+        assert call(port, "GET", "/metrics")[0] == 401
+        status, headers, body = call(port, "GET", "/metrics", headers={"Authorization": "Bearer k"})
+        text = body.decode()
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        assert 'captcha_requests_total{route="/predict",status="200"} 1.0' in text
+        assert 'captcha_requests_total{route="/predict",status="400"} 1.0' in text
+        assert 'captcha_requests_total{route="/metrics",status="401"} 1.0' in text
+        assert "captcha_images_read_total 1.0" in text and "captcha_requests_in_flight 1.0" in text  # this one
+        assert 'captcha_request_seconds_count{route="/predict"} 2.0' in text and "captcha_model_info{" in text
+    with serving(predictor) as port:
+        status, _, body = call(port, "GET", "/metrics")
+        assert status == 404 and "the routes are GET /, GET /health, GET /openapi.json and POST /predict" in \
+            json.loads(body)["error"]
+
+
 def test_rate_limiter_remembers_a_bounded_number_of_clients():
     from api_demo import RateLimiter
     limiter = RateLimiter(2)

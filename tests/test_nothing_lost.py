@@ -106,7 +106,7 @@ def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_good_checkpoint
     limit = len(saved) // 2  # files may grow to half a checkpoint: the next save fails part way, as on a full disk
     result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *command], capture_output=True, text=True,
                             timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr  # the work failed (2: a bad request)
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot write the checkpoint {params.model_dir}/")
     assert open(best, "rb").read() == saved
     assert not [name for name in os.listdir(params.model_dir) if name.endswith(".tmp")]

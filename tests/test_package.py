@@ -2,6 +2,7 @@
 command runs the scripts from the installed copy, not from the checkout."""
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -25,9 +26,12 @@ def test_the_package_lists_every_module_of_the_checkout():
 
 @pytest.mark.slow
 def test_an_installed_copy_runs_the_scripts_as_captcha_ocr(tmp_path):
-    target = tmp_path / "site"
+    source, target = tmp_path / "source", tmp_path / "site"  # a copy: building writes build/ beside the sources
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "data", "runs", "model", "build", "__pycache__",
+                                                                "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps",
-                    "--no-build-isolation", f"--target={target}", ROOT], check=True, capture_output=True, timeout=300)
+                    "--no-build-isolation", f"--target={target}", str(source)], check=True, capture_output=True,
+                   timeout=300)
     env = {**os.environ, "PYTHONPATH": str(target)}
     where = tmp_path / "elsewhere"  # not the checkout: what runs is the installed copy
     where.mkdir()

@@ -143,6 +143,6 @@ def test_a_loss_that_is_no_number_stops_the_run_and_keeps_best_pt(small_folder, 
     broken["model"][head] = torch.full_like(broken["model"][head], math.nan)
     save_checkpoint(str(tmp_path / "diverged.pt"), broken)
     result = script("main.py", *main_argv(small_folder, model_dir, f"--init_from={tmp_path}/diverged.pt"), check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr  # the work failed (2: a bad request)
     assert result.stderr.strip().splitlines()[-1].startswith("error: the training loss became nan")
     assert open(os.path.join(model_dir, "best.pt"), "rb").read() == best
