@@ -1,6 +1,7 @@
 """The package (pyproject.toml): it holds every module of the checkout, installs, and its `captcha-ocr`
 command runs the scripts from the installed copy, not from the checkout."""
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ def test_the_package_lists_every_module_of_the_checkout():
 
 
 @pytest.mark.slow
-def test_an_installed_copy_runs_the_scripts_as_captcha_ocr(tmp_path):
+def test_an_installed_copy_runs_the_scripts_as_captcha_ocr(tmp_path, tiny_run):
     source, target = tmp_path / "source", tmp_path / "site"  # a copy: building writes build/ beside the sources
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "data", "runs", "model", "build", "__pycache__",
                                                                 "*.egg-info"))
@@ -52,3 +53,20 @@ def test_an_installed_copy_runs_the_scripts_as_captcha_ocr(tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("error: --epochs must be")
     unknown = command("fly")
     assert unknown.returncode == 2 and "one of generate, train, test, predict, serve" in unknown.stderr
+
+    # Serving's install (requirements-serve.txt, pip install --no-deps .): no PyTorch. A torch that cannot be
+    # imported stands for it: the ONNX model is read by the command and by the library call all the same.
+    from export_onnx import export
+    shutil.copy(tiny_run["checkpoint"], where / "best.pt")
+    export(str(where / "best.pt"), ddddocr=False)
+    blocked = tmp_path / "no_torch"
+    (blocked / "torch").mkdir(parents=True)
+    (blocked / "torch" / "__init__.py").write_text("raise ImportError('PyTorch is not installed here')\n")
+    env["PYTHONPATH"] = f"{blocked}{os.pathsep}{target}"
+    image = os.path.join(tiny_run["params"].test_dir, sorted(os.listdir(tiny_run["params"].test_dir))[1])
+    read = command("predict", "--backend=onnx", "--checkpoint=best.onnx", "--json", image)
+    assert read.returncode == 0, read.stderr
+    library = subprocess.run([sys.executable, "-c", "from predictor import Reader\nreader = Reader('best.onnx')\n"
+                              f"print(reader.read({image!r})['text'])"], cwd=where, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert library.stdout.strip() == json.loads(read.stdout)[0]["text"] != ""
