@@ -11,6 +11,7 @@ import tomllib
 import pytest
 
 from conftest import ROOT
+from dataset import image_names
 
 
 def test_the_package_lists_every_module_of_the_checkout():
@@ -63,7 +64,7 @@ def test_an_installed_copy_runs_the_scripts_as_captcha_ocr(tmp_path, tiny_run):
     (blocked / "torch").mkdir(parents=True)
     (blocked / "torch" / "__init__.py").write_text("raise ImportError('PyTorch is not installed here')\n")
     env["PYTHONPATH"] = f"{blocked}{os.pathsep}{target}"
-    image = os.path.join(tiny_run["params"].test_dir, sorted(os.listdir(tiny_run["params"].test_dir))[1])
+    image = os.path.join(tiny_run["params"].test_dir, image_names(tiny_run["params"].test_dir)[1])
     read = command("predict", "--backend=onnx", "--checkpoint=best.onnx", "--json", image)
     assert read.returncode == 0, read.stderr
     library = subprocess.run([sys.executable, "-c", "from predictor import Reader\nreader = Reader('best.onnx')\n"
