@@ -44,7 +44,7 @@ API = "http://127.0.0.1:5000/health"
 # Each README command (as printed, comments and line continuations removed) -> what the smoke run does.
 SMALL = {
     "make demo": "make demo DEMO_TRAIN=1500 DEMO_TEST=200 DEMO_EPOCHS=2 DEMO_MIN_ACCURACY=0",
-    "make test": NotRun("the whole suite: CI runs it (make smoke is one of its checks' larger runs)"),
+    "make test": NotRun("the whole suite, which CI runs"),
     "make test-fast": "make test-fast",
     "make smoke": NotRun("this run"),
     "python main.py --data_dir=my_site --test_split=0.2 --time_budget=10":
