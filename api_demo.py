@@ -65,7 +65,7 @@ from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException
 
-from api_spec import JSON, MULTIPART, RAW, REQUEST_TYPES, ROUTES, openapi_document, routes_text
+from api_spec import JSON, MULTIPART, RAW, REQUEST_TYPES, ROUTES, openapi_document, request_form, routes_text
 from images import ImageError, image_size, open_image
 from command_line import parse_args, run_main
 from parameters import ProjectError, make_parameters
@@ -238,15 +238,16 @@ def missing_upload():
 def read_images(params):
     """The image bytes of the current request, and whether the client sent a batch."""
     kind = request.mimetype
-    if kind == JSON or (kind.startswith("application/") and kind.endswith("+json")):
+    form = request_form(kind)
+    if form == JSON:
         return read_json_images(params)
-    if kind == MULTIPART:
+    if form == MULTIPART:
         files = request.files.getlist("image")
         if not files:
             raise ProjectError(missing_upload())
         check_batch(len(files), params)
         return [upload.read() for upload in files], len(files) > 1
-    if kind.startswith(RAW[1][:-1]) or kind == RAW[0]:
+    if form == RAW:
         body = request.get_data(cache=False)
         if not body:
             raise ProjectError("empty request body: send the image bytes")

@@ -13,6 +13,15 @@ MULTIPART = "multipart/form-data"
 RAW = ("application/octet-stream", "image/*")  # the image's bytes as the body
 REQUEST_TYPES = (JSON, MULTIPART, *RAW)
 
+
+def request_form(mimetype):
+    """Which of REQUEST_TYPES' forms a request body of `mimetype` is sent in: JSON, MULTIPART, RAW or None."""
+    if mimetype == JSON or (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        return JSON
+    if mimetype == MULTIPART:
+        return MULTIPART
+    return RAW if mimetype == RAW[0] or mimetype.startswith("image/") else None
+
 # Each error status the service answers, and when (its body is always {"error": "..."}).
 ERRORS = {
     400: "a malformed request: no image, bad base64 or JSON, an image that cannot be read, a batch over max_batch",
@@ -25,36 +34,6 @@ ERRORS = {
     500: "an unexpected error (logged by the server, never shown)",
     503: "max_concurrent requests are being read already (Retry-After says when to try again)",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Route:
-    """One route: method and path, what it does, the statuses it answers with, whether the API key
-    guards it (when the server has one) and the name of its handler in api_demo.create_app."""
-    method: str
-    path: str
-    summary: str
-    statuses: tuple
-    endpoint: str
-    guarded: bool = False
-
-
-ROUTES = (
-    Route("GET", "/", "An upload page: pick a captcha file, see what the model reads", (200,), "page_route"),
-    Route("GET", "/health", "The model and the limits: checkpoint name, charset, length, image size, ...", (200,),
-          "health_route"),
-    Route("GET", "/openapi.json", "This description of the API", (200,), "openapi_route"),
-    Route("POST", "/predict", "Read one captcha, or a batch of them", (200, 400, 401, 413, 415, 429, 500, 503),
-          "predict_route", guarded=True),
-    Route("GET", "/metrics", "Counters of requests, latency, reads (Prometheus text format; with --metrics)",
-          (200, 401), "metrics_route", guarded=True),
-)
-
-
-def routes_text(routes=ROUTES):
-    """'GET /, GET /health and POST /predict': the routes, for an error message."""
-    names = [f"{route.method} {route.path}" for route in routes]
-    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
 
 
 NUMBERS = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
@@ -96,6 +75,40 @@ BASE64 = {"type": "string", "contentEncoding": "base64", "description": "the ima
 BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
 
 
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """One route: method and path, what it does, its answer when all is well ({content type: schema}), the
+    other statuses it answers with, whether the API key guards it (when the server has one) and the name of
+    its handler in api_demo.create_app."""
+    method: str
+    path: str
+    summary: str
+    reply: dict
+    errors: tuple
+    endpoint: str
+    guarded: bool = False
+
+
+TEXT = {"type": "string"}
+ROUTES = (
+    Route("GET", "/", "An upload page: pick a captcha file, see what the model reads", {"text/html": TEXT}, (),
+          "page_route"),
+    Route("GET", "/health", "The model and the limits: checkpoint name, charset, length, image size, ...",
+          {JSON: HEALTH}, (), "health_route"),
+    Route("GET", "/openapi.json", "This description of the API", {JSON: {"type": "object"}}, (), "openapi_route"),
+    Route("POST", "/predict", "Read one captcha, or a batch of them", {JSON: {"oneOf": [ONE, BATCH]}},
+          (400, 401, 413, 415, 429, 500, 503), "predict_route", guarded=True),
+    Route("GET", "/metrics", "Counters of requests, latency, reads (Prometheus text format; with --metrics)",
+          {"text/plain": TEXT}, (401,), "metrics_route", guarded=True),
+)
+
+
+def routes_text(routes=ROUTES):
+    """'GET /, GET /health and POST /predict': the routes, for an error message."""
+    names = [f"{route.method} {route.path}" for route in routes]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+
+
 def predict_request(max_batch):
     """POST /predict's body: JSON, a multipart upload or the image's bytes."""
     batch = {"type": "array", "items": BASE64, "minItems": 1, "maxItems": max_batch}
@@ -109,24 +122,12 @@ def predict_request(max_batch):
         **{kind: {"schema": BINARY} for kind in RAW}}}
 
 
-def answer(status, schema=None, kind=JSON):
-    described = ERRORS.get(status, "the answer")
-    return {"description": described, "content": {kind: {"schema": schema or ERROR}}}
-
-
 def operation(route, params, key_required):
     """One route's OpenAPI operation."""
-    responses = {str(status): answer(status) for status in route.statuses if status != 200}
-    if route.path == "/predict":
-        responses["200"] = answer(200, {"oneOf": [ONE, BATCH]})
-    elif route.path == "/health":
-        responses["200"] = answer(200, HEALTH)
-    elif route.path == "/":
-        responses["200"] = answer(200, {"type": "string"}, "text/html")
-    elif route.path == "/metrics":
-        responses["200"] = answer(200, {"type": "string"}, "text/plain")
-    else:
-        responses["200"] = answer(200, {"type": "object"})
+    responses = {"200": {"description": "the answer", "content": {kind: {"schema": schema}
+                                                                  for kind, schema in route.reply.items()}}}
+    responses.update({str(status): {"description": ERRORS[status], "content": {JSON: {"schema": ERROR}}}
+                      for status in route.errors})
     found = {"summary": route.summary, "operationId": route.endpoint, "responses": responses}
     if route.path == "/predict":
         found["requestBody"] = predict_request(params.max_batch)

@@ -133,7 +133,7 @@ def labels_settings(params, folders, chosen, replaced=None):
 
 def folder_image_size(folder):
     """(width, height): the median size of the folder's images (their headers, SIZE_SAMPLE of them at most);
-    a folder whose sizes are mixed beyond SIZE_SPREAD is a one-line error."""
+    a folder whose sizes are mixed (images.far_sizes from the median) is a one-line error."""
     names = image_names(folder)
     step = max(1, len(names) // SIZE_SAMPLE)
     sizes = []

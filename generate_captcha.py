@@ -177,13 +177,20 @@ def claim_folder(folder, params):
         atomic_write(path, json.dumps(drawing_settings(params), indent=1, sort_keys=True).encode())
 
 
+def splits(params):
+    """[(folder, split, count)] of the data set's splits to write: none for --preview, and a split of no
+    images leaves its folder alone (another style's captchas may be there)."""
+    if params.preview:
+        return []
+    return [(folder, split, count) for folder, split, count in ((params.train_dir, "train", params.train_count),
+                                                                (params.test_dir, "test", params.test_count)) if count]
+
+
 def check_settings(params):
     """Every setting generation depends on, checked before any work: a clear one-line error."""
     make_generator(params)  # fonts, sizes, colours, width (of every style in a mix)
     folders = [os.path.dirname(params.preview_file) or "."]
-    if not params.preview:  # the data set's folders, those it writes into
-        folders += [folder for folder, count in ((params.train_dir, params.train_count),
-                                                 (params.test_dir, params.test_count)) if count]
+    folders += [folder for folder, _, _ in splits(params)]
     for folder in folders:
         ensure_writable(folder)
     for folder in folders[1:]:  # the data set's folders: drawn with these settings, or new
@@ -247,10 +254,8 @@ def main(argv=None):
         check_settings(params)
     except StyleError as error:
         fail(str(error))
-    for folder, split, count in ((params.train_dir, "train", params.train_count),
-                                 (params.test_dir, "test", params.test_count)):
-        if count and not params.preview:  # a split of none leaves its folder alone
-            generate_split(params, folder, split, count)
+    for folder, split, count in splits(params):
+        generate_split(params, folder, split, count)
     print(f"preview grid: {write_preview(params)}")
 
 
