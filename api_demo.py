@@ -68,7 +68,8 @@ from werkzeug.exceptions import HTTPException
 from api_spec import JSON, MULTIPART, RAW, REQUEST_TYPES, ROUTES, openapi_document, request_form, routes_text
 from images import ImageError, image_size, open_image
 from command_line import parse_args, run_main
-from parameters import ProjectError, make_parameters
+from parameters import make_parameters
+from errors import ProjectError
 from predictor import load_model_or_exit, predict, use_predict_threads
 
 DATA_URL_PREFIX = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)

@@ -36,7 +36,7 @@ from folder_settings import read_size_flags
 from grid import image_grid
 from model import batch_logits, load_checkpoint, measure_batch_norms, model_from_checkpoint
 from command_line import fail, parse_args, run_main
-from parameters import ParameterError, make_parameters, read_style_file
+from parameters import ParameterError, make_parameters, read_style_file, saved_parameters
 from predictor import Predictor, charset_of
 from steps import run_step, training
 
@@ -107,7 +107,7 @@ class Trial:
 def steadiness(style, work, model_path, folder, params):
     """The Trial of a trained trial model, its batch norms measured on the site's captchas first."""
     checkpoint = load_checkpoint(model_path)
-    model, trained = model_from_checkpoint(checkpoint)
+    model, trained = model_from_checkpoint(checkpoint), saved_parameters(checkpoint["params"])
     charset = charset_of(checkpoint["charset"], trained)
     images = real_images(folder, (trained.image_width, trained.image_height), SITE_IMAGES, params.seed)
     device = torch.device("cpu")

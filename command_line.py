@@ -12,7 +12,8 @@ import errno
 import os
 import sys
 
-from parameters import FIELDS, ParameterError, Parameters, ProjectError, layout, make_parameters, type_name
+from parameters import FIELDS, ParameterError, Parameters, layout, make_parameters, type_name
+from errors import ProjectError
 from setting import choices_of, range_text
 from styles import DESCRIPTIONS
 

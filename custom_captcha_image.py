@@ -29,7 +29,8 @@ from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageEnhance, ImageFil
 from arithmetic import Grammar
 from looks import check_looks, draw_char_box, finish, glyph_room, paste_glyph_extras, shape_glyph, transparent_canvas
 from command_line import fail, parse_args, run_main
-from parameters import DIGITS, LOWER, UPPER, ProjectError, make_parameters, read_style_file
+from parameters import DIGITS, LOWER, UPPER, make_parameters, read_style_file
+from errors import ProjectError
 from styles import STYLES
 
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")

@@ -46,7 +46,8 @@ from files import atomic_write
 from images import read_image
 from model import load_checkpoint, model_from_checkpoint, parameter_count
 from command_line import fail, parse_args, run_main
-from parameters import ProjectError, make_parameters
+from parameters import make_parameters, saved_parameters
+from errors import ProjectError
 
 METADATA_KEY = "captcha_ocr"
 OPSET = 17
@@ -98,7 +99,7 @@ def export(checkpoint_path, onnx_file="", ddddocr=True, check_images=None):
     """Write the ONNX file(s) of a checkpoint; returns {'onnx', 'ddddocr_onnx', 'ddddocr_json', 'max_difference'}."""
     import onnxruntime
     checkpoint = load_checkpoint(checkpoint_path)
-    model, trained = model_from_checkpoint(checkpoint)  # float32, eval mode
+    model, trained = model_from_checkpoint(checkpoint), saved_parameters(checkpoint["params"])  # float32, eval mode
     charset = checkpoint["charset"]
     path, ddddocr_path, ddddocr_json = onnx_paths(checkpoint_path, onnx_file)
     example = torch.full((1, trained.image_height, trained.image_width, 3), 255, dtype=torch.uint8)

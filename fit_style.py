@@ -38,7 +38,8 @@ from generate_captcha import as_saved, drawing_settings, image_rng
 from grid import image_grid
 from images import preprocess, read_image
 from command_line import fail, parse_args, run_main
-from parameters import ProjectError, make_parameters
+from parameters import make_parameters
+from errors import ProjectError
 from styles import STYLES
 from style_distance import distance, features
 

@@ -14,7 +14,7 @@ import time
 import filelock
 
 from files import atomic_write
-from parameters import ProjectError
+from errors import ProjectError
 
 LOCK_FILE = ".lock"
 OWNER_FILE = ".lock.json"

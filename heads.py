@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from parameters import register_head_name
+from head_names import register_head_name
 
 HEADS = {}  # name -> Head subclass
 

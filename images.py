@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from parameters import ProjectError
+from errors import ProjectError
 
 
 # The largest image read from a folder: as the API's max_image_pixels default (a captcha is far smaller, and a

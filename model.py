@@ -24,6 +24,7 @@ Presets (`model_preset`):
 - `original`: the original project's design for comparison: a ResNet-18 (7x7 stem, max-pool, four
   stages of two blocks at 64-512 channels) on images squashed to 32x32, global average pooling.
 """
+import dataclasses
 import io
 import json
 import os
@@ -36,12 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from files import atomic_write
-from heads import head_class
 from command_line import parse_args, run_main
-from parameters import Parameters, ProjectError, charset_problem, saved_parameters, worker_count
+from errors import ProjectError
+from files import atomic_write
+from head_names import auto_head, charset_problem
+from heads import head_class
 
-DEFAULTS = Parameters()  # CaptchaResNet's defaults are the settings' defaults
 SPEED_TEST_BATCH = 256  # python model.py's batch when batch_size is auto (0)
 PRECISION_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
                                "captcha-ocr", "precision.json")  # amp=auto's probe verdict, per machine
@@ -76,16 +77,55 @@ def make_stages(in_channels, channels, blocks, strides):
     return nn.Sequential(*layers)
 
 
-class CaptchaResNet(nn.Module):
-    """uint8 (N, H, W, 3) -> logits (N, steps, classes) of the head named `head` (heads.py), for captchas of
-    up to `length` characters of `classes` characters."""
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """All that a CaptchaResNet is built from. model_config() makes it from a run's settings (parameters.py's
+    model group, charset and length), as training has them and as a checkpoint saves them."""
+    length: int  # the most characters a captcha has
+    classes: int  # characters the heads tell apart (the charset, case folded where it is ignored)
+    head: str  # the reading head's registered name (heads.py): positions, ctc, ...
+    image_height: int  # pixels the model reads; images of another size are resized to it
+    image_width: int
+    preset: str  # default (native-resolution ResNet) or original (ResNet-18 on 32x32)
+    stem_channels: int  # channels of the first convolution
+    stem_stride: int  # its stride: 1 or 2
+    stage_channels: tuple  # channels of each residual stage
+    stage_blocks: tuple  # residual blocks in each stage
+    feature_stride: int  # image pixels per feature column before the heads: 4, 8, 16 or 32
+    dropout: float  # before the heads
 
-    def __init__(self, length, classes, image_height=DEFAULTS.image_height, image_width=DEFAULTS.image_width,
-                 preset=DEFAULTS.model_preset, stem_channels=DEFAULTS.stem_channels,
-                 stage_channels=DEFAULTS.stage_channels, stage_blocks=DEFAULTS.stage_blocks,
-                 dropout=DEFAULTS.dropout, stem_stride=DEFAULTS.stem_stride, feature_stride=DEFAULTS.feature_stride,
-                 head="positions"):
+
+# Settings a checkpoint saved before they existed lacks, and what its model had then.
+SETTINGS_BEFORE_THEY_EXISTED = {"stem_stride": 1, "feature_stride": 8, "head": "positions"}
+
+
+def model_config(settings, chars):
+    """The ModelConfig of a run's settings: `settings` a dict of parameters.py's names, as a checkpoint saves
+    them (dataclasses.asdict of the run's Parameters); `chars` the characters the model has a class for."""
+    def value(key):
+        return settings[key] if key in settings else SETTINGS_BEFORE_THEY_EXISTED[key]
+    fewest, _, most = str(settings["captcha_length"]).partition("-")  # '4', '4-6' (an int before ranges)
+    fewest, most = int(fewest), int(most or fewest)
+    head = value("head")
+    return ModelConfig(length=most, classes=len(chars), head=auto_head(fewest, most) if head == "auto" else head,
+                       image_height=settings["image_height"], image_width=settings["image_width"],
+                       preset=settings["model_preset"], stem_channels=settings["stem_channels"],
+                       stem_stride=value("stem_stride"), stage_channels=tuple(settings["stage_channels"]),
+                       stage_blocks=tuple(settings["stage_blocks"]), feature_stride=value("feature_stride"),
+                       dropout=settings["dropout"])
+
+
+class CaptchaResNet(nn.Module):
+    """uint8 (N, H, W, 3) -> logits (N, steps, classes) of the head `config.head` (heads.py), for captchas of
+    up to `config.length` characters of `config.classes` characters."""
+
+    def __init__(self, config):
         super().__init__()
+        self.config = config
+        length, classes, head, preset = config.length, config.classes, config.head, config.preset
+        image_height, image_width, feature_stride = config.image_height, config.image_width, config.feature_stride
+        stem_channels, stem_stride = config.stem_channels, config.stem_stride
+        stage_channels, stage_blocks = config.stage_channels, config.stage_blocks
         if preset not in ("default", "original"):
             raise ProjectError(f"model_preset must be default or original, got {preset!r}")
         if len(stage_channels) != len(stage_blocks):
@@ -124,7 +164,7 @@ class CaptchaResNet(nn.Module):
             for stride in strides:
                 columns = (columns + stride - 1) // stride
             channels, self.columns = stage_channels[-1], columns
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
         if head_class(head).ctc and length > self.columns:
             raise ProjectError(f"captchas of up to {length} characters need at least {length} feature columns for "
                                f"{head}; image_width {image_width} / feature_stride {feature_stride} gives "
@@ -148,29 +188,19 @@ class CaptchaResNet(nn.Module):
         return self.head(self.dropout(features))  # (N, steps, classes)
 
 
-def build_model(params):
-    """The model `params` describe (charset and length set the heads)."""
-    return CaptchaResNet(length=params.length_range[1], classes=len(params.class_chars),
-                         image_height=params.image_height, image_width=params.image_width,
-                         preset=params.model_preset, stem_channels=params.stem_channels,
-                         stage_channels=tuple(params.stage_channels), stage_blocks=tuple(params.stage_blocks),
-                         dropout=params.dropout, stem_stride=params.stem_stride,
-                         feature_stride=params.feature_stride, head=params.reader_head)
-
-
-def select_device(params):
-    """The device, chosen once: CUDA when present (auto), else CPU with `threads` threads."""
-    if params.device == "auto":
+def select_device(name, threads):
+    """The device `name` asks for (auto: CUDA when present, else the CPU), chosen once; on the CPU, `threads` threads."""
+    if name == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         try:
-            device = torch.device(params.device)
+            device = torch.device(name)
         except RuntimeError:
-            raise ProjectError(f"--device must be auto, cpu, cuda or cuda:N, got {params.device!r}") from None
+            raise ProjectError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ProjectError(f"--device={params.device} but CUDA is not available")
+            raise ProjectError(f"--device={name} but CUDA is not available")
     if device.type == "cpu":
-        torch.set_num_threads(worker_count(params, "threads"))
+        torch.set_num_threads(threads)
     return device
 
 
@@ -317,19 +347,19 @@ def heads_problem(checkpoint):
     if not isinstance(state, dict) or not isinstance(checkpoint["params"], dict) or not isinstance(chars, str):
         return "its model, params or charset is not of the kind training saves"
     try:
-        params = saved_parameters(checkpoint["params"])
+        config = model_config(checkpoint["params"], chars)
+    except KeyError as error:
+        return f"its settings do not name its model's {error.args[0]}"
     except (TypeError, ValueError) as error:
         return str(error).splitlines()[0]
     heads = [key for key in state if key.startswith("head.")]
     if not heads or not all(isinstance(state[key], torch.Tensor) and state[key].dim() >= 1 for key in heads):
         return "its heads are not weight tensors"
-    problem = charset_problem(chars) or head_class(params.reader_head).state_problem(state, params.length_range[1],
-                                                                                     chars)
-    if problem:
-        return problem
-    if chars != params.class_chars:
-        return f"its charset {chars!r} disagrees with the charset of its settings {params.class_chars!r}"
-    return None
+    try:
+        head = head_class(config.head)
+    except KeyError:
+        return f"its settings name a head this version does not have: {config.head}"
+    return charset_problem(chars) or head.state_problem(state, config.length, chars)
 
 
 # State-dict names of the heads before they had a module of their own (heads.py): loading renames them.
@@ -346,11 +376,10 @@ def renamed_head_keys(state):
 
 
 def model_from_checkpoint(checkpoint):
-    """(model in eval mode, the Parameters it was trained with) from a checkpoint dict."""
-    params = saved_parameters(checkpoint["params"])
-    model = build_model(params)
+    """The model of a checkpoint dict (load_checkpoint's), in eval mode."""
+    model = CaptchaResNet(model_config(checkpoint["params"], checkpoint["charset"]))
     model.load_state_dict(checkpoint["model"])
-    return model.eval(), params
+    return model.eval()
 
 
 def parameter_count(model):
@@ -364,12 +393,12 @@ def file_size(model):
     return buffer.tell()
 
 
-def training_gflop(model, params):
+def training_gflop(model):
     """GFLOP of one training image, forward and backward, as torch.utils.flop_counter counts them (matmuls and
     convolutions: what the machine's peak bounds)."""
     from torch.utils.flop_counter import FlopCounterMode
     batch = 4
-    images = torch.randint(0, 256, (batch, params.image_height, params.image_width, 3), dtype=torch.uint8)
+    images = torch.randint(0, 256, (batch, model.config.image_height, model.config.image_width, 3), dtype=torch.uint8)
     was_training = model.training
     model.train()
     counter = FlopCounterMode(display=False)
@@ -439,9 +468,9 @@ def remap_heads(state, old_chars, new_chars, head, length):
 def init_from(model, path, charset):
     """Load a checkpoint's weights for fine-tuning; heads follow the characters when charsets differ."""
     checkpoint = load_checkpoint(path)
-    trained = saved_parameters(checkpoint["params"])
-    state = remap_heads(checkpoint["model"], checkpoint["charset"], charset.chars, head_class(trained.reader_head),
-                        trained.length_range[1])
+    trained = model_config(checkpoint["params"], checkpoint["charset"])
+    state = remap_heads(checkpoint["model"], checkpoint["charset"], charset.chars, head_class(trained.head),
+                        trained.length)
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(own) - set(usable))
@@ -452,10 +481,11 @@ def init_from(model, path, charset):
 
 def main(argv=None):
     params = parse_args(argv, doc=__doc__, script=__file__)
-    model = build_model(params).eval()  # a setting the architecture cannot take: one line (run_main)
+    # a setting the architecture cannot take: one line (run_main)
+    model = CaptchaResNet(model_config(dataclasses.asdict(params), params.class_chars)).eval()
     print(f"{params.model_preset}: {parameter_count(model) / 1e6:.2f}M parameters, "
           f"{file_size(model) / 1e6:.1f} MB of weights", flush=True)
-    gflop = training_gflop(model, params)
+    gflop = training_gflop(model)
     bf16 = use_bf16(params.amp, torch.device("cpu"))
     batch = params.batch_size or SPEED_TEST_BATCH
     images = torch.randint(0, 256, (batch, params.image_height, params.image_width, 3), dtype=torch.uint8)

@@ -24,6 +24,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from errors import ProjectError
+from head_names import HEAD_FORMS, auto_head
 from looks import LookSettings
 from setting import choices_of, range_problem, setting
 from styles import DIGITS, JITTERS, LOWER, PRESET_KEYS, STYLES, UPPER
@@ -228,7 +230,7 @@ class ModelSettings:
         "image pixels per feature column before the heads (4-32; 16 for images ~160 px wide)", low=4, high=32)
     head: str = setting("auto",
         "reader: positions (a softmax per character place), ctc (a softmax per feature column, CTC loss: any length), "
-        "auto (ctc when lengths vary, else AUTO_FIXED_HEAD)", choices=lambda: ("auto", *HEAD_FORMS))
+        "auto (ctc when lengths vary, else head_names.AUTO_FIXED_HEAD)", choices=lambda: ("auto", *HEAD_FORMS))
     dropout: float = setting(0.1, "dropout before the heads", low=0, below=1)
 
 
@@ -518,8 +520,7 @@ class Parameters(*reversed(SETTING_GROUPS)):  # fields in SETTING_GROUPS order: 
         """The head the model reads with: `head`, with auto resolved (ctc when the length varies)."""
         if self.head != "auto":
             return self.head
-        fewest, most = self.length_range
-        return "ctc" if fewest != most else AUTO_FIXED_HEAD
+        return auto_head(*self.length_range)
 
     @property
     def class_chars(self):
@@ -533,21 +534,6 @@ class Parameters(*reversed(SETTING_GROUPS)):  # fields in SETTING_GROUPS order: 
     def ctc_form(self):
         """The model's outputs are CTC columns (a blank class first), as its head answers."""
         return HEAD_FORMS[self.reader_head]
-
-
-# The reading heads by name, each with whether it answers in CTC form (a blank class first, runs merged when
-# read): all that reading a model's outputs needs, without PyTorch. heads.py registers its classes here too.
-HEAD_FORMS = {"positions": False, "ctc": True}
-
-
-def register_head_name(name, ctc):
-    """A head `--head=name` may choose (and bench_heads compare); ctc: it answers in CTC form."""
-    HEAD_FORMS[name] = ctc
-
-
-# head=auto's choice for captchas of one length: on the seed style, 20 minutes each, positions heads read
-# 0.9405 case-insensitive and the ctc head 0.9285 (docs/RESULTS.md, "Variable length")
-AUTO_FIXED_HEAD = "positions"
 
 
 # The operator glyphs an arithmetic style may draw: + add, - subtract, x × * multiply, ÷ / divide (arithmetic.py
@@ -583,12 +569,6 @@ def arithmetic_lengths(params):
     return 2 * short + 1 + min(ends), 2 * long + 1 + max(ends)
 
 
-def charset_problem(chars):
-    """Why `chars` cannot be a charset (None when it can): each character is one class."""
-    repeated = sorted({char for char in chars if chars.count(char) > 1})
-    return f"charset {chars!r} repeats {''.join(repeated)!r}: each character is one class" if repeated else None
-
-
 def length_text(fewest, most):
     """captcha_length's text for (fewest, most) characters: '4', or '4-6'."""
     return str(fewest) if fewest == most else f"{fewest}-{most}"
@@ -605,18 +585,6 @@ ARCHITECTURE_KEYS = ("image_width", "image_height", "model_preset", "stem_channe
                      "stage_blocks", "feature_stride", "head")
 # Settings that fix the shape of the model, its heads too: prediction takes them from the model it loads.
 MODEL_SHAPE_KEYS = ("charset", "captcha_length", "ignore_case") + ARCHITECTURE_KEYS
-
-
-class ProjectError(ValueError):
-    """A problem with a message fit to show as one line: scripts print it and exit with `exit_status` (2: what
-    was asked cannot be done, such as a bad setting, file or folder; 1: the work failed), the API answers it
-    as JSON with HTTP `status`."""
-    exit_status = 2
-
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.status = status
-
 
 
 class ParameterError(ProjectError):

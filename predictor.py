@@ -25,7 +25,8 @@ from arithmetic import Grammar
 from dataset import Charset, decode_logits, least_confidence
 from images import far_sizes, model_size, open_image, preprocess
 from command_line import fail
-from parameters import ProjectError, make_parameters, saved_parameters, with_saved_settings, worker_count
+from parameters import make_parameters, saved_parameters, with_saved_settings, worker_count
+from errors import ProjectError
 
 
 BACKENDS = ("torch", "onnx")
@@ -177,11 +178,11 @@ def load_torch(path, params, device=None):
     from model import batch_logits, load_checkpoint, model_from_checkpoint, parameter_count, select_device
     checkpoint = load_checkpoint(path)  # its errors are already one line
     try:
-        model, trained = model_from_checkpoint(checkpoint)
+        model, trained = model_from_checkpoint(checkpoint), saved_parameters(checkpoint["params"])
     except (RuntimeError, TypeError, KeyError, ValueError) as error:
         raise ProjectError(f"{path!r} does not fit this version of the model ({first_line(error)})") from None
     params = with_saved_settings(params, checkpoint["params"])
-    device = torch.device(device) if device is not None else select_device(params)
+    device = torch.device(device) if device is not None else select_device(params.device, worker_count(params, "threads"))
     model = model.to(device)
     if device.type == "cpu":
         # The model takes (N, H, W, 3) images, so its convolutions see channels-last input already;

@@ -29,10 +29,11 @@ from dataset import Charset, DataError, image_names, score
 from folder_lock import one_writer
 from folder_settings import chosen_settings, from_folders
 from heads import Head
-from model import (autocast, batch_logits, build_model, init_from, load_checkpoint, save_checkpoint, select_device,
-                   use_bf16)
-from parameters import (ARCHITECTURE_KEYS, Parameters, ParameterError, ProjectError, saved_parameters,
-                        with_saved_settings)
+from model import (CaptchaResNet, autocast, batch_logits, init_from, load_checkpoint, model_config, save_checkpoint,
+                   select_device, use_bf16)
+from parameters import (ARCHITECTURE_KEYS, Parameters, ParameterError, saved_parameters, with_saved_settings,
+                        worker_count)
+from errors import ProjectError
 from predictor import Predictor
 from run_control import Ranks, StopSignals, checkpoint_of, stop_interrupted
 from run_log import Reporters, RunLog
@@ -246,11 +247,11 @@ def load_run(model_dir):
 
 def set_up(params, ranks, checkpoint):
     """The Run: device, data, model and optimizer (fresh, fine-tuned from init_from, or from last.pt)."""
-    device = ranks.setup(select_device(params))
+    device = ranks.setup(select_device(params.device, worker_count(params, "threads")))
     torch.manual_seed(params.seed)
     charset = Charset.from_params(params)
     data = load_data(params, ranks.world)
-    model = build_model(params).to(device)
+    model = CaptchaResNet(model_config(dataclasses.asdict(params), params.class_chars)).to(device)
     check_label_room(model, *[image_set for image_set in (data.train_set, data.test_set) if image_set is not None])
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)

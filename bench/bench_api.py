@@ -49,7 +49,7 @@ from PIL import Image  # noqa: E402
 
 from bench_predict import percentiles, sample_captcha  # noqa: E402
 from command_line import fail, parse_args  # noqa: E402
-from parameters import ProjectError  # noqa: E402
+from errors import ProjectError  # noqa: E402
 from predictor import checkpoint_path, load_model  # noqa: E402
 
 START_TIMEOUT = 120  # seconds for the server to load the model and answer /health

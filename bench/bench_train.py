@@ -43,11 +43,11 @@ def run(params, preset, head):
     test = load_folder(run_params.test_dir, predictor.params, quiet=True)
     metrics, predictions = score(predictor.logits(test.images), test.labels, predictor.charset)
     progress = checkpoint["progress"]
-    model = model_from_checkpoint(checkpoint)[0]
+    model = model_from_checkpoint(checkpoint)
     saved = checkpoint["params"]
     return {"preset": name, "speed": progress["step"] * saved["batch_size"] / progress["seconds"],
             "bf16": use_bf16(saved_parameters(saved).amp, torch.device("cpu")),
-            "gflop": training_gflop(model, run_params), "minutes": progress["seconds"] / 60, "wall": wall / 60,
+            "gflop": training_gflop(model), "minutes": progress["seconds"] / 60, "wall": wall / 60,
             "parameters": predictor.parameters,
             "bytes": os.path.getsize(last), "weights": file_size(model),
             "confusions": confusions(predictions, test.labels), "test_count": len(test), **metrics}

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+import head_names
 import parameters
 from conftest import tiny_params
 from export_onnx import export
@@ -39,7 +40,7 @@ def toy_head():
     """The toy head registered for one test, and unregistered after it."""
     register_head(HiddenLayerHeads)
     yield HiddenLayerHeads.name
-    del HEADS[HiddenLayerHeads.name], parameters.HEAD_FORMS[HiddenLayerHeads.name]
+    del HEADS[HiddenLayerHeads.name], head_names.HEAD_FORMS[HiddenLayerHeads.name]
 
 
 def test_a_head_defined_in_a_test_trains_resumes_loads_predicts_and_exports(tiny_run, toy_head, tmp_path):

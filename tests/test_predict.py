@@ -21,7 +21,8 @@ from api_demo import create_app
 from conftest import tiny_params
 from dataset import image_names
 from generate_captcha import generate_split
-from parameters import ProjectError, make_parameters
+from parameters import make_parameters
+from errors import ProjectError
 from images import ImageError
 from predictor import Reader, load_model, predict
 from test_api import post_json, running_server

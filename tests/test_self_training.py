@@ -160,7 +160,7 @@ def test_target_batch_norm_saves_the_statistics_of_the_site_and_reads_it_no_wors
     train(self_training(site, site / "plain", epochs=1))
     adapted, plain = batch_norm_means(site / "adabn"), batch_norm_means(site / "plain")
     assert any(not torch.allclose(adapted[key], plain[key]) for key in adapted)
-    predictor_model, _ = model_from_checkpoint(load_checkpoint(str(site / "adabn" / "last.pt")))
+    predictor_model = model_from_checkpoint(load_checkpoint(str(site / "adabn" / "last.pt")))
     unlabelled = load_unlabelled(str(site / "unlabelled"), tiny_params(site, **EASY))
     measure_batch_norms(predictor_model, "cpu", unlabelled.images, self_training(site, site / "adabn").eval_batch_size)
     for key, value in predictor_model.state_dict().items():

@@ -17,9 +17,11 @@ from conftest import ROOT, tiny_params
 from dataset import image_names
 from generate_captcha import NAME_PATTERN, generate_split
 from images import read_image
-from model import CaptchaResNet, build_model, load_checkpoint, model_from_checkpoint, parameter_count, save_checkpoint
+from model import (CaptchaResNet, ModelConfig, load_checkpoint, model_config, model_from_checkpoint, parameter_count,
+                   save_checkpoint)
 from folder_lock import LOCK_FILE
-from parameters import ProjectError, make_parameters
+from parameters import make_parameters
+from errors import ProjectError
 from run_control import Ranks, StopSignals
 from train import Progress, train
 
@@ -43,8 +45,8 @@ def test_checkpoint_is_one_safe_dict(tiny_run):
     assert set(checkpoint["progress"]) == {field.name for field in dataclasses.fields(Progress)}
     assert checkpoint["progress"]["step"] > 0 and checkpoint["progress"]["metrics"]["accuracy"] >= 0
     assert checkpoint["charset"] == "0123456789abcdef" and checkpoint["params"]["stage_channels"] == (16, 32, 64)
-    model, params = model_from_checkpoint(checkpoint)
-    assert params.length_range == (4, 4) and not model.training
+    model = model_from_checkpoint(checkpoint)
+    assert model.config.length == 4 and model.config.head == "positions" and not model.training
     assert model(torch.zeros(2, 24, 64, 3, dtype=torch.uint8)).shape == (2, 4, 16)
 
 
@@ -73,7 +75,8 @@ class Shell:
     (lambda c: c.update(charset="0123456789abcde"), "heads read 16 classes but its charset '0123456789abcde' has 15"),
     (lambda c: c.update(charset="0123456789abcdefg"), "heads read 16 classes but its charset"),
     (lambda c: c["params"].update(captcha_length=5), "4 character heads but its captcha_length is 5"),
-    (lambda c: c.update(charset="fedcba9876543210"), "disagrees with the charset of its settings '0123456789abcdef'"),
+    (lambda c: c["params"].update(head="transformer"), "name a head this version does not have: transformer"),
+    (lambda c: c["params"].pop("image_width"), "its settings do not name its model's image_width"),
     (lambda c: c.update(charset="00123456789abcde"), "repeats '0'"),
 ])
 def test_a_checkpoint_whose_heads_disagree_with_its_charset_is_refused(tiny_run, tmp_path, edit, words):
@@ -150,11 +153,21 @@ def test_a_save_removes_the_temporary_files_of_killed_saves_only(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["best.pt", "last.pt", writing.name]
 
 
-def test_model_defaults_are_the_settings_defaults():
+def build_model(params):
+    """The model a run's settings describe, as training builds it."""
+    return CaptchaResNet(model_config(dataclasses.asdict(params), params.class_chars))
+
+
+def test_the_model_is_built_from_its_config_alone():
     defaults = make_parameters({})
-    assert parameter_count(CaptchaResNet(4, 62)) == parameter_count(build_model(defaults))
-    stem = CaptchaResNet(4, 62).stem[0]
+    config = model_config(dataclasses.asdict(defaults), defaults.class_chars)
+    assert config == ModelConfig(length=4, classes=62, head="positions", image_height=24, image_width=64,
+                                 preset="default", stem_channels=32, stem_stride=2, stage_channels=(32, 64, 128, 192),
+                                 stage_blocks=(1, 2, 2, 1), feature_stride=8, dropout=0.1)
+    stem = CaptchaResNet(config).stem[0]
     assert (stem.out_channels, stem.stride[0]) == (defaults.stem_channels, defaults.stem_stride)
+    varying = model_config({**dataclasses.asdict(defaults), "captcha_length": "4-6", "ignore_case": True}, "0123")
+    assert (varying.length, varying.classes, varying.head) == (6, 4, "ctc")
 
 
 def test_models_and_presets():
@@ -181,9 +194,9 @@ def test_feature_stride_sets_the_columns_the_heads_read():
 
 def test_checkpoint_from_before_feature_stride_loads_at_one_eighth(tiny_run):
     checkpoint = load_checkpoint(tiny_run["checkpoint"])
-    del checkpoint["params"]["feature_stride"]
-    model, params = model_from_checkpoint(checkpoint)
-    assert params.feature_stride == 8
+    del checkpoint["params"]["feature_stride"], checkpoint["params"]["head"]
+    model = model_from_checkpoint(checkpoint)
+    assert (model.config.feature_stride, model.config.head) == (8, "positions")
 
 
 TINY_MODEL = ["--stem_channels=8", "--stage_channels=16,32,64", "--stage_blocks=1,1,1"]
