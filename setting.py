@@ -3,8 +3,8 @@
     lr: float = setting(3e-3, "peak learning rate of the one-cycle schedule", above=0, high=10)
     amp: str = setting("auto", "bf16 mixed precision: on, off, auto", choices=("auto", "on", "off"))
 
-The help is what --help shows; the choices and the range are checked whenever a value is read (command line, preset, style
-file), so a bad number is refused in one line before any work starts. A group of settings is a dataclass
+The help is what --help shows; the choices and the range are checked whenever a value is read (command line,
+preset, style file), so a bad number is refused in one line before any work starts. A group of settings is a dataclass
 whose docstring is the group's title and whose GROUP names it (parameters.py, looks.py).
 """
 import dataclasses

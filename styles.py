@@ -67,15 +67,17 @@ LIBRARY_STYLES = {
         "fisheye": 0.25, "border_width": 1, "border_color": "#66b366", "noise_curves": 0, "noise_dots": 0,
         "smooth": False, "render_jitter": (),
     },
-    "advrpg_digits": {  # shared/datasets/advrpg_digits, by eye: 240x80 transparent PNG, four large digits in one
-        # random colour, their outlines drawn as dots, overlapping, a wavy dotted line, sparkles and bubbles in tints
+    "advrpg_digits": {  # shared/datasets/advrpg_digits, by eye: 240x80 transparent PNG, four handwriting-like
+        # italic digits in one random colour, each stroke drawn as a band of dots, touching, a wavy dotted line,
+        # sparkles and bubbles in tints
         "image_width": 240, "image_height": 80, "charset": DIGITS, "captcha_length": "4",
-        "fonts": ("DejaVu Sans:bold", "Liberation Sans:bold"), "font_sizes": (50, 54, 58), "stretch_glyphs": False,
-        "baseline": True, "rotation": 12.0, "warp_x": (0.0, 0.1), "warp_y": (0.0, 0.1), "space_probability": 0.0,
-        "char_spacing": (-14.0, -4.0), "left_margin": (40.0, 100.0), "row_shift_y": (-6.0, 2.0), "char_jitter_y": 4.0,
-        "solid_text": True, "text_color_min": 30, "text_color_max": 160, "background_min": 255, "background_max": 255,
-        "outline_width": 2, "glyph_dots": 1.5, "glyph_dot_size": (0.6, 1.0), "dotted_lines": 1,
-        "dotted_line_spacing": 1.5, "sparkles": 25, "sparkle_size": (0.5, 3.5), "speckles": 20, "transparent": True,
+        "fonts": ("Comic Neue:italic", "Comic Neue Light:italic", "Comic Neue:bold:italic"), "font_sizes": (44, 50, 56),
+        "stretch_glyphs": False, "baseline": True, "rotation": 15.0, "warp_x": (0.0, 0.15), "warp_y": (0.0, 0.15),
+        "space_probability": 0.0, "char_spacing": (-6.0, 2.0), "left_margin": (30.0, 90.0), "row_shift_y": (-6.0, 2.0),
+        "char_jitter_y": 4.0, "solid_text": True, "text_color_min": 30, "text_color_max": 160, "background_min": 255,
+        "background_max": 255, "glyph_dots": 1.6, "glyph_dot_size": (0.8, 1.3), "glyph_dot_jitter": 0.4,
+        "dotted_lines": 1, "dotted_line_spacing": 1.5, "sparkles": 25, "sparkle_size": (0.5, 3.5), "speckles": 20,
+        "transparent": True,
         "noise_curves": 0, "noise_dots": 0, "smooth": False, "image_format": "png", "render_jitter": (),
     },
 }
@@ -235,7 +237,7 @@ DESCRIPTIONS = {
     "gregwar": "Gregwar/Captcha (PHP) defaults: 150x40, 5 turned characters in several fonts, lines, a sine warp",
     "simple_captcha": "django-simple-captcha defaults: 100x32, 4 turned capitals, noise arcs and dots",
     "pku_elective": "a Kaptcha-like site: 130x52 hollow white letters in a dark outline, fisheye, a green border",
-    "advrpg_digits": "a site of dotted digits: 240x80 transparent PNG, 4 digits drawn as dots, a dotted line",
+    "advrpg_digits": "a site of dotted digits: 240x80 transparent PNG, 4 italic digits drawn as dots, a dotted line",
 }
 
 PRESET_KEYS = sorted({key for preset in STYLES.values() for key in preset})  # what some style preset sets
