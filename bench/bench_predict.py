@@ -29,10 +29,14 @@ WARM_UP = 50  # untimed calls before each measurement: caches, allocator and bra
 
 
 def sample_captcha(trained, index=0):
-    """(label, PIL image, JPEG bytes) of a captcha in the style a checkpoint was trained on."""
+    """(label, PIL image, file bytes) of a captcha in the style a checkpoint was trained on, in its file format
+    (a transparent style's captchas are PNGs with alpha)."""
     label, image = make_sample(make_generator(trained), trained, "bench", index)
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=trained.jpeg_quality)
+    if trained.image_format == "png":
+        image.save(buffer, format="PNG")
+    else:
+        image.save(buffer, format="JPEG", quality=trained.jpeg_quality)
     return label, image, buffer.getvalue()
 
 
