@@ -41,6 +41,9 @@ def resume_command(run):
     def short(path):
         return min(path, os.path.relpath(path), key=len)
 
+    model_dir = f"--model_dir={shlex.quote(run.params.model_dir)}"
+    if os.path.basename(sys.argv[0]) == "captcha-ocr":  # the installed command: its files are not the user's to run
+        return f"captcha-ocr train --resume {model_dir}"
     script = short(os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py"))
     if run.ranks.world > 1:
         torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
@@ -48,7 +51,7 @@ def resume_command(run):
                    f"--nproc_per_node={run.ranks.world}"
     else:
         launcher = shlex.quote(short(sys.executable))
-    return f"{launcher} {shlex.quote(script)} --resume --model_dir={shlex.quote(run.params.model_dir)}"
+    return f"{launcher} {shlex.quote(script)} --resume {model_dir}"
 
 
 class StopSignals:

@@ -54,6 +54,10 @@ def test_an_installed_copy_runs_the_scripts_as_captcha_ocr(tmp_path, tiny_run):
     assert bad.returncode == 2 and bad.stderr.startswith("error: --epochs must be")
     unknown = command("fly")
     assert unknown.returncode == 2 and "one of generate, train, test, predict, serve" in unknown.stderr
+    shutil.copytree(tiny_run["params"].model_dir, where / "tiny")  # a short run: its warning says how to go on
+    resumed = command("train", "--resume", "--model_dir=tiny", "--extend=0.01", "--visdom=false")
+    go_on = "continue this run with captcha-ocr train --resume --model_dir=tiny --extend=10"
+    assert resumed.returncode == 0 and go_on in resumed.stdout, resumed.stdout + resumed.stderr
 
     # Serving's install (requirements-serve.txt, pip install --no-deps .): no PyTorch. A torch that cannot be
     # imported stands for it: the ONNX model is read by the command and by the library call all the same.
