@@ -12,10 +12,11 @@ Output: logits, as the reading head (heads.py, `head`) makes them from the featu
 characters, trained with CTC loss, for captchas of any length up to the columns (dataset.decode_logits
 reads both).
 
-This module is also the one home of checkpoints (save_checkpoint writes atomically, load_checkpoint
-loads with weights_only and checks that the heads fit the charset and length saved with them,
-model_from_checkpoint), of the device (select_device) and of mixed precision
-(autocast); batch_logits is the PyTorch side of predictor.py's Predictor.
+The model knows nothing of the project's settings: a ModelConfig builds it, and model_config() makes one from
+a run's settings as a dict (the form a checkpoint keeps them in). This module is also the one home of
+checkpoints (save_checkpoint writes atomically, load_checkpoint loads with weights_only and checks that the
+heads fit the charset and length saved with them, model_from_checkpoint), of the device (select_device) and of
+mixed precision (autocast); batch_logits is the PyTorch side of predictor.py's Predictor.
 
 Presets (`model_preset`):
 - `default`: residual stages at the native 24x64 resolution (no resizing: thin strokes survive);
@@ -189,7 +190,8 @@ class CaptchaResNet(nn.Module):
 
 
 def select_device(name, threads):
-    """The device `name` asks for (auto: CUDA when present, else the CPU), chosen once; on the CPU, `threads` threads."""
+    """The device `name` asks for (auto: CUDA when present, else the CPU), chosen once; on the CPU, with
+    `threads` threads."""
     if name == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
