@@ -313,7 +313,7 @@ def readme_flags(folder):
 
 
 # site_zero_label: (folder, charset, length, ddddocr 1.6.1 zero-shot, the hand-made style's zero-label figure or None)
-SITES = (("pku_elective", "2345678abcdefgmnpwxy", 4, 0.880, 0.847), ("advrpg_digits", DIGITS, 4, 0.530, None),
+SITES = (("pku_elective", "2345678abcdefgmnpwxy", 4, 0.880, 0.847), ("advrpg_digits", DIGITS, 4, 0.530, 0.931),
          ("swust_cas", DIGITS + UPPER, 4, 0.849, 0.9766), ("captcha_images_v2", "2345678bcdefgmnpwxy", 5, 0.841, 1.0))
 
 
