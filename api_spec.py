@@ -20,7 +20,7 @@ def request_form(mimetype):
         return JSON
     if mimetype == MULTIPART:
         return MULTIPART
-    return RAW if mimetype == RAW[0] or mimetype.startswith("image/") else None
+    return RAW if mimetype == RAW[0] or mimetype.startswith(RAW[1].rstrip("*")) else None
 
 # Each error status the service answers, and when (its body is always {"error": "..."}).
 ERRORS = {

@@ -180,6 +180,14 @@ def parse_args(argv=None, doc="", positional=False, script=None):
     return (params, rest) if positional else params
 
 
+def script_command(script, subcommand, python="python"):
+    """How a message tells the user to start `script` ('main.py'): `captcha-ocr SUBCOMMAND` when they started the
+    installed command (its files are not theirs to run), else `python` (or the interpreter given) and the script."""
+    if os.path.basename(sys.argv[0]) == "captcha-ocr":
+        return f"captcha-ocr {subcommand}"
+    return f"{python} {script}"
+
+
 def fail(message, status=2):
     """Stop a script with a clear one-line message (no traceback): status 2 for what was asked (settings,
     files), 1 for work that ran and failed."""

@@ -31,8 +31,8 @@ import numpy as np
 from files import atomic_write
 from images import read_image
 from command_line import parse_args, run_main
-from head_names import charset_problem
-from parameters import DIGITS, LOWER, UPPER, length_bounds, length_text, make_parameters, worker_count
+from head_names import charset_problem, length_bounds
+from parameters import DIGITS, LOWER, UPPER, length_text, make_parameters, worker_count
 from errors import ProjectError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")

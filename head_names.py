@@ -1,6 +1,6 @@
-"""The reading heads by name, each with whether it answers in CTC form (a blank class first, runs merged when
-read): all that the settings and reading a model's outputs need of them, without PyTorch. heads.py registers
-its classes here."""
+"""What the settings, the model and reading its outputs share about the heads, without PyTorch: the heads by
+name, each with whether it answers in CTC form (a blank class first, runs merged when read; heads.py registers
+its classes here), the character places captcha_length gives them and the classes a charset gives them."""
 
 HEAD_FORMS = {"positions": False, "ctc": True}
 
@@ -17,6 +17,18 @@ def register_head_name(name, ctc):
 def auto_head(fewest, most):
     """The head head=auto reads captchas of `fewest` to `most` characters with: ctc when lengths vary."""
     return "ctc" if fewest != most else AUTO_FIXED_HEAD
+
+
+def length_bounds(value):
+    """captcha_length's (fewest, most) from '4', '4-6' or an int (older checkpoints saved an int)."""
+    low, _, high = str(value).partition("-")
+    return int(low), int(high or low)
+
+
+def class_chars(charset, ignore_case):
+    """The characters a model has a class for, in class order: the charset, or with ignore_case each letter
+    lower-cased and the characters kept once."""
+    return "".join(dict.fromkeys(char.lower() for char in charset)) if ignore_case else charset
 
 
 def charset_problem(chars):

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from command_line import parse_args, run_main
 from errors import ProjectError
 from files import atomic_write
-from head_names import auto_head, charset_problem
+from head_names import auto_head, charset_problem, class_chars, length_bounds
 from heads import head_class
 
 SPEED_TEST_BATCH = 256  # python model.py's batch when batch_size is auto (0)
@@ -105,8 +105,7 @@ def model_config(settings, chars):
     them (dataclasses.asdict of the run's Parameters); `chars` the characters the model has a class for."""
     def value(key):
         return settings[key] if key in settings else SETTINGS_BEFORE_THEY_EXISTED[key]
-    fewest, _, most = str(settings["captcha_length"]).partition("-")  # '4', '4-6' (an int before ranges)
-    fewest, most = int(fewest), int(most or fewest)
+    fewest, most = length_bounds(settings["captcha_length"])
     head = value("head")
     return ModelConfig(length=most, classes=len(chars), head=auto_head(fewest, most) if head == "auto" else head,
                        image_height=settings["image_height"], image_width=settings["image_width"],
@@ -361,7 +360,11 @@ def heads_problem(checkpoint):
         head = head_class(config.head)
     except KeyError:
         return f"its settings name a head this version does not have: {config.head}"
-    return charset_problem(chars) or head.state_problem(state, config.length, chars)
+    problem = charset_problem(chars) or head.state_problem(state, config.length, chars)
+    named = class_chars(checkpoint["params"].get("charset", chars), checkpoint["params"].get("ignore_case", False))
+    if not problem and chars != named:
+        problem = f"its charset {chars!r} disagrees with the charset of its settings {named!r}"
+    return problem
 
 
 # State-dict names of the heads before they had a module of their own (heads.py): loading renames them.

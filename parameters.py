@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 
 from errors import ProjectError
-from head_names import HEAD_FORMS, auto_head
+from head_names import HEAD_FORMS, auto_head, class_chars, length_bounds
 from looks import LookSettings
 from setting import choices_of, range_problem, setting
 from styles import DIGITS, JITTERS, LOWER, PRESET_KEYS, STYLES, UPPER
@@ -526,9 +526,7 @@ class Parameters(*reversed(SETTING_GROUPS)):  # fields in SETTING_GROUPS order: 
     def class_chars(self):
         """The characters the model has a class for, in class order: the charset, each letter lower-cased
         and the characters kept once with ignore_case."""
-        if not self.ignore_case:
-            return self.charset
-        return "".join(dict.fromkeys(char.lower() for char in self.charset))
+        return class_chars(self.charset, self.ignore_case)
 
     @property
     def ctc_form(self):
@@ -572,12 +570,6 @@ def arithmetic_lengths(params):
 def length_text(fewest, most):
     """captcha_length's text for (fewest, most) characters: '4', or '4-6'."""
     return str(fewest) if fewest == most else f"{fewest}-{most}"
-
-
-def length_bounds(value):
-    """captcha_length's (fewest, most) from '4', '4-6' or an int (older checkpoints saved an int)."""
-    low, _, high = str(value).partition("-")
-    return int(low), int(high or low)
 
 
 # Settings of the network itself: fine-tuning (--init_from) takes them from the checkpoint it starts from.

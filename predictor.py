@@ -182,7 +182,9 @@ def load_torch(path, params, device=None):
     except (RuntimeError, TypeError, KeyError, ValueError) as error:
         raise ProjectError(f"{path!r} does not fit this version of the model ({first_line(error)})") from None
     params = with_saved_settings(params, checkpoint["params"])
-    device = torch.device(device) if device is not None else select_device(params.device, worker_count(params, "threads"))
+    if device is None:
+        device = select_device(params.device, worker_count(params, "threads"))
+    device = torch.device(device)
     model = model.to(device)
     if device.type == "cpu":
         # The model takes (N, H, W, 3) images, so its convolutions see channels-last input already;

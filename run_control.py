@@ -12,6 +12,7 @@ import time
 import torch
 import torch.distributed as dist
 
+from command_line import script_command
 from model import save_checkpoint
 
 REPEAT_GRACE = 1.0  # seconds in which a second stop signal is the same request (torchrun passes Ctrl-C on)
@@ -41,17 +42,14 @@ def resume_command(run):
     def short(path):
         return min(path, os.path.relpath(path), key=len)
 
+    script = shlex.quote(short(os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")))
     model_dir = f"--model_dir={shlex.quote(run.params.model_dir)}"
-    if os.path.basename(sys.argv[0]) == "captcha-ocr":  # the installed command: its files are not the user's to run
-        return f"captcha-ocr train --resume {model_dir}"
-    script = short(os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py"))
     if run.ranks.world > 1:
         torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
         launcher = f"{shlex.quote(short(torchrun) if os.path.isfile(torchrun) else 'torchrun')} --standalone " \
                    f"--nproc_per_node={run.ranks.world}"
-    else:
-        launcher = shlex.quote(short(sys.executable))
-    return f"{launcher} {shlex.quote(script)} --resume {model_dir}"
+        return f"{launcher} {script} --resume {model_dir}"
+    return f"{script_command(script, 'train', python=shlex.quote(short(sys.executable)))} --resume {model_dir}"
 
 
 class StopSignals:

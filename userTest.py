@@ -30,7 +30,7 @@ from dataset import (confusions, decode_logits, format_confusions, image_names, 
                      load_folder, load_unlabelled, score)
 from files import atomic_write
 from grid import image_grid
-from command_line import fail, parse_args, run_main
+from command_line import fail, parse_args, run_main, script_command
 from predictor import is_unsure, load_model_or_exit
 
 TOP_CONFUSIONS = 15
@@ -180,7 +180,7 @@ def check_min_accuracy(accuracy, params, checkpoint):
         fail(f"the model reads {accuracy:.4f} of {params.golden_dir} (case-insensitive), below --min_accuracy="
              f"{params.min_accuracy:g}: it has not learnt these captchas (a run too short says so in its last lines; "
              f"or they differ from its training set); train it longer: "
-             f"python main.py --resume --model_dir={model_dir} --extend=10", status=1)
+             f"{script_command('main.py', 'train')} --resume --model_dir={model_dir} --extend=10", status=1)
 
 
 if __name__ == "__main__":

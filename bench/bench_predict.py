@@ -10,7 +10,6 @@ of the chosen backend), predict() from a PIL image
 prints p50 and p95. Also the images/s of predict() on a batch of eval_batch_size images. The image is
 a captcha drawn by this project's generator in the checkpoint's style.
 """
-import io
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from custom_captcha_image import make_generator  # noqa: E402
-from generate_captcha import make_sample  # noqa: E402
+from generate_captcha import encode, make_sample  # noqa: E402
 from images import preprocess  # noqa: E402
 from command_line import parse_args  # noqa: E402
 from predictor import load_model_or_exit, predict, use_predict_threads  # noqa: E402
@@ -29,15 +28,10 @@ WARM_UP = 50  # untimed calls before each measurement: caches, allocator and bra
 
 
 def sample_captcha(trained, index=0):
-    """(label, PIL image, file bytes) of a captcha in the style a checkpoint was trained on, in its file format
-    (a transparent style's captchas are PNGs with alpha)."""
+    """(label, PIL image, file bytes) of a captcha in the style a checkpoint was trained on, encoded as
+    generate_captcha.py writes it (a transparent style's: a PNG with alpha)."""
     label, image = make_sample(make_generator(trained), trained, "bench", index)
-    buffer = io.BytesIO()
-    if trained.image_format == "png":
-        image.save(buffer, format="PNG")
-    else:
-        image.save(buffer, format="JPEG", quality=trained.jpeg_quality)
-    return label, image, buffer.getvalue()
+    return label, image, encode(image, trained)
 
 
 def percentiles(seconds):

@@ -26,6 +26,13 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+def build_model(params):
+    """The model a run's Parameters describe, as training builds it."""
+    import dataclasses
+    from model import CaptchaResNet, model_config
+    return CaptchaResNet(model_config(dataclasses.asdict(params), params.class_chars))
+
+
 def run_script(script, *args, cwd=ROOT, timeout=300, check=True):
     """Run a top-level script with the test interpreter; returns the CompletedProcess."""
     result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, capture_output=True,

@@ -1,5 +1,4 @@
 """A folder tells its own settings; the time budget sets the schedule; precision follows the hardware."""
-import dataclasses
 import csv
 import json
 import os
@@ -10,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_script, tiny_params
+from conftest import build_model, run_script, tiny_params
 from dataset import DataError
 from folder_settings import SETTINGS_FILE, chosen_settings, from_folders
 from images import AUTO_PIXELS, model_size
 from generate_captcha import generate_split
-from model import CaptchaResNet, model_config, precision_probe, use_bf16
+from model import precision_probe, use_bf16
 from parameters import make_parameters
 
 TINY_MODEL = ["--stem_channels=8", "--stage_channels=16,32,64", "--stage_blocks=1,1,1", "--visdom=false",
@@ -172,8 +171,7 @@ def test_a_run_that_stops_before_its_budget_says_why(budget_folder, tmp_path):
 
 def model_step_seconds(bf16, rounds=3):
     """Best seconds of a training step of the default model (batch 64) in one precision."""
-    defaults = make_parameters({})
-    model = CaptchaResNet(model_config(dataclasses.asdict(defaults), defaults.class_chars)).to(memory_format=torch.channels_last).train()
+    model = build_model(make_parameters({})).to(memory_format=torch.channels_last).train()
     images = torch.randint(0, 256, (64, 24, 64, 3), dtype=torch.uint8)
     best = float("inf")
     for index in range(rounds + 1):

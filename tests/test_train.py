@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from batches import generated_batches
-from conftest import ROOT, tiny_params
+from conftest import ROOT, build_model, tiny_params
 from dataset import image_names
 from generate_captcha import NAME_PATTERN, generate_split
 from images import read_image
@@ -75,6 +75,7 @@ class Shell:
     (lambda c: c.update(charset="0123456789abcde"), "heads read 16 classes but its charset '0123456789abcde' has 15"),
     (lambda c: c.update(charset="0123456789abcdefg"), "heads read 16 classes but its charset"),
     (lambda c: c["params"].update(captcha_length=5), "4 character heads but its captcha_length is 5"),
+    (lambda c: c.update(charset="fedcba9876543210"), "disagrees with the charset of its settings '0123456789abcdef'"),
     (lambda c: c["params"].update(head="transformer"), "name a head this version does not have: transformer"),
     (lambda c: c["params"].pop("image_width"), "its settings do not name its model's image_width"),
     (lambda c: c.update(charset="00123456789abcde"), "repeats '0'"),
@@ -151,11 +152,6 @@ def test_a_save_removes_the_temporary_files_of_killed_saves_only(tmp_path):
         live.wait(timeout=30)
     save_checkpoint(str(tmp_path / "best.pt"), {"step": 2})
     assert sorted(os.listdir(tmp_path)) == ["best.pt", "last.pt", writing.name]
-
-
-def build_model(params):
-    """The model a run's settings describe, as training builds it."""
-    return CaptchaResNet(model_config(dataclasses.asdict(params), params.class_chars))
 
 
 def test_the_model_is_built_from_its_config_alone():
