@@ -4,15 +4,16 @@ one-line ending of a script that fails.
     params = parse_args(argv, doc=__doc__, script=__file__)    # in a script's main()
     run_main(main)                                             # under its `if __name__ == "__main__":`
 
-Each script takes the groups of settings SCRIPT_GROUPS names (parameters.py defines them); another script's
-setting, or a misspelt one, is refused in one line that names the scripts that take it or the nearest setting.
+Each script takes the groups of settings SCRIPT_GROUPS names (parameters.py defines them), and a bench script
+its own group too (`kind`: bench/bench_settings.py); another script's setting, or a misspelt one, is refused
+in one line that names the scripts that take it or the nearest setting.
 """
 import difflib
 import errno
 import os
 import sys
 
-from parameters import FIELDS, ParameterError, Parameters, layout, make_parameters, type_name
+from parameters import FIELDS, ParameterError, Parameters, fields_of, layout, make_parameters, type_name
 from errors import ProjectError
 from setting import choices_of, range_text
 from styles import DESCRIPTIONS
@@ -35,18 +36,18 @@ SCRIPT_GROUPS = {
     "api_demo.py": ("serving", "prediction", "run"),
     "export_onnx.py": ("export", "prediction", "run"),
     "visdom_server.py": ("dashboard", "run"),  # run: model_dir names the environment it prints
-    "bench/bench_train.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
-                             "dashboard"),
-    "bench/bench_real.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
-                            "generation", "dashboard"),
-    "bench/bench_sweep.py": ("benchmarks", "training"),
+    # the bench scripts that read with kind=BenchParameters take their own group (benchmarks) first, too
+    "bench/bench_train.py": ("training", "model", "run", "data", "captcha", "style", "looks", "dashboard"),
+    "bench/bench_real.py": ("training", "model", "run", "data", "captcha", "style", "looks", "generation",
+                            "dashboard"),
+    "bench/bench_sweep.py": ("training",),
     "bench/bench_generate.py": ("generation", "data", "style", "looks", "captcha"),
-    "bench/bench_predict.py": ("benchmarks", "prediction", "run"),
-    "bench/bench_api.py": ("benchmarks", "serving", "prediction", "run"),
-    "bench/bench_style.py": ("benchmarks", "style", "looks", "captcha"),
+    "bench/bench_predict.py": ("prediction", "run"),
+    "bench/bench_api.py": ("serving", "prediction", "run"),
+    "bench/bench_style.py": ("style", "looks", "captcha"),
     "arithmetic.py": ("captcha",),
-    "bench/bench_kinds.py": ("benchmarks", "training", "model", "run", "data", "captcha", "style", "looks",
-                             "generation", "dashboard"),
+    "bench/bench_kinds.py": ("training", "model", "run", "data", "captcha", "style", "looks", "generation",
+                             "dashboard"),
     "fit_style.py": ("fitting", "style", "looks", "captcha", "generation"),
     "site_model.py": ("site", "fitting", "choosing", "captcha"),
     "choose_style.py": ("choosing", "captcha"),
@@ -59,6 +60,11 @@ def group_of(key):
     return next(group for group, (_, names) in layout()[0].items() if key in names)
 
 
+def own_groups(kind):
+    """The groups settings class `kind` adds to Parameters' (a bench script's own), by name."""
+    return tuple(group for group in layout(kind)[0] if group not in layout()[0])
+
+
 def script_name(script):
     """'main.py', or a script's path (its __file__) -> its key in SCRIPT_GROUPS."""
     name = script if script in SCRIPT_GROUPS else os.path.relpath(os.path.abspath(script), _HERE).replace(os.sep, "/")
@@ -67,15 +73,18 @@ def script_name(script):
     return name
 
 
-def script_groups(script=None):
-    """The groups a script takes, its own first; every group, in file order, for script=None."""
-    return SCRIPT_GROUPS[script_name(script)] if script is not None else tuple(layout()[0])
+def script_groups(script=None, kind=Parameters):
+    """The groups a script takes, its own first (those `kind` adds before them); every group, in file order,
+    for script=None."""
+    if script is None:
+        return tuple(layout(kind)[0])
+    return own_groups(kind) + SCRIPT_GROUPS[script_name(script)]
 
 
-def script_settings(script=None):
+def script_settings(script=None, kind=Parameters):
     """The settings a script's command line takes, in --help order (every setting for script=None)."""
-    groups = layout()[0]
-    return [name for group in script_groups(script) for name in groups[group][1]]
+    groups = layout(kind)[0]
+    return [name for group in script_groups(script, kind) for name in groups[group][1]]
 
 
 def scripts_taking(key):
@@ -88,10 +97,10 @@ def _listing(names):
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def check_key(key, script=None):
+def check_key(key, script=None, kind=Parameters):
     """Refuse a key the script does not take: another script's setting names its scripts, a misspelt one
     gets the closest setting's name."""
-    allowed = script_settings(script)
+    allowed = script_settings(script, kind)
     if key in allowed:
         return
     if key in FIELDS:
@@ -105,22 +114,23 @@ def _shown(value):
     return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
 
 
-def help_text(doc="", script=None):
+def help_text(doc="", script=None, kind=Parameters):
     """--help: the script's docstring, then the settings of its groups, its own group first."""
-    groups, comments = layout()
+    groups, comments = layout(kind)
+    fields = fields_of(kind)
     lines = [doc.strip(), "", "Settings (override any with --key=value; a bare --flag sets a true/false flag):"]
-    defaults = Parameters()
-    for group in script_groups(script):
+    defaults = kind()
+    for group in script_groups(script, kind):
         title, names = groups[group]
         lines += ["", f"{group}: {title}"]
         for name in names:
-            listed = choices_of(FIELDS[name])
+            listed = choices_of(fields[name])
             choices = f": {', '.join(listed)}" if listed is not None else ""
-            bounds = range_text(FIELDS[name].metadata["range"])
+            bounds = range_text(fields[name].metadata["range"])
             choices += f", {bounds}" if bounds else ""
             lines.append(f"  --{name}={_shown(getattr(defaults, name))}")
-            lines.append(f"        {comments[name]} [{type_name(FIELDS[name].type)}{choices}]")
-    if "style" in script_groups(script):
+            lines.append(f"        {comments[name]} [{type_name(fields[name].type)}{choices}]")
+    if "style" in script_groups(script, kind):
         lines += ["", "styles (--style=NAME; styles.py has each one's settings):"]
         lines += [f"  {name:18s} {text}" for name, text in DESCRIPTIONS.items()]
     return "\n".join(lines)
@@ -141,39 +151,41 @@ def discard_stdout():
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def parse_overrides(argv, script=None):
+def parse_overrides(argv, script=None, kind=Parameters):
     """['--a=1', '--flag', 'path'] -> ({'a': '1', 'flag': 'true'}, ['path']).
 
-    Only the settings of `script` (a SCRIPT_GROUPS key or a script's __file__; None: every setting) are taken."""
+    Only the settings of `script` (a SCRIPT_GROUPS key or a script's __file__; None: every setting of `kind`)
+    are taken."""
     overrides, positional = {}, []
     for arg in argv:
         if arg == "-" or not arg.startswith("--"):
             positional.append(arg)
             continue
         key, sep, value = arg[2:].partition("=")
-        check_key(key, script)
+        check_key(key, script, kind)
         if not sep:
-            if type_name(FIELDS[key].type) != "bool":
+            if type_name(fields_of(kind)[key].type) != "bool":
                 raise ParameterError(f"--{key} needs a value: --{key}=VALUE")
             value = "true"
         overrides[key] = value
     return overrides, positional
 
 
-def parse_args(argv=None, doc="", positional=False, script=None):
-    """Parse a script's command line into Parameters (and positional arguments when allowed).
+def parse_args(argv=None, doc="", positional=False, script=None, kind=Parameters):
+    """Parse a script's command line into Parameters, or the settings class `kind` (and positional arguments
+    when allowed).
 
-    `script` (the script's __file__) limits the command line to that script's groups in SCRIPT_GROUPS.
-    A bad, unknown or foreign setting prints one line naming the key and exits with status 2.
+    `script` (the script's __file__) limits the command line to that script's groups in SCRIPT_GROUPS, and
+    those `kind` adds. A bad, unknown or foreign setting prints one line naming the key and exits with status 2.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if "-h" in argv or "--help" in argv:
-        print_help(help_text(doc, script))
+        print_help(help_text(doc, script, kind))
     try:
-        overrides, rest = parse_overrides(argv, script)
+        overrides, rest = parse_overrides(argv, script, kind)
         if rest and not positional:
             raise ParameterError(f"unexpected argument {rest[0]!r} (settings are --key=value)")
-        params = make_parameters(overrides)
+        params = make_parameters(overrides, kind=kind)
     except ParameterError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -18,7 +18,7 @@ from PIL import Image
 
 from dataset import DataError, image_names, labels_charset, list_folder
 from images import AUTO_PIXELS, far_sizes, model_size
-from parameters import Parameters, make_parameters
+from parameters import make_parameters
 from styles import STYLES
 
 SETTINGS_FILE = ".generator.json"  # generate_captcha.py's record of how a folder's images were drawn
@@ -33,7 +33,7 @@ def chosen_settings(params, given):
     """The settings the user chose. From a command line (`given`, the keys named there): those, and what
     the style named there sets. From a program (given None): every setting that is not at its default."""
     if given is None:
-        defaults = Parameters()
+        defaults = type(params)()  # Parameters, or a bench script's BenchParameters
         return {key for key in vars(params) if getattr(params, key) != getattr(defaults, key)}
     chosen = set(given)
     if "style" in chosen:

@@ -30,12 +30,6 @@ from looks import LookSettings
 from setting import choices_of, range_problem, setting
 from styles import DIGITS, JITTERS, LOWER, PRESET_KEYS, STYLES, UPPER
 
-# bench/bench_real.py's experiments, in the order a plain run takes them.
-BENCH_REAL = ("sim_to_real", "swust_self", "original_style", "v2_sim", "v2_self", "swust_fine_tune_200",
-              "swust_self_200", "fine_tune", "swust", "swust_pretrained", "captcha_images_v2", "captcha_default",
-              "swust_ctc", "captcha_images_v2_ctc", "stock_ctc", "own_data", "site_zero_label")
-
-
 @dataclass
 class DataSettings:
     """Labelled image folders, written by generate_captcha.py and read by training and dataset.py."""
@@ -459,51 +453,11 @@ class SiteSettings:
         "minutes of self-training on the site's own captchas after that", low=0, high=10 ** 6)
 
 
-@dataclass
-class BenchmarkSettings:
-    """The bench/ scripts."""
-    GROUP = "benchmarks"
-    bench_style_count: int = setting(1000,
-        "bench/bench_style.py: captchas generated, and real images read (at most), for the statistics",
-        low=1, high=10 ** 9)
-    bench_presets: tuple[str, ...] = setting(("default", "original"), "model presets bench/bench_train.py compares",
-        choices=("default", "original"))
-    bench_kinds: tuple[str, ...] = setting(("arithmetic", "color_target"),
-        "captcha kinds bench/bench_kinds.py trains and reads", choices=("arithmetic", "color_target"))
-    bench_heads: tuple[str, ...] = setting(("positions",),
-        "heads bench/bench_train.py compares on the default preset: positions, ctc", choices=lambda: tuple(HEAD_FORMS))
-    bench_real: tuple[str, ...] = setting(BENCH_REAL, "bench/bench_real.py experiments, in order", choices=BENCH_REAL)
-    requests: int = setting(20000, "bench/bench_api.py: requests sent in the throughput run", low=1, high=10 ** 9)
-    clients: int = setting(8,
-        "bench/bench_api.py: concurrent clients in the throughput run (the abusive clients with --abuse_run)",
-        low=1, high=10 ** 5)
-    abuse_run: bool = setting(False,
-        "bench/bench_api.py: the abuse run instead (clients sending huge-pixel batches while one client reads "
-        "captchas)")
-    abuse_seconds: float = setting(30.0,
-        "bench/bench_api.py --abuse_run: how long the abusive clients send, seconds", above=0, high=10 ** 6)
-    abuse_images: int = setting(64,
-        "bench/bench_api.py --abuse_run: blank 2000x2000 lossless WebP images in each abusive request (64: 256 M "
-        "pixels; 2: within max_request_pixels)", low=1, high=10 ** 9)
-    slow_run: bool = setting(False,
-        "bench/bench_api.py: the slow-client run instead (slow_sockets sockets sending a header byte now and then, "
-        "stalled_uploads uploads that stop part way, while `clients` ordinary clients read captchas)")
-    slow_sockets: int = setting(500, "bench/bench_api.py --slow_run: slow-loris sockets held open", low=0, high=5000)
-    stalled_uploads: int = setting(20,
-        "bench/bench_api.py --slow_run: uploads that declare a body and stop sending it", low=0, high=5000)
-    slow_seconds: float = setting(30.0,
-        "bench/bench_api.py --slow_run: how long the ordinary clients read under the slow ones, seconds", above=0,
-        high=10 ** 6)
-    bench_rounds: int = setting(2000,
-        "bench scripts: timed single-image calls per latency measurement", low=1, high=10 ** 9)
-    bench_sites: tuple[str, ...] = setting((),
-        "bench/bench_real.py site_zero_label: the sites to run (empty = all of its SITES)")
-
-
-# Every group of settings, in --help's order when a script takes them all (LookSettings is in looks.py).
+# Every group of settings, in --help's order when a script takes them all (LookSettings is in looks.py; the bench
+# scripts' own group in bench/bench_settings.py).
 SETTING_GROUPS = (DataSettings, CaptchaSettings, StyleSettings, GenerationSettings, ModelSettings, TrainingSettings,
                   RunSettings, DashboardSettings, PredictionSettings, EvaluationSettings, ExportSettings,
-                  ServingSettings, FittingSettings, ChoosingSettings, SiteSettings, BenchmarkSettings, LookSettings)
+                  ServingSettings, FittingSettings, ChoosingSettings, SiteSettings, LookSettings)
 
 
 @dataclass
@@ -583,29 +537,41 @@ class ParameterError(ProjectError):
     """A bad --key=value: the message names the key and is fit to show as one line."""
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(Parameters)}
+@functools.cache
+def fields_of(kind):
+    """{name: field} of a settings class: Parameters, or one with a group of its own beside them (bench/)."""
+    return {field.name: field for field in dataclasses.fields(kind)}
+
+
+FIELDS = fields_of(Parameters)
 LENGTH_KEYS = ("captcha_length",)  # settings holding a count or a range of counts ('4' or '4-6')
 SWITCH_KEYS = ("amp",)  # auto/on/off settings that were true/false once (old checkpoints, old command lines)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+def setting_groups(kind=Parameters):
+    """The groups of settings class `kind`: SETTING_GROUPS, then those it adds (a bench script's own)."""
+    added = [part for part in reversed(kind.__mro__) if "GROUP" in vars(part) and part not in SETTING_GROUPS]
+    return SETTING_GROUPS + tuple(added)
+
+
 @functools.cache
-def layout():
+def layout(kind=Parameters):
     """The groups of settings and their help: ({group: (title, settings)}, {setting: help}).
 
-    A group is a dataclass of SETTING_GROUPS: its GROUP names it and its docstring is its title, so a setting
-    added to one joins that group (and every script that takes it) with no other edit."""
+    A group is a dataclass of SETTING_GROUPS (or one `kind` adds): its GROUP names it and its docstring is its
+    title, so a setting added to one joins that group (and every script that takes it) with no other edit."""
     groups = {part.GROUP: (part.__doc__[0].lower() + part.__doc__[1:].rstrip("."),
-                           [field.name for field in dataclasses.fields(part)]) for part in SETTING_GROUPS}
-    return groups, {name: field.metadata["help"] for name, field in FIELDS.items()}
+                           [field.name for field in dataclasses.fields(part)]) for part in setting_groups(kind)}
+    return groups, {name: field.metadata["help"] for name, field in fields_of(kind).items()}
 
 
-def check_known(key):
+def check_known(key, fields=FIELDS):
     """Refuse a key that is no setting, naming the closest one."""
-    if key in FIELDS:
+    if key in fields:
         return
-    guess = difflib.get_close_matches(key, FIELDS, n=1)
+    guess = difflib.get_close_matches(key, fields, n=1)
     hint = f"did you mean --{guess[0]}?" if guess else "run with --help to list them"
     raise ParameterError(f"unknown setting --{key} ({hint})")
 
@@ -681,12 +647,12 @@ def _convert_length(key, value):
     return length_text(low, high)
 
 
-def _convert_type(key, value):
+def _convert_type(key, value, field):
     if key in LENGTH_KEYS:
         return _convert_length(key, value)
     if key in SWITCH_KEYS:
         return _convert_switch(key, value)
-    annotation = FIELDS[key].type
+    annotation = field.type
     element = _element_type(annotation)
     if element is not None:
         return _convert_list(key, value, element)
@@ -706,10 +672,10 @@ def _is_choice(value, choice):
     return value == choice
 
 
-def _check_choice(key, value):
+def _check_choice(key, value, field):
     """`value` when it (each of its items) is one of the setting's choices (a setting without any: every value).
     "cuda:N" stands for cuda:0, cuda:1, ..."""
-    choices = choices_of(FIELDS[key])
+    choices = choices_of(field)
     if choices is None:
         return value
     for item in value if isinstance(value, tuple) else (value,):
@@ -719,25 +685,27 @@ def _check_choice(key, value):
     return value
 
 
-def convert(key, value):
-    """Check and convert one setting (a string from the command line, or a Python value): known key,
-    type, range, and for a setting with choices one of them."""
-    check_known(key)
-    value = _check_choice(key, _convert_type(key, value))
-    problem = range_problem(FIELDS[key], value)
+def convert(key, value, fields=FIELDS):
+    """Check and convert one setting (a string from the command line, or a Python value): known key (one of
+    `fields`), type, range, and for a setting with choices one of them."""
+    check_known(key, fields)
+    value = _check_choice(key, _convert_type(key, value, fields[key]), fields[key])
+    problem = range_problem(fields[key], value)
     if problem:
         raise ParameterError(problem)
     return value
 
 
-def make_parameters(overrides=None, base=None):
-    """A Parameters with a style preset and then `overrides` applied (all type-checked); any setting.
+def make_parameters(overrides=None, base=None, kind=Parameters):
+    """A Parameters (or the settings class `kind`) with a style preset and then `overrides` applied (all
+    type-checked); any setting.
 
-    With `base`, its settings are the starting point and only `overrides` change them; when `overrides` name
-    a style, its preset is applied first, and if it is another style than base's, what base's own preset set is
-    put back to the defaults before (see unstyled)."""
+    With `base`, its settings (and its class) are the starting point and only `overrides` change them; when
+    `overrides` name a style, its preset is applied first, and if it is another style than base's, what base's
+    own preset set is put back to the defaults before (see unstyled)."""
     overrides = dict(overrides or {})
-    params = dataclasses.replace(base) if base is not None else Parameters()
+    params = dataclasses.replace(base) if base is not None else kind()
+    fields = fields_of(type(params))
     from_file = read_style_file(overrides["style_file"]) if overrides.get("style_file") else {}
     if from_file and "style" not in overrides:
         overrides = {"style": from_file.get("style", params.style), **overrides}
@@ -749,7 +717,7 @@ def make_parameters(overrides=None, base=None):
     preset = STYLES[style] if base is None or "style" in overrides else {}
     values = {**preset, **from_file, **overrides}
     for key, value in values.items():
-        setattr(params, key, convert(key, value))
+        setattr(params, key, convert(key, value, fields))
     if params.captcha_kind == "arithmetic":  # what the expressions draw sets the characters and lengths
         problem = arithmetic_problem(params)
         if problem:
@@ -782,7 +750,7 @@ def unstyled(params):
     """`params` with each setting that its style preset put there back at its default, so that another style
     starts clean: a benchmark's experiment in the swust style must not draw with the seed style's renderer.
     Settings given beside the preset (a command line's --render_jitter=weight) differ from it, and stay."""
-    preset, plain, params = make_parameters({"style": params.style}), Parameters(), dataclasses.replace(params)
+    preset, plain, params = make_parameters({"style": params.style}), type(params)(), dataclasses.replace(params)
     for key in PRESET_KEYS:
         if getattr(params, key) == getattr(preset, key):
             setattr(params, key, getattr(plain, key))

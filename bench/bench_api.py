@@ -48,6 +48,7 @@ sys.path.insert(0, ROOT)
 from PIL import Image  # noqa: E402
 
 from bench_predict import percentiles, sample_captcha  # noqa: E402
+from bench_settings import BenchParameters  # noqa: E402
 from command_line import fail, parse_args  # noqa: E402
 from errors import ProjectError  # noqa: E402
 from predictor import checkpoint_path, load_model  # noqa: E402
@@ -349,7 +350,7 @@ def slow_run(params, server, port, body):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__, script=__file__)
+    params = parse_args(argv, doc=__doc__, script=__file__, kind=BenchParameters)
     checkpoint = os.path.abspath(checkpoint_path(params))
     try:
         trained = load_model(checkpoint, params).trained  # a checkpoint, or an ONNX model (float or int8)

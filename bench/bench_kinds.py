@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dataset import confusions, format_confusions, load_folder, score  # noqa: E402
 from generate_captcha import generate_split  # noqa: E402
 from model import load_checkpoint  # noqa: E402
+from bench_settings import BenchParameters  # noqa: E402
 from command_line import parse_args  # noqa: E402
 from parameters import make_parameters  # noqa: E402
 from predictor import load_model  # noqa: E402
@@ -49,7 +50,7 @@ def run(params, kind):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__, script=__file__)
+    params = parse_args(argv, doc=__doc__, script=__file__, kind=BenchParameters)
     params = make_parameters({"visdom": False}, base=params)
     results = {kind: run(params, kind) for kind in params.bench_kinds}
     print(f"\ncaptcha kinds, {os.cpu_count()} CPU cores")

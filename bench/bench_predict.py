@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from custom_captcha_image import make_generator  # noqa: E402
 from generate_captcha import encode, make_sample  # noqa: E402
 from images import preprocess  # noqa: E402
+from bench_settings import BenchParameters  # noqa: E402
 from command_line import parse_args  # noqa: E402
 from predictor import load_model_or_exit, predict, use_predict_threads  # noqa: E402
 
@@ -51,7 +52,7 @@ def time_calls(function, rounds, warm_up=WARM_UP):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__, script=__file__)
+    params = parse_args(argv, doc=__doc__, script=__file__, kind=BenchParameters)
     predictor = load_model_or_exit(params)
     use_predict_threads(params)
     label, image, jpeg = sample_captcha(predictor.trained)

@@ -39,6 +39,7 @@ sys.path.insert(0, ROOT)
 from dataset import load_folder, load_train_test, score  # noqa: E402
 from generate_captcha import generate_split  # noqa: E402
 from model import load_checkpoint  # noqa: E402
+from bench_settings import BenchParameters  # noqa: E402
 from command_line import fail, parse_args  # noqa: E402
 from parameters import DIGITS, UPPER, make_parameters, saved_parameters, with_saved_settings  # noqa: E402
 from predictor import load_model  # noqa: E402
@@ -443,7 +444,7 @@ def print_results(results, started):
 
 
 def main(argv=None):
-    params, arguments = parse_args(argv, doc=__doc__, script=__file__, positional=True)
+    params, arguments = parse_args(argv, doc=__doc__, script=__file__, kind=BenchParameters, positional=True)
     datasets = arguments[0] if arguments else os.path.join("..", "shared", "datasets")
     if not os.path.isdir(os.path.join(datasets, "swust_cas")):
         fail(f"{datasets!r} has no swust_cas folder: pass the datasets folder as the first argument")

@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from custom_captcha_image import StyleError, make_generator  # noqa: E402
 from dataset import DataError, folder_labels, list_folder  # noqa: E402
 from generate_captcha import encode  # noqa: E402
+from bench_settings import BenchParameters  # noqa: E402
 from command_line import fail, parse_args, run_main  # noqa: E402
 from parameters import make_parameters  # noqa: E402
 
@@ -174,7 +175,7 @@ def print_table(style_name, ours, real_name=None, real=None):
 
 
 def main(argv=None):
-    params, folders = parse_args(argv, doc=__doc__, positional=True, script=__file__)
+    params, folders = parse_args(argv, doc=__doc__, positional=True, script=__file__, kind=BenchParameters)
     if len(folders) > 1:
         fail("give at most one folder of real captchas")
     if params.bench_style_count < 1:

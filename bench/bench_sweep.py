@@ -17,6 +17,7 @@ import sys
 import time
 
 from bench_real import ROOT, link_folder, own_data_run, readme_flags
+from bench_settings import BenchParameters
 from command_line import fail, parse_args
 
 MINUTES = 5  # each run's budget: half README's, enough to order the settings (the curves flatten by minute 3)
@@ -50,7 +51,7 @@ def summary_line(label, metrics):
 
 
 def main(argv=None):
-    params, arguments = parse_args(argv, doc=__doc__, script=__file__, positional=True)
+    params, arguments = parse_args(argv, doc=__doc__, script=__file__, kind=BenchParameters, positional=True)
     datasets = arguments[0] if arguments else os.path.join("..", "shared", "datasets")
     if not all(os.path.isdir(os.path.join(datasets, name)) for name in SWEEP_FOLDERS):
         fail(f"{datasets!r} lacks one of {', '.join(SWEEP_FOLDERS)}: pass the datasets folder as the first argument")

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset import confusions, format_confusions, load_folder, score  # noqa: E402
 from model import file_size, load_checkpoint, model_from_checkpoint, speed_line, training_gflop, use_bf16  # noqa: E402
+from bench_settings import BenchParameters  # noqa: E402
 from command_line import parse_args  # noqa: E402
 from parameters import make_parameters, saved_parameters  # noqa: E402
 from predictor import load_model  # noqa: E402
@@ -54,7 +55,7 @@ def run(params, preset, head):
 
 
 def main(argv=None):
-    params = parse_args(argv, doc=__doc__, script=__file__)
+    params = parse_args(argv, doc=__doc__, script=__file__, kind=BenchParameters)
     if not params.time_budget:
         params.time_budget = 20.0
     # The original preset reads with positions heads only (its global pooling leaves no columns for CTC).

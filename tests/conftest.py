@@ -26,6 +26,20 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+def script_kind(script):
+    """The settings class script `script` (a command_line.SCRIPT_GROUPS key) reads its command line into:
+    bench/bench_settings.py's BenchParameters for a bench script that parses with it, else Parameters."""
+    from parameters import Parameters
+    with open(os.path.join(ROOT, script), encoding="utf-8") as source:
+        if "kind=BenchParameters" not in source.read():
+            return Parameters
+    bench = os.path.join(ROOT, "bench")
+    if bench not in sys.path:
+        sys.path.append(bench)  # after the root: as `python bench/x.py` finds it
+    from bench_settings import BenchParameters
+    return BenchParameters
+
+
 def build_model(params):
     """The model a run's Parameters describe, as training builds it."""
     import dataclasses
@@ -48,8 +62,9 @@ def script():
 
 
 TINY = {  # a small style and model that learn in seconds on 2 cores
-    "charset": "0123456789abcdef", "captcha_length": 4, "stem_channels": 8, "stem_stride": 1, "stage_channels": (16, 32, 64),
-    "stage_blocks": (1, 1, 1), "batch_size": 32, "eval_batch_size": 64, "visdom": False, "workers": 2,
+    "charset": "0123456789abcdef", "captcha_length": 4, "stem_channels": 8, "stem_stride": 1,
+    "stage_channels": (16, 32, 64), "stage_blocks": (1, 1, 1), "batch_size": 32, "eval_batch_size": 64,
+    "visdom": False, "workers": 2,
     "lr": 0.004, "label_smoothing": 0.0, "dropout": 0.0, "augment": "off",
     "style": "seed_v1", "render_jitter": (),  # the easy look the thresholds were set on (seed is the 2019 one, fainter)
 }

@@ -48,3 +48,14 @@ def test_the_model_and_the_settings_are_apart_and_no_module_imports_the_predicti
     assert not imports["model"] & {"parameters", "dataset"}
     assert not imports["heads"] & {"parameters", "dataset"}
     assert [module for module, found in imports.items() if "userPred" in found] == []
+
+
+def test_the_library_imports_nothing_of_the_benchmarks():
+    """The benchmarks' settings and helpers live in bench/, which the installed package leaves out."""
+    bench = {os.path.splitext(os.path.basename(path))[0] for path in glob.glob(os.path.join(ROOT, "bench", "*.py"))}
+    assert "bench_settings" in bench
+    for path in glob.glob(os.path.join(ROOT, "*.py")):
+        for node in ast.walk(ast.parse(open(path).read())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not {name.split(".")[0] for name in names} & (bench | {"bench"}), path

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, script_kind
 from command_line import SCRIPT_GROUPS, check_key, parse_args, parse_overrides, scripts_taking
 from parameters import FIELDS, STYLES, ParameterError, Parameters, layout, make_parameters
 from setting import choices_of
@@ -46,7 +46,7 @@ def test_defaults_match_the_issue():
     (["--model_preset=big"], "--model_preset must be one of default, original, not 'big'"),
     (["--device=gpu"], "--device must be one of auto, cpu, cuda, cuda:N, not 'gpu'"),
     (["--device=cuda:x"], "--device must be one of"),
-    (["--bench_presets=default,big"], "--bench_presets takes items among default, original, not 'big'"),
+    (["--render_jitter=weight,size"], "--render_jitter takes items among"),
     (["--head=rnn"], "--head must be one of auto, positions, ctc, not 'rnn'"),
     (["--captcha_length=0"], "--captcha_length must be at least 1"),
     (["--captcha_length=6-4"], "runs backwards: write it fewest-most, e.g. 4-6"),
@@ -65,10 +65,10 @@ def test_captcha_length_takes_a_count_or_a_range():
 
 
 def test_choices_accept_their_values():
-    params = make_parameters({"device": "cuda:1", "augment": "on", "bench_real": "swust,fine_tune"})
-    assert (params.device, params.augment, params.bench_real) == ("cuda:1", "on", ("swust", "fine_tune"))
+    params = make_parameters({"device": "cuda:1", "augment": "on", "render_jitter": "weight,blur"})
+    assert (params.device, params.augment, params.render_jitter) == ("cuda:1", "on", ("weight", "blur"))
     listed = {key: choices_of(field) for key, field in FIELDS.items() if choices_of(field) is not None}
-    assert {"style", "head", "device", "render_jitter", "bench_real"} <= set(listed)
+    assert {"style", "head", "device", "render_jitter"} <= set(listed)
     for key, choices in listed.items():
         default = getattr(Parameters(), key)
         assert all(item in choices for item in (default if isinstance(default, tuple) else (default,))), key
@@ -230,7 +230,7 @@ def test_documented_commands_are_valid():
     assert ("api_demo.py", "port") in commands and ("userPred.py", "backend") in commands
     for script, key in commands:
         if key != "help":
-            check_key(key, script)
+            check_key(key, script, script_kind(script))
 
 
 def test_programmatic_use_takes_every_setting():
@@ -240,3 +240,23 @@ def test_programmatic_use_takes_every_setting():
     assert overrides == {"port": "1", "epochs": "2"} and rest == ["img.png"]
     with pytest.raises(ParameterError, match="--port is a setting of api_demo.py"):
         parse_overrides(["--port=1"], script="main.py")
+
+
+def test_the_benchmarks_settings_live_with_the_benchmarks(capsys):
+    """bench/bench_settings.py's group: taken by the bench scripts that parse with it (checked, in their --help,
+    their own group first), and by no other script; Parameters has none of it."""
+    kind = script_kind("bench/bench_real.py")
+    own = {field.name for field in dataclasses.fields(kind)} - set(FIELDS)
+    assert {"bench_real", "bench_sites", "requests", "bench_rounds"} <= own and not own & set(vars(Parameters()))
+    params = parse_args(["--bench_sites=pku_elective", "--epochs=3"], script="bench/bench_real.py", kind=kind)
+    assert (params.bench_sites, params.epochs) == (("pku_elective",), 3)
+    assert make_parameters({"lr": 1e-3}, base=params).bench_sites == ("pku_elective",)  # the class carries on
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--bench_presets=default,big"], script="bench/bench_train.py", kind=kind)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "error: --bench_presets takes items among default, original, not 'big'\n"
+    with pytest.raises(ParameterError, match="unknown setting --bench_real"):
+        check_key("bench_real", "main.py")
+    with pytest.raises(ParameterError, match="unknown setting --bench_real"):
+        make_parameters({"bench_real": "swust"})
+    assert script_kind("bench/bench_generate.py") is Parameters  # a bench script without settings of its own
