@@ -48,6 +48,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -65,7 +66,7 @@ from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException
 
-from api_spec import JSON, MULTIPART, RAW, REQUEST_TYPES, ROUTES, openapi_document, request_form, routes_text
+from api_spec import JSON, MULTIPART, RAW, REQUEST_TYPES, ROUTES, Limits, openapi_document, request_form, routes_text
 from images import ImageError, image_size, open_image
 from command_line import parse_args, run_main
 from parameters import make_parameters
@@ -204,7 +205,7 @@ def decode_base64(value, field):
         raise ProjectError(f"'{field}' is not valid base64") from None
 
 
-def read_json_images(params):
+def read_json_images(limits):
     """The image bytes of a JSON request ({"image": ...} or {"images": [...]}), and whether it is a batch."""
     body = request.get_data(cache=False)
     if not body:
@@ -219,7 +220,7 @@ def read_json_images(params):
         items = payload["images"]
         if not isinstance(items, list) or not items:
             raise ProjectError("'images' must be a non-empty list of base64 strings")
-        check_batch(len(items), params)
+        check_batch(len(items), limits)
         return [decode_base64(item, f"images[{index}]") for index, item in enumerate(items)], True
     if isinstance(payload, dict) and "image" in payload:
         return [decode_base64(payload["image"], "image")], False
@@ -236,17 +237,17 @@ def missing_upload():
             "UTF-8 file name")
 
 
-def read_images(params):
+def read_images(limits):
     """The image bytes of the current request, and whether the client sent a batch."""
     kind = request.mimetype
     form = request_form(kind)
     if form == JSON:
-        return read_json_images(params)
+        return read_json_images(limits)
     if form == MULTIPART:
         files = request.files.getlist("image")
         if not files:
             raise ProjectError(missing_upload())
-        check_batch(len(files), params)
+        check_batch(len(files), limits)
         return [upload.read() for upload in files], len(files) > 1
     if form == RAW:
         body = request.get_data(cache=False)
@@ -258,9 +259,9 @@ def read_images(params):
     raise ProjectError(f"unsupported Content-Type {kind or '(none)'!r}: send one of {', '.join(REQUEST_TYPES)}", 415)
 
 
-def check_batch(count, params):
-    if count > params.max_batch:
-        raise ProjectError(f"{count} images in one request is over the limit of max_batch={params.max_batch}")
+def check_batch(count, limits):
+    if count > limits.max_batch:
+        raise ProjectError(f"{count} images in one request is over the limit of max_batch={limits.max_batch}")
 
 
 def reply_item(result):
@@ -274,30 +275,30 @@ def reply_item(result):
     return reply
 
 
-def check_request_pixels(datas, batch, params):
+def check_request_pixels(datas, batch, limits):
     """Each image of a request within max_image_pixels and all together within max_request_pixels, read
     from their headers with nothing decoded (a few hundred bytes of WebP can claim millions of pixels).
     Refused as soon as the running total is over: a hostile batch costs a few header reads."""
     total = 0
     for index, data in enumerate(datas):
         try:
-            width, height = image_size(data, params.max_image_pixels)
+            width, height = image_size(data, limits.max_image_pixels)
         except ImageError as error:
             raise refusal(error, index, batch) from None
         total += width * height
-        if total > params.max_request_pixels:
+        if total > limits.max_request_pixels:
             what = f"images[0..{index}] of the request hold" if batch else "the image holds"
             raise ProjectError(f"{what} {total} pixels, over the limit of "
-                               f"max_request_pixels={params.max_request_pixels}", 413)
+                               f"max_request_pixels={limits.max_request_pixels}", 413)
 
 
-def decoded(datas, batch, params):
+def decoded(datas, batch, limits):
     """The decoded images of a request, one at a time: predict() turns each into the model's small input
     before the next is decoded, and each is closed (its pixels freed) then, so a request holds one decoded
     image at a time."""
     for index, data in enumerate(datas):
         try:
-            image = open_image(data, params.max_image_pixels)
+            image = open_image(data, limits.max_image_pixels)
         except ImageError as error:
             raise refusal(error, index, batch) from None
         with image:
@@ -358,9 +359,10 @@ class RateLimiter:
         return wait
 
 
-def api_key(params):
-    """The key POST /predict requires: the setting, else the environment's CAPTCHA_API_KEY ('' = none)."""
-    return params.api_key or os.environ.get(API_KEY_VARIABLE, "")
+def api_key(given):
+    """The key POST /predict requires: `given` (the api_key setting), else the environment's CAPTCHA_API_KEY
+    ('' = none)."""
+    return given or os.environ.get(API_KEY_VARIABLE, "")
 
 
 def sent_key():
@@ -374,27 +376,25 @@ def key_matches(sent, key):
     return hmac.compare_digest(hashlib.sha256(sent.encode()).digest(), hashlib.sha256(key.encode()).digest())
 
 
-def check_limits(params):
+def check_limits(limits):
     for name in ("max_upload_bytes", "max_batch", "max_request_pixels", "max_concurrent"):
-        if getattr(params, name) < 1:
-            raise ProjectError(f"--{name} must be at least 1, got {getattr(params, name)}")
-    if params.rate_limit < 0 or params.max_image_pixels < 0:
+        if getattr(limits, name) < 1:
+            raise ProjectError(f"--{name} must be at least 1, got {getattr(limits, name)}")
+    if limits.rate_limit < 0 or limits.max_image_pixels < 0:
         raise ProjectError("--rate_limit and --max_image_pixels must be 0 (no limit) or more")
 
 
-def health_of(predictor, params, key):
+def health_of(predictor, backend, limits, key):
     trained = predictor.trained
     return {
-        "status": "ok", "backend": params.backend, "device": str(predictor.device),
+        "status": "ok", "backend": backend, "device": str(predictor.device),
         # the file name only: the server's folders are none of a client's business
         "model": {"checkpoint": os.path.basename(predictor.checkpoint), "parameters": predictor.parameters,
                   "preset": trained.model_preset, "head": trained.reader_head},
         "charset": predictor.charset.chars, "length": predictor.charset.length,
         "min_length": predictor.charset.min_length, "captcha_kind": trained.captcha_kind,
         "image_size": {"width": predictor.width, "height": predictor.height}, "ignore_case": trained.ignore_case,
-        "limits": {"max_upload_bytes": params.max_upload_bytes, "max_image_pixels": params.max_image_pixels,
-                   "max_batch": params.max_batch, "max_request_pixels": params.max_request_pixels,
-                   "max_concurrent": params.max_concurrent, "rate_limit": params.rate_limit},
+        "limits": dataclasses.asdict(limits),
         "api_key_required": bool(key),
     }
 
@@ -403,40 +403,42 @@ def create_app(params=None, predictor=None):
     """The Flask app. Without `predictor`, loads the checkpoint `params` name (a missing or unfit one
     stops the program with a one-line error); without `params`, the defaults of parameters.py."""
     params = params if params is not None else make_parameters()
-    check_limits(params)
+    limits = Limits.of(params)
+    check_limits(limits)
     started = time.perf_counter()
     if predictor is None:
         predictor = load_model_or_exit(params)
         use_predict_threads(params)
     load_seconds = time.perf_counter() - started
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = params.max_upload_bytes
+    app.config["MAX_CONTENT_LENGTH"] = limits.max_upload_bytes
     app.json.sort_keys = False  # keep "prediction" first, as clients print it
-    key = api_key(params)
+    key = api_key(params.api_key)
     routes = [route for route in ROUTES if route.path != "/metrics" or params.metrics]
     metrics = None
     if params.metrics:
         from api_metrics import Metrics  # only with --metrics: nothing of it runs, or loads, otherwise
-        metrics = Metrics(predictor, params, load_seconds)
-    add_routes(app, routes, handlers(predictor, params, key, routes, metrics))
+        metrics = Metrics(predictor, params.backend, load_seconds)
+    add_routes(app, routes, handlers(predictor, health_of(predictor, params.backend, limits, key), limits, key,
+                                     routes, metrics))
     if metrics is not None:
         metrics.install(app)
-    add_guards(app, key, RateLimiter(params.rate_limit) if params.rate_limit else None, routes)
-    add_error_handlers(app, params, routes)
+    add_guards(app, key, RateLimiter(limits.rate_limit) if limits.rate_limit else None, routes)
+    add_error_handlers(app, limits, routes)
     return app
 
 
-def handlers(predictor, params, key, routes, metrics):
-    """{endpoint: handler} of every route (api_spec.ROUTES names them)."""
-    health, page, slots = health_of(predictor, params, key), page_html(bool(key)), Slots(params.max_concurrent)
-    description = openapi_document(params, routes, bool(key))
+def handlers(predictor, health, limits, key, routes, metrics):
+    """{endpoint: handler} of every route (api_spec.ROUTES names them); `health` is /health's answer."""
+    page, slots = page_html(bool(key)), Slots(limits.max_concurrent)
+    description = openapi_document(limits, routes, bool(key))
 
     def predict_route():
-        datas, batch = read_images(params)
-        check_request_pixels(datas, batch, params)
+        datas, batch = read_images(limits)
+        check_request_pixels(datas, batch, limits)
         with slots.held():
             start = time.perf_counter()
-            results = predict(predictor, decoded(datas, batch, params))
+            results = predict(predictor, decoded(datas, batch, limits))
             elapsed = round((time.perf_counter() - start) * 1000, 3)
         if metrics is not None:
             metrics.reads(results)
@@ -481,7 +483,7 @@ def add_guards(app, key, limiter, routes):
         return response
 
 
-def add_error_handlers(app, params, routes):
+def add_error_handlers(app, limits, routes):
     """Every error as JSON {"error": ...} with its status; an unexpected one logged here, never shown."""
 
     @app.errorhandler(ProjectError)
@@ -491,11 +493,11 @@ def add_error_handlers(app, params, routes):
     @app.errorhandler(HTTPException)
     def http_error(error):
         if error.code == 413 and request.mimetype == "multipart/form-data" and \
-                request.content_length is not None and request.content_length <= params.max_upload_bytes:
+                request.content_length is not None and request.content_length <= limits.max_upload_bytes:
             message = f"the multipart form has too many parts (at most {request.max_form_parts}; one image a part, " \
-                      f"at most max_batch={params.max_batch})"
+                      f"at most max_batch={limits.max_batch})"
         elif error.code == 413:
-            message = body_too_large(params.max_upload_bytes)
+            message = body_too_large(limits.max_upload_bytes)
         elif error.code == 404:
             message = f"no route {request.path}: the routes are {routes_text(routes)}"
         elif error.code == 405:

@@ -22,7 +22,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class Metrics:
     """The service's counters, in a registry of their own (two apps in one process count apart)."""
 
-    def __init__(self, predictor, params, load_seconds):
+    def __init__(self, predictor, backend, load_seconds):
         self.registry = registry = CollectorRegistry()
         self.requests = Counter("captcha_requests", "HTTP requests answered, by route and status",
                                 ["route", "status"], registry=registry)
@@ -34,7 +34,7 @@ class Metrics:
         Gauge("captcha_model_load_seconds", "seconds the model took to load at start-up (0: loaded before)",
               registry=registry).set(load_seconds)
         Info("captcha_model", "the model served", registry=registry).info({
-            "checkpoint": os.path.basename(predictor.checkpoint), "backend": params.backend,
+            "checkpoint": os.path.basename(predictor.checkpoint), "backend": backend,
             "charset": predictor.charset.chars, "length": str(predictor.charset.length),
             "image_size": f"{predictor.width}x{predictor.height}"})
 

@@ -14,6 +14,23 @@ RAW = ("application/octet-stream", "image/*")  # the image's bytes as the body
 REQUEST_TYPES = (JSON, MULTIPART, *RAW)
 
 
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """The bounds on the work one request may cause: the serving settings of the same names (their meanings and
+    units are there); /health and the API's description show them, in this order."""
+    max_upload_bytes: int
+    max_image_pixels: int
+    max_batch: int
+    max_request_pixels: int
+    max_concurrent: int
+    rate_limit: int
+
+    @classmethod
+    def of(cls, settings):
+        """The limits a run's settings (Parameters) set."""
+        return cls(**{field.name: getattr(settings, field.name) for field in dataclasses.fields(cls)})
+
+
 def request_form(mimetype):
     """Which of REQUEST_TYPES' forms a request body of `mimetype` is sent in: JSON, MULTIPART, RAW or None."""
     if mimetype == JSON or (mimetype.startswith("application/") and mimetype.endswith("+json")):
@@ -122,7 +139,7 @@ def predict_request(max_batch):
         **{kind: {"schema": BINARY} for kind in RAW}}}
 
 
-def operation(route, params, key_required):
+def operation(route, limits, key_required):
     """One route's OpenAPI operation."""
     responses = {"200": {"description": "the answer", "content": {kind: {"schema": schema}
                                                                   for kind, schema in route.reply.items()}}}
@@ -130,23 +147,23 @@ def operation(route, params, key_required):
                       for status in route.errors})
     found = {"summary": route.summary, "operationId": route.endpoint, "responses": responses}
     if route.path == "/predict":
-        found["requestBody"] = predict_request(params.max_batch)
+        found["requestBody"] = predict_request(limits.max_batch)
     if route.guarded and key_required:
         found["security"] = [{"apiKey": []}, {"bearer": []}]
     return found
 
 
-def openapi_document(params, routes, key_required):
-    """The OpenAPI 3.1 document of the routes this server serves, with its limits and whether it needs a key."""
+def openapi_document(limits, routes, key_required):
+    """The OpenAPI 3.1 document of the routes this server serves, with its Limits and whether it needs a key."""
     paths = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = operation(route, params, key_required)
+        paths.setdefault(route.path, {})[route.method.lower()] = operation(route, limits, key_required)
     return {
         "openapi": "3.1.0",
         "info": {"title": "captcha-ocr", "version": __version__,
-                 "description": f"Reads text captchas. Limits: a body of at most {params.max_upload_bytes} bytes, "
-                                f"{params.max_batch} images a request, {params.max_image_pixels} pixels an image, "
-                                f"{params.max_request_pixels} a request. Every error is JSON {{\"error\": \"...\"}}."},
+                 "description": f"Reads text captchas. Limits: a body of at most {limits.max_upload_bytes} bytes, "
+                                f"{limits.max_batch} images a request, {limits.max_image_pixels} pixels an image, "
+                                f"{limits.max_request_pixels} a request. Every error is JSON {{\"error\": \"...\"}}."},
         "paths": paths,
         "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                                            "bearer": {"type": "http", "scheme": "bearer"}}},
