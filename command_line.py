@@ -13,7 +13,7 @@ import errno
 import os
 import sys
 
-from parameters import FIELDS, ParameterError, Parameters, fields_of, layout, make_parameters, type_name
+from parameters import FIELDS, ParameterError, Parameters, added_groups, fields_of, layout, make_parameters, type_name
 from errors import ProjectError
 from setting import choices_of, range_text
 from styles import DESCRIPTIONS
@@ -60,11 +60,6 @@ def group_of(key):
     return next(group for group, (_, names) in layout()[0].items() if key in names)
 
 
-def own_groups(kind):
-    """The groups settings class `kind` adds to Parameters' (a bench script's own), by name."""
-    return tuple(group for group in layout(kind)[0] if group not in layout()[0])
-
-
 def script_name(script):
     """'main.py', or a script's path (its __file__) -> its key in SCRIPT_GROUPS."""
     name = script if script in SCRIPT_GROUPS else os.path.relpath(os.path.abspath(script), _HERE).replace(os.sep, "/")
@@ -78,7 +73,7 @@ def script_groups(script=None, kind=Parameters):
     for script=None."""
     if script is None:
         return tuple(layout(kind)[0])
-    return own_groups(kind) + SCRIPT_GROUPS[script_name(script)]
+    return tuple(part.GROUP for part in added_groups(kind)) + SCRIPT_GROUPS[script_name(script)]
 
 
 def script_settings(script=None, kind=Parameters):

@@ -550,10 +550,9 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def setting_groups(kind=Parameters):
-    """The groups of settings class `kind`: SETTING_GROUPS, then those it adds (a bench script's own)."""
-    added = [part for part in reversed(kind.__mro__) if "GROUP" in vars(part) and part not in SETTING_GROUPS]
-    return SETTING_GROUPS + tuple(added)
+def added_groups(kind):
+    """The groups settings class `kind` adds to SETTING_GROUPS (a bench script's own; none for Parameters)."""
+    return tuple(part for part in reversed(kind.__mro__) if "GROUP" in vars(part) and part not in SETTING_GROUPS)
 
 
 @functools.cache
@@ -563,7 +562,8 @@ def layout(kind=Parameters):
     A group is a dataclass of SETTING_GROUPS (or one `kind` adds): its GROUP names it and its docstring is its
     title, so a setting added to one joins that group (and every script that takes it) with no other edit."""
     groups = {part.GROUP: (part.__doc__[0].lower() + part.__doc__[1:].rstrip("."),
-                           [field.name for field in dataclasses.fields(part)]) for part in setting_groups(kind)}
+                           [field.name for field in dataclasses.fields(part)])
+              for part in SETTING_GROUPS + added_groups(kind)}
     return groups, {name: field.metadata["help"] for name, field in fields_of(kind).items()}
 
 
@@ -647,7 +647,8 @@ def _convert_length(key, value):
     return length_text(low, high)
 
 
-def _convert_type(key, value, field):
+def _convert_type(field, value):
+    key = field.name
     if key in LENGTH_KEYS:
         return _convert_length(key, value)
     if key in SWITCH_KEYS:
@@ -672,7 +673,7 @@ def _is_choice(value, choice):
     return value == choice
 
 
-def _check_choice(key, value, field):
+def _check_choice(field, value):
     """`value` when it (each of its items) is one of the setting's choices (a setting without any: every value).
     "cuda:N" stands for cuda:0, cuda:1, ..."""
     choices = choices_of(field)
@@ -681,7 +682,7 @@ def _check_choice(key, value, field):
     for item in value if isinstance(value, tuple) else (value,):
         if not any(_is_choice(item, choice) for choice in choices):
             what = "takes items among" if isinstance(value, tuple) else "must be one of"
-            raise ParameterError(f"--{key} {what} {', '.join(choices)}, not {item!r}")
+            raise ParameterError(f"--{field.name} {what} {', '.join(choices)}, not {item!r}")
     return value
 
 
@@ -689,7 +690,7 @@ def convert(key, value, fields=FIELDS):
     """Check and convert one setting (a string from the command line, or a Python value): known key (one of
     `fields`), type, range, and for a setting with choices one of them."""
     check_known(key, fields)
-    value = _check_choice(key, _convert_type(key, value, fields[key]), fields[key])
+    value = _check_choice(fields[key], _convert_type(fields[key], value))
     problem = range_problem(fields[key], value)
     if problem:
         raise ParameterError(problem)
