@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from dataset import Charset, DataError, fold_label, load_folder, load_training_data, load_unlabelled
+from dataset import Charset, DataError, fold_label, load_folder, load_training_data, load_unlabelled, Reading
 from images import preprocess
 from parameters import worker_count
 
@@ -36,12 +36,12 @@ def load_data(params, world):
         if params.mix_dir or params.train_repeat != 1 or params.unlabelled_dir:
             raise DataError("mix_dir, train_repeat and unlabelled_dir apply to folders of images (data_mode=folder), "
                             "not to data_mode=generate: generate a folder of captchas to mix with them")
-        train_set, order, test_set = None, None, load_folder(params.test_dir, params)
+        train_set, order, test_set = None, None, load_folder(params.test_dir, Reading.of(params))
         size = params.train_count
     else:
         train_set, test_set, order = load_training_data(params)
         size = len(order)
-    unlabelled = load_unlabelled(params.unlabelled_dir, params) if params.unlabelled_dir else None
+    unlabelled = load_unlabelled(params.unlabelled_dir, Reading.of(params)) if params.unlabelled_dir else None
     labelled_per_batch = params.batch_size - pseudo_per_batch(params)
     steps_per_epoch = size // (labelled_per_batch * world)
     if steps_per_epoch < 1:

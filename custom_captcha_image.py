@@ -29,7 +29,7 @@ from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageEnhance, ImageFil
 from arithmetic import Grammar
 from looks import check_looks, draw_char_box, finish, glyph_room, paste_glyph_extras, shape_glyph, transparent_canvas
 from command_line import fail, parse_args, run_main
-from parameters import DIGITS, LOWER, UPPER, make_parameters, read_style_file
+from parameters import DIGITS, LOWER, UPPER, DrawSettings, make_parameters, read_style_file
 from errors import ProjectError
 from styles import STYLES
 
@@ -275,120 +275,120 @@ def style_error(message):
     raise StyleError(message)
 
 
-def check_range(params, name, floor, ceiling=None):
+def check_range(style, name, floor, ceiling=None):
     """A setting that is a range low,high: two values with floor <= low <= high (<= ceiling)."""
-    value = getattr(params, name)
+    value = getattr(style, name)
     bound = "" if ceiling is None else f" <= {ceiling}"
     if len(value) != 2 or not floor <= value[0] <= value[1] or (ceiling is not None and value[1] > ceiling):
         raise StyleError(f"{name} must be two values low,high with {floor} <= low <= high{bound}, got {value}")
 
 
-def check_render_knobs(params):
+def check_render_knobs(style):
     """The renderer's knobs (filters, edges, glyph shape, spacing, jitter): a one-line StyleError each."""
     # glyph_resample, squeeze_resample, font_box and render_jitter are choices, checked when they are read.
     for name, floor, ceiling in (("noise_curve_end", 0, 1), ("background_gradient", 0, 255),
                                  ("noise_polyline_width", 1, None), ("noise_polyline_bends", 1, 10),
                                  ("stroke_weight", -3, 3), ("elastic", 0, None), ("ragged", 0, None),
-                                 ("glyph_width", 0.2, 5), ("left_margin", -params.image_width, params.image_width),
+                                 ("glyph_width", 0.2, 5), ("left_margin", -style.image_width, style.image_width),
                                  ("off_edge_depth", 0, 1)):
-        check_range(params, name, floor, ceiling)
-    if params.char_spacing:
-        check_range(params, "char_spacing", -params.image_width, params.image_width)
-        if params.char_pitch > 0:
+        check_range(style, name, floor, ceiling)
+    if style.char_spacing:
+        check_range(style, "char_spacing", -style.image_width, style.image_width)
+        if style.char_pitch > 0:
             raise StyleError("char_spacing and char_pitch are two layouts: set one of them")
-    if params.char_jitter_y > params.image_height:  # the other settings' own ranges are checked when read
-        raise StyleError(f"char_jitter_y must be between 0 and {params.image_height}, got {params.char_jitter_y}")
-    if any(params.background_gradient) and not (params.solid_text or params.dark_edges):
+    if style.char_jitter_y > style.image_height:  # the other settings' own ranges are checked when read
+        raise StyleError(f"char_jitter_y must be between 0 and {style.image_height}, got {style.char_jitter_y}")
+    if any(style.background_gradient) and not (style.solid_text or style.dark_edges):
         raise StyleError("background_gradient needs solid_text or dark_edges (translucent text is blended "
                          "with a flat background)")
-    check_class_weights(params)
-    if params.captcha_kind == "color_target":
-        check_palette(params)
+    check_class_weights(style)
+    if style.captcha_kind == "color_target":
+        check_palette(style)
 
 
-def check_palette(params):
+def check_palette(style):
     """color_target's colours: readable, the target among them, and at least one other for distractors."""
-    for name in params.palette + (params.target_color,):
+    for name in style.palette + (style.target_color,):
         try:
             ImageColor.getrgb(name)
         except ValueError:
             raise StyleError(f"{name!r} is not a colour (a name such as red, or #rrggbb)") from None
-    if params.target_color not in params.palette or len(set(params.palette)) < 2:
-        raise StyleError(f"target_color {params.target_color!r} must be one of a palette of two or more colours, "
-                         f"got {','.join(params.palette)}")
-    check_range(params, "color_distractors", 0, 20)
-    if not 0 <= params.color_jitter <= 127:
-        raise StyleError(f"color_jitter must be between 0 and 127, got {params.color_jitter}")
+    if style.target_color not in style.palette or len(set(style.palette)) < 2:
+        raise StyleError(f"target_color {style.target_color!r} must be one of a palette of two or more colours, "
+                         f"got {','.join(style.palette)}")
+    check_range(style, "color_distractors", 0, 20)
+    if not 0 <= style.color_jitter <= 127:
+        raise StyleError(f"color_jitter must be between 0 and 127, got {style.color_jitter}")
 
 
-def drawn_length(params):
+def drawn_length(style):
     """The most characters a captcha draws: its label's, and color_target's distractors."""
-    extra = params.color_distractors[1] if params.captcha_kind == "color_target" else 0
-    return params.length_range[1] + extra
+    extra = style.color_distractors[1] if style.captcha_kind == "color_target" else 0
+    return style.length_range[1] + extra
 
 
-def check_class_weights(params):
-    weights = params.char_class_weights
+def check_class_weights(style):
+    weights = style.char_class_weights
     if not weights:
         return
     if len(weights) != len(CHAR_CLASSES) or min(weights) < 0:
         raise StyleError(f"char_class_weights must be {len(CHAR_CLASSES)} weights >= 0 (digits, lower-case, "
                          f"upper-case letters), got {weights}")
-    other = sorted(set(params.charset) - set("".join(CHAR_CLASSES)))
+    other = sorted(set(style.charset) - set("".join(CHAR_CLASSES)))
     if other:
         raise StyleError(f"char_class_weights draws digits and letters only, but the charset holds {''.join(other)!r}")
-    if not any(w > 0 and set(group) & set(params.charset) for w, group in zip(weights, CHAR_CLASSES)):
+    if not any(w > 0 and set(group) & set(style.charset) for w, group in zip(weights, CHAR_CLASSES)):
         raise StyleError(f"char_class_weights {weights} give no weight to a class the charset holds")
 
 
-def check_style(params):
+def check_style(style):
     """Raise StyleError for settings that cannot produce captchas (before any work starts)."""
-    if not params.charset:
+    if not style.charset:
         raise StyleError("charset is empty")
-    if len(set(params.charset)) != len(params.charset):
-        raise StyleError(f"charset {params.charset!r} repeats a character")
-    if not params.font_sizes or min(params.font_sizes) < 4:
-        raise StyleError(f"font_sizes must be at least 4 pixels, got {params.font_sizes}")
-    if params.image_height < 8:
-        raise StyleError(f"image_height {params.image_height} is too small (at least 8 pixels)")
-    if max(params.image_width, params.image_height) > params.max_image_side:
-        raise StyleError(f"image size {params.image_width}x{params.image_height} is over max_image_side "
-                         f"{params.max_image_side} pixels ({params.image_width * params.image_height * 3 / 1e9:.1f} "
+    if len(set(style.charset)) != len(style.charset):
+        raise StyleError(f"charset {style.charset!r} repeats a character")
+    if not style.font_sizes or min(style.font_sizes) < 4:
+        raise StyleError(f"font_sizes must be at least 4 pixels, got {style.font_sizes}")
+    if style.image_height < 8:
+        raise StyleError(f"image_height {style.image_height} is too small (at least 8 pixels)")
+    if max(style.image_width, style.image_height) > style.max_image_side:
+        raise StyleError(f"image size {style.image_width}x{style.image_height} is over max_image_side "
+                         f"{style.max_image_side} pixels ({style.image_width * style.image_height * 3 / 1e9:.1f} "
                          f"GB an image in RGB); raise --max_image_side if you mean it")
-    for low, high, name in ((params.text_color_min, params.text_color_max, "text_color"),
-                            (params.background_min, params.background_max, "background")):
+    for low, high, name in ((style.text_color_min, style.text_color_max, "text_color"),
+                            (style.background_min, style.background_max, "background")):
         if not 0 <= low <= high <= 255:
             raise StyleError(f"{name}_min/{name}_max must satisfy 0 <= min <= max <= 255, got {low}/{high}")
     for name in ("warp_x", "warp_y"):
-        value = getattr(params, name)
+        value = getattr(style, name)
         if len(value) != 2 or value[0] > value[1] or value[0] < 0:
             raise StyleError(f"{name} must be two fractions low,high with 0 <= low <= high, got {value}")
     for name, floor, ceiling in (("noise_lines", 0, None), ("noise_line_length", 1, None),
                                  ("noise_line_angle", -360, 360), ("noise_line_gray", 0, 255),
-                                 ("row_shift", -params.image_width / 2, params.image_width / 2),
-                                 ("row_shift_y", -params.image_height / 2, params.image_height / 2)):
-        check_range(params, name, floor, ceiling)
-    if params.char_pitch > 0 and params.space_probability > 0:
+                                 ("row_shift", -style.image_width / 2, style.image_width / 2),
+                                 ("row_shift_y", -style.image_height / 2, style.image_height / 2)):
+        check_range(style, name, floor, ceiling)
+    if style.char_pitch > 0 and style.space_probability > 0:
         raise StyleError("char_pitch places characters at fixed points: set space_probability=0 with it")
-    most = drawn_length(params)
-    if params.char_pitch * most > params.image_width:
-        raise StyleError(f"char_pitch {params.char_pitch} x {most} characters does not fit "
-                         f"image_width {params.image_width}")
-    check_render_knobs(params)
-    check_looks(params, style_error)
-    fonts = resolve_fonts(params.fonts)
+    most = drawn_length(style)
+    if style.char_pitch * most > style.image_width:
+        raise StyleError(f"char_pitch {style.char_pitch} x {most} characters does not fit "
+                         f"image_width {style.image_width}")
+    check_render_knobs(style)
+    check_looks(style, style_error)
+    fonts = resolve_fonts(style.fonts)
     if not fonts:
         raise StyleError("no font files found")
     for path in fonts:  # opened here, so a file that is not a font fails before any captcha is drawn
         try:
-            ImageFont.truetype(path, min(params.font_sizes))
+            ImageFont.truetype(path, min(style.font_sizes))
         except OSError as error:
             raise StyleError(f"font file {path!r} cannot be opened as a font ({error})") from None
     # Each character is squeezed to at most a third of the smallest font size; below that text is unreadable.
-    needed = most * max(4, min(params.font_sizes) // 3)
-    if params.image_width < needed:
-        raise StyleError(f"image_width {params.image_width} is too small for {most} characters "
-                         f"at font size {min(params.font_sizes)} (needs at least {needed} pixels)")
+    needed = most * max(4, min(style.font_sizes) // 3)
+    if style.image_width < needed:
+        raise StyleError(f"image_width {style.image_width} is too small for {most} characters "
+                         f"at font size {min(style.font_sizes)} (needs at least {needed} pixels)")
     return fonts
 
 
@@ -428,36 +428,37 @@ class Look(NamedTuple):
 
 
 class StyledCaptcha(ImageCaptcha):
-    """ImageCaptcha with every knob exposed and all randomness drawn from a given random.Random."""
+    """ImageCaptcha with every knob exposed and all randomness drawn from a given random.Random; `style`
+    (parameters.DrawSettings) holds the knobs."""
 
-    def __init__(self, params):
-        fonts = check_style(params)
-        super().__init__(params.image_width, params.image_height, fonts=fonts, font_sizes=tuple(params.font_sizes))
-        self.params = params
-        self.character_rotate = (-params.rotation, params.rotation)
-        self.character_warp_dx = tuple(params.warp_x)
-        self.character_warp_dy = tuple(params.warp_y)
-        self.word_space_probability = params.space_probability
-        self.word_offset_dx = params.char_overlap
+    def __init__(self, style):
+        fonts = check_style(style)
+        super().__init__(style.image_width, style.image_height, fonts=fonts, font_sizes=tuple(style.font_sizes))
+        self.style = style
+        self.character_rotate = (-style.rotation, style.rotation)
+        self.character_warp_dx = tuple(style.warp_x)
+        self.character_warp_dy = tuple(style.warp_y)
+        self.word_space_probability = style.space_probability
+        self.word_offset_dx = style.char_overlap
         self._glyphs = {}  # (font index, char) -> (ink mask 'L', box width, box height, ink bottom below the baseline)
         self._measure = ImageDraw.Draw(Image.new("L", (1, 1)))
         # With baseline on: where the baseline sits so that a capital of the mean font size (cap height
         # ~0.72 of it) is centred.
-        self._baseline_y = (params.image_height + 0.72 * sum(params.font_sizes) / len(params.font_sizes)) / 2
+        self._baseline_y = (style.image_height + 0.72 * sum(style.font_sizes) / len(style.font_sizes)) / 2
         # Room around each glyph mask for ink that the shape knobs move or grow past its box.
-        grow = params.stroke_weight[1] + (WEIGHT_JITTER[1] if "weight" in params.render_jitter else 0.0)
-        self._pad = math.ceil(max(params.elastic[1], params.ragged[1], grow, 0.0) + glyph_room(params))
+        grow = style.stroke_weight[1] + (WEIGHT_JITTER[1] if "weight" in style.render_jitter else 0.0)
+        self._pad = math.ceil(max(style.elastic[1], style.ragged[1], grow, 0.0) + glyph_room(style))
         # What the captcha kinds draw from, prepared once rather than per image.
-        self._grammar = Grammar.of(params) if params.captcha_kind == "arithmetic" else None
-        self._palette = ({name: ImageColor.getrgb(name)[:3] for name in params.palette}
-                         if params.captcha_kind == "color_target" else {})
+        self._grammar = Grammar.of(style) if style.captcha_kind == "arithmetic" else None
+        self._palette = ({name: ImageColor.getrgb(name)[:3] for name in style.palette}
+                         if style.captcha_kind == "color_target" else {})
         self.steps = self._pipeline()
 
     def _glyph(self, font_index, char):
         key = (font_index, char)
         if key not in self._glyphs:
             font = self.truefonts[font_index]
-            if self.params.font_box == "textsize":  # Pillow < 8: advance x (ascent + descent below the baseline)
+            if self.style.font_box == "textsize":  # Pillow < 8: advance x (ascent + descent below the baseline)
                 _, _, width, height = font.getbbox(char)
             else:
                 _, _, width, height = self._measure.multiline_textbbox((1, 1), char, font=font)
@@ -480,23 +481,23 @@ class StyledCaptcha(ImageCaptcha):
         low, high = self.character_rotate
         ink_height = mask.height
         angle = rng.uniform(low, high)
-        if self.params.dark_edges and not self.params.solid_text:
+        if self.style.dark_edges and not self.style.solid_text:
             mask = layer_rotate(mask, angle)
         else:
             mask = mask.rotate(angle, Image.Resampling.BILINEAR, expand=True)
         below_baseline += (mask.height - ink_height) // 2  # rotation grows the box about its centre
-        if not self.params.stretch_glyphs:  # keep the ink's own proportions: a '1' stays narrow, an 'o' short
+        if not self.style.stretch_glyphs:  # keep the ink's own proportions: a '1' stays narrow, an 'o' short
             width, height = mask.size
         reach_x = width * rng.uniform(*self.character_warp_dx)
         reach_y = height * rng.uniform(*self.character_warp_dy)
         x1, x2 = (int(rng.uniform(-reach_x, reach_x)) for _ in range(2))
         y1, y2 = (int(rng.uniform(-reach_y, reach_y)) for _ in range(2))
-        mask = warp_glyph(mask, (width, height), (x1, y1, x2, y2), look.glyph_filter, self.params.glyph_passes)
+        mask = warp_glyph(mask, (width, height), (x1, y1, x2, y2), look.glyph_filter, self.style.glyph_passes)
         return self._shaped(mask, below_baseline, rng, look)
 
     def _shaped(self, mask, below_baseline, rng, look):
         """The glyph knobs, each drawn only when on (so styles without them keep their bytes)."""
-        p = self.params
+        p = self.style
         if tuple(p.glyph_width) != (1.0, 1.0):
             stretched = max(1, round(mask.width * rng.uniform(*p.glyph_width)))
             mask = mask.resize((stretched, mask.height), look.glyph_filter)
@@ -517,7 +518,7 @@ class StyledCaptcha(ImageCaptcha):
 
     def _draw_look(self, rng):
         """The glyph families of render_jitter drawn for one image from `rng` (None when jitter is off)."""
-        p = self.params
+        p = self.style
         glyph_filter, squeeze_filter = RESAMPLE[p.glyph_resample], RESAMPLE[p.squeeze_resample]
         if "resample" in p.render_jitter:
             glyph_filter, squeeze_filter = (rng.choice(tuple(RESAMPLE.values())) for _ in range(2))
@@ -530,7 +531,7 @@ class StyledCaptcha(ImageCaptcha):
 
     def _ink(self, color, background):
         """The fill that pastes `color` through a glyph mask: solid, or translucent as the stock class."""
-        if self.params.solid_text:
+        if self.style.solid_text:
             return color
         # Pasting the colour pre-blended with the background through the plain mask equals pasting
         # it through a mask scaled by `opacity` (on a flat background), without a per-glyph point().
@@ -541,7 +542,7 @@ class StyledCaptcha(ImageCaptcha):
         """The stock class pastes glyphs through their luminance boosted by INK_GAIN (clipped), so darker
         text is partly transparent; ink_opacity_floor keeps dark colours visible."""
         luminance = (299 * color[0] + 587 * color[1] + 114 * color[2]) / 1000
-        return min(1.0, max(self.params.ink_opacity_floor, luminance * INK_GAIN / 255))
+        return min(1.0, max(self.style.ink_opacity_floor, luminance * INK_GAIN / 255))
 
     def _paste_dark_edged(self, image, mask, color, position):
         """Paste as Pillow < 8 pasted text drawn on a transparent layer: the layer holds the colour times the
@@ -563,11 +564,11 @@ class StyledCaptcha(ImageCaptcha):
         for glyph in glyphs:
             lefts.append(x)
             x += glyph.width - rng.randint(0, overlap)
-        return max(text_width, self.params.image_width), lefts
+        return max(text_width, self.style.image_width), lefts
 
     def _pitched_lefts(self, glyphs, rng):
         """Glyph left edges: centres char_pitch apart (each jittered), the row about the image's centre."""
-        p = self.params
+        p = self.style
         first = (p.image_width - (len(glyphs) - 1) * p.char_pitch) / 2 + rng.uniform(*p.row_shift)
         return [round(first + i * p.char_pitch + rng.uniform(-p.char_jitter, p.char_jitter) - glyph.width / 2)
                 for i, glyph in enumerate(glyphs)]
@@ -575,23 +576,23 @@ class StyledCaptcha(ImageCaptcha):
     def _spaced_lefts(self, glyphs, rng):
         """Glyph left edges: from left_margin, each glyph char_spacing after the previous one's right edge,
         so the spacing follows the glyphs' widths (a narrow '1' takes less room than a 'W')."""
-        x, lefts = rng.uniform(*self.params.left_margin), []
+        x, lefts = rng.uniform(*self.style.left_margin), []
         for glyph in glyphs:
             lefts.append(round(x))
-            x += glyph.width + rng.uniform(*self.params.char_spacing)
+            x += glyph.width + rng.uniform(*self.style.char_spacing)
         return lefts
 
     def _layout(self, glyphs, count, rng):
         """(canvas width, glyph left edges) of the style's layout."""
-        if self.params.char_pitch > 0:
-            return self.params.image_width, self._pitched_lefts(glyphs, rng)
-        if self.params.char_spacing:
-            return self.params.image_width, self._spaced_lefts(glyphs, rng)
+        if self.style.char_pitch > 0:
+            return self.style.image_width, self._pitched_lefts(glyphs, rng)
+        if self.style.char_spacing:
+            return self.style.image_width, self._spaced_lefts(glyphs, rng)
         return self._packed_lefts(glyphs, count, rng)
 
     def _tops(self, glyphs, rng):
         """Glyph top edges: centred, or on one baseline; the row shifted, each glyph jittered when asked."""
-        p = self.params
+        p = self.style
         # Sites do not always centre the text vertically; drawn only when asked (seeded images keep their bytes).
         shift_y = round(rng.uniform(*p.row_shift_y)) if any(p.row_shift_y) else 0
         tops = []
@@ -609,7 +610,7 @@ class StyledCaptcha(ImageCaptcha):
 
     def _off_edge(self, glyphs, lefts, tops, canvas_width, rng):
         """With chance off_edge, the whole text moved so that it runs off one edge by off_edge_depth."""
-        p = self.params
+        p = self.style
         if p.off_edge <= 0 or rng.random() >= p.off_edge:
             return lefts, tops
         inked = [i for i, glyph in enumerate(glyphs) if glyph.mask.getbbox()]
@@ -632,7 +633,7 @@ class StyledCaptcha(ImageCaptcha):
 
     def _background(self, width, color, rng):
         """The canvas: flat, or darker towards the left by background_gradient grey levels."""
-        p = self.params
+        p = self.style
         if not any(p.background_gradient):
             return Image.new("RGB", (width, p.image_height), color)
         ramp = np.linspace(rng.uniform(*p.background_gradient), 0.0, width)  # (width,) darkening
@@ -641,7 +642,7 @@ class StyledCaptcha(ImageCaptcha):
         return Image.fromarray(pixels, "RGB")
 
     def _paste_text(self, image, glyphs, lefts, tops, color, background, rng, colors):
-        p = self.params
+        p = self.style
         ink = self._ink(color, background)
         for glyph, x, top, own_color in zip(glyphs, lefts, tops, colors):
             if own_color is not None:
@@ -670,7 +671,7 @@ class StyledCaptcha(ImageCaptcha):
     def _pipeline(self):
         """The steps that draw a captcha of this style, in order: the canvas and text first, then what goes
         over them; a step the style does not use is left out."""
-        p = self.params
+        p = self.style
         steps = [self._start, self._draw_glyphs, self._canvas]
         if p.noise_lines[1] > 0 and p.noise_lines_under_text:
             steps.append(self._lines_under_text)
@@ -689,7 +690,7 @@ class StyledCaptcha(ImageCaptcha):
         """The image's look, background and text colour. render_jitter draws from a fork of the image's random
         source that leaves the source untouched, so with jitter on an image is the same drawing as with it
         off, only rendered differently."""
-        p = self.params
+        p = self.style
         d.jitter_rng = random.Random(str(d.rng.getstate())) if p.render_jitter else None
         d.look = self._draw_look(d.jitter_rng)
         d.background = self._random_color(d.rng, p.background_min, p.background_max)
@@ -718,21 +719,21 @@ class StyledCaptcha(ImageCaptcha):
 
     def _squeeze(self, d):
         """A canvas drawn wider than the image (text that did not fit) squeezed to the image's width."""
-        if d.canvas_width > self.params.image_width:
-            d.image = d.image.resize((self.params.image_width, self.params.image_height), d.look.squeeze_filter)
+        if d.canvas_width > self.style.image_width:
+            d.image = d.image.resize((self.style.image_width, self.style.image_height), d.look.squeeze_filter)
 
     def _noise_over_text(self, d):
         self._noise(d.image, d.rng, d.color)
 
     def _finish_looks(self, d):
-        d.image = finish(d.image, d.rng, self.params, d.color)  # warps, lines, specks, sparkles, border (looks.py)
+        d.image = finish(d.image, d.rng, self.style, d.color)  # warps, lines, specks, sparkles, border (looks.py)
 
     def _smooth(self, d):
         d.image = d.image.filter(ImageFilter.SMOOTH)
 
     def _post_jitter(self, d):
         for name, family in POST_JITTER.items():
-            if name in self.params.render_jitter:
+            if name in self.style.render_jitter:
                 d.image = family(d.image, d.jitter_rng)
 
     def _grey(self, d):
@@ -743,7 +744,7 @@ class StyledCaptcha(ImageCaptcha):
 
     def _noise(self, image, rng, color):
         """Dots, arcs, polylines and line segments over the text (segments: unless drawn under it)."""
-        p = self.params
+        p = self.style
         draw = ImageDraw.Draw(image)
         self._noise_dots(draw, rng, color)
         for _ in range(p.noise_curves):
@@ -754,26 +755,26 @@ class StyledCaptcha(ImageCaptcha):
             self._noise_lines(draw, rng)
 
     def _noise_dots(self, draw, rng, color):
-        w, h = self.params.image_width, self.params.image_height
-        for _ in range(self.params.noise_dots):
+        w, h = self.style.image_width, self.style.image_height
+        for _ in range(self.style.noise_dots):
             x, y = rng.randint(0, w), rng.randint(0, h)
-            draw.line(((x, y), (x - 1, y - 1)), fill=color, width=self.params.noise_dot_width)
+            draw.line(((x, y), (x - 1, y - 1)), fill=color, width=self.style.noise_dot_width)
 
     def _noise_curve(self, draw, rng, color):
         """An arc across the text, from the left fifth of the image to a right end in noise_curve_end."""
-        w, h = self.params.image_width, self.params.image_height
-        low, high = self.params.noise_curve_end
+        w, h = self.style.image_width, self.style.image_height
+        low, high = self.style.noise_curve_end
         x1 = rng.randint(0, w // 5)
         x2 = rng.randint(max(x1, int(w * low)), max(x1, int(w * high)))
         y1 = rng.randint(h // 5, h - h // 5)
         y2 = rng.randint(y1, max(y1, h - h // 5))
         start, end = rng.randint(0, 20), rng.randint(160, 200)
-        draw.arc((x1, y1, x2, y2), start, end, fill=color, width=self.params.noise_curve_width)
+        draw.arc((x1, y1, x2, y2), start, end, fill=color, width=self.style.noise_curve_width)
 
     def _noise_polyline(self, draw, rng, color):
         """A thick line through the text: from near its left end, bending a few times, to near the right edge
         (at least one bend: the end of the short first segment)."""
-        p = self.params
+        p = self.style
         w, h = p.image_width, p.image_height
         # A short, often steep first segment from above the text's left end, then long ones to the right.
         xs = [rng.uniform(0.08, 0.15) * w, rng.uniform(0.15, 0.25) * w]
@@ -784,7 +785,7 @@ class StyledCaptcha(ImageCaptcha):
 
     def _noise_lines(self, draw, rng):
         """Short straight segments anywhere, over the text (as on the swust site)."""
-        p = self.params
+        p = self.style
         for _ in range(rng.randint(*p.noise_lines)):
             x, y = rng.uniform(0, p.image_width), rng.uniform(0, p.image_height)
             length = rng.uniform(*p.noise_line_length)
@@ -796,7 +797,7 @@ class StyledCaptcha(ImageCaptcha):
     def sample(self, rng):
         """(label, image) of the style's captcha_kind, both drawn with `rng`: a random text from the charset,
         an arithmetic expression, or a text with distractors in other colours (color_target)."""
-        p = self.params
+        p = self.style
         if self._grammar is not None:
             label = self._grammar.draw(rng, p.arithmetic_negative)
             return label, self.render(label, rng)
@@ -809,7 +810,7 @@ class StyledCaptcha(ImageCaptcha):
     def _with_distractors(self, label, rng):
         """(text, colours): `label` in target_color, with color_distractors characters in the palette's
         other colours put in at random places; every colour moved by up to color_jitter per channel."""
-        p = self.params
+        p = self.style
         others = [name for name in p.palette if name != p.target_color]
         text, names = list(label), [p.target_color] * len(label)
         for _ in range(rng.randint(*p.color_distractors)):
@@ -842,7 +843,7 @@ class StyleMix:
             outside = sorted(set(style.charset.lower() if params.ignore_case else style.charset) - classes)
             if outside:
                 raise StyleError(f"style {name!r} draws {''.join(outside)!r}, outside the charset {params.charset!r}")
-            self.generators.append(StyledCaptcha(style))
+            self.generators.append(StyledCaptcha(DrawSettings.of(style)))
 
     def sample(self, rng):
         return rng.choice(self.generators).sample(rng)
@@ -864,7 +865,7 @@ def member_style(name):
 
 def make_generator(params):
     """The generator `params` describe: one style, or a mix of styles (style_mix)."""
-    return StyleMix(params) if params.style_mix else StyledCaptcha(params)
+    return StyleMix(params) if params.style_mix else StyledCaptcha(DrawSettings.of(params))
 
 
 def random_label(rng, charset, lengths, class_weights=()):

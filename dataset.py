@@ -16,6 +16,7 @@ the input size change, and when it is damaged (it holds a checksum); a folder's 
 """
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -267,13 +268,32 @@ def folder_labels(folder):
     return [(name, labels[name]) for name in names if name in labels], problems
 
 
-def list_folder(folder, params):
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """How a folder's images are read into arrays: the settings every loader below takes."""
+    charset: Charset  # the labels a folder may hold (others are reported and skipped)
+    width: int  # pixels: every image is resized to width x height
+    height: int
+    ignore_case: bool = False  # labels folded to lower case where the charset has that form
+    cache_dir: str = ""  # where decoded folders are kept ('' = decode every time)
+    workers: int = 1  # processes decoding a folder
+    strict: bool = False  # a file that cannot be used is an error, not a skip
+    report_dir: str = "."  # where a problem list too long for the console is written
+
+    @classmethod
+    def of(cls, params, **changes):
+        """The reading the settings ask for (model size, charset, cache, workers...), with `changes`."""
+        reading = cls(Charset.from_params(params), params.image_width, params.image_height, params.ignore_case,
+                      params.cache_dir, worker_count(params), params.strict, params.model_dir)
+        return dataclasses.replace(reading, **changes)
+
+
+def list_folder(folder, charset, ignore_case=False):
     """[(file name, label)] of a labelled folder, and [(file name, problem)] for unusable files."""
-    charset = Charset.from_params(params)
     labelled, problems = folder_labels(folder)
     entries = []
     for name, label in labelled:
-        label = fold_label(label, params.ignore_case)
+        label = fold_label(label, ignore_case)
         problem = charset.problem(label)
         if problem:
             problems.append((name, problem))
@@ -313,7 +333,7 @@ def labels_charset(folders, ignore_case):
     return chars, length_text(low, high), len(labels)
 
 
-def report(folder, problems, total, params):
+def report(folder, problems, total, reading):
     """One clear report of the files skipped in `folder` (or an error with --strict); a list too long for
     the console is written in full to model_dir/problems_<folder's name>.txt, which the report names."""
     if not problems:
@@ -321,23 +341,24 @@ def report(folder, problems, total, params):
     every = [f"{name}: {why}" for name, why in problems]
     lines = every[:REPORT_LINES]
     if len(problems) > REPORT_LINES:
-        path = os.path.join(params.model_dir, f"problems_{os.path.basename(os.path.normpath(folder))}.txt")
+        path = os.path.join(reading.report_dir, f"problems_{os.path.basename(os.path.normpath(folder))}.txt")
         atomic_write(path, "\n".join(every) + "\n")
         lines.append(f"... and {len(problems) - REPORT_LINES} more (all {len(problems)}: {path})")
     head = f"{len(problems)} of {total} files in {folder} cannot be used"
-    if params.strict:
+    if reading.strict:
         raise DataError(head + ":\n  " + "\n  ".join(lines))
     print(head + " and are skipped:\n  " + "\n  ".join(lines))
 
 
-def _cache_name(folder, entries, params, labelled):
+def _cache_name(folder, entries, reading, labelled):
     """`<reading>-<content>.npz`: which folder read how (its path, labelled or not, image size, charset),
     then what it holds (every file's stamp, the entries and their labels). Files of one reading with
     other contents are stale copies of the same folder's cache."""
-    reading = [os.path.abspath(folder), labelled, params.image_width, params.image_height,
-               Charset.from_params(params).chars, params.captcha_length, params.ignore_case]
+    charset = reading.charset
+    how = [os.path.abspath(folder), labelled, reading.width, reading.height, charset.chars,
+           length_text(charset.min_length, charset.length), reading.ignore_case]
     listing = sorted((entry.name, *file_stamp(entry)) for entry in os.scandir(folder))
-    return f"{_short_hash(reading, 12)}-{_short_hash([listing, entries], 20)}.npz"
+    return f"{_short_hash(how, 12)}-{_short_hash([listing, entries], 20)}.npz"
 
 
 def _short_hash(value, digits):
@@ -379,12 +400,12 @@ class ImageSet:
                         [self.labels[i] for i in indices])
 
 
-def load_folder(folder, params, quiet=False):
+def load_folder(folder, reading, quiet=False):
     """The folder as an ImageSet, decoded once and cached; bad files reported and skipped."""
-    entries, problems = list_folder(folder, params)
-    image_set, unreadable = _cached_set(folder, entries, params, labelled=True)
+    entries, problems = list_folder(folder, reading.charset, reading.ignore_case)
+    image_set, unreadable = _cached_set(folder, entries, reading, labelled=True)
     if not quiet:
-        report(folder, problems + unreadable, len(entries) + len(problems), params)
+        report(folder, problems + unreadable, len(entries) + len(problems), reading)
         say_subfolders(folder)
     return image_set
 
@@ -438,32 +459,32 @@ def is_folder(entry):
         return False
 
 
-def load_unlabelled(folder, params, quiet=False):
+def load_unlabelled(folder, reading, quiet=False):
     """Every image of a folder of captchas without labels (file names and labels.csv are ignored), as an
     ImageSet whose labels are '' and targets -1: what self-training reads. Decoded once and cached."""
     names, skipped = scan_images(folder)
     entries = [(name, "") for name in names]
-    image_set, unreadable = _cached_set(folder, entries, params, labelled=False)
+    image_set, unreadable = _cached_set(folder, entries, reading, labelled=False)
     if not quiet:
-        report(folder, skipped + unreadable, len(entries) + len(skipped), params)
+        report(folder, skipped + unreadable, len(entries) + len(skipped), reading)
         say_subfolders(folder)
     if len(image_set) == 0:
         raise DataError(f"the unlabelled folder {folder!r} has no readable images")
     return image_set
 
 
-def _cached_set(folder, entries, params, labelled):
+def _cached_set(folder, entries, reading, labelled):
     """(ImageSet of `entries` [(name, label)], [(name, why unreadable)]), from the cache when it has them
     (a damaged cache is said in one line and rebuilt); with no cache_dir, decoded every time."""
-    if not params.cache_dir:
-        return _decode_folder(folder, entries, params)
-    cache_file = os.path.join(params.cache_dir, _cache_name(folder, entries, params, labelled))
+    if not reading.cache_dir:
+        return _decode_folder(folder, entries, reading)
+    cache_file = os.path.join(reading.cache_dir, _cache_name(folder, entries, reading, labelled))
     arrays = _read_cache(cache_file, folder)
     if arrays is not None:
         names, by_name = arrays["names"].tolist(), dict(entries)
         unreadable = [tuple(pair) for pair in arrays["unreadable"].tolist()]
         return ImageSet(arrays["images"], arrays["targets"], names, [by_name[name] for name in names]), unreadable
-    image_set, unreadable = _decode_folder(folder, entries, params)
+    image_set, unreadable = _decode_folder(folder, entries, reading)
     _write_cache(cache_file, {"images": image_set.images, "targets": image_set.targets,
                               "names": np.array(image_set.names, dtype=str),
                               "unreadable": np.array([list(pair) for pair in unreadable], dtype=str).reshape(-1, 2)})
@@ -515,15 +536,15 @@ def _checksum(arrays):
     return digest.hexdigest()
 
 
-def _decode_folder(folder, entries, params):
+def _decode_folder(folder, entries, reading):
     """Decode every listed image in parallel: (ImageSet, [(name, why unreadable)])."""
-    charset = Charset.from_params(params)
+    charset = reading.charset
     paths = [os.path.join(folder, name) for name, _ in entries]
-    chunks = [(paths[i:i + 512], params.image_width, params.image_height) for i in range(0, len(paths), 512)]
-    workers = min(worker_count(params), max(1, len(chunks)))
+    chunks = [(paths[i:i + 512], reading.width, reading.height) for i in range(0, len(paths), 512)]
+    workers = min(reading.workers, max(1, len(chunks)))
     # Each chunk is copied into one array as it arrives and then freed: a list of every image stacked at the
     # end held the folder twice (18 GB of memory for 300,000 160x60 captchas, 8.6 GB of pixels).
-    images = np.empty((len(paths), params.image_height, params.image_width, 3), np.uint8)
+    images = np.empty((len(paths), reading.height, reading.width, 3), np.uint8)
     kept, unreadable = [], []
     with multiprocessing.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
         decoded = itertools.chain.from_iterable(pool.imap(_read_chunk, chunks) if pool else map(_read_chunk, chunks))
@@ -541,14 +562,16 @@ def _decode_folder(folder, entries, params):
 
 
 def load_train_test(params):
-    """(train ImageSet, test ImageSet): train_dir and test_dir, or data_dir split by test_split."""
+    """(train ImageSet, test ImageSet): train_dir and test_dir, or data_dir split by test_split (seeded by
+    seed), each read as Reading.of(params) says."""
+    reading = Reading.of(params)
     if params.data_dir:
-        everything = load_folder(params.data_dir, params)
+        everything = load_folder(params.data_dir, reading)
         order = list(range(len(everything)))
         random.Random(params.seed).shuffle(order)
         cut = int(round(len(order) * params.test_split))
         return everything.subset(sorted(order[cut:])), everything.subset(sorted(order[:cut]))
-    return load_folder(params.train_dir, params), load_folder(params.test_dir, params)
+    return load_folder(params.train_dir, reading), load_folder(params.test_dir, reading)
 
 
 def load_training_data(params):
@@ -558,7 +581,7 @@ def load_training_data(params):
     train_set, test_set = load_train_test(params)
     order = np.tile(np.arange(len(train_set), dtype=np.int64), params.train_repeat)
     if params.mix_dir:
-        mix = load_folder(params.mix_dir, params)
+        mix = load_folder(params.mix_dir, Reading.of(params))
         if params.mix_count:
             mix = mix.subset(range(min(params.mix_count, len(mix))))
         order = np.concatenate([order, np.arange(len(train_set), len(train_set) + len(mix), dtype=np.int64)])

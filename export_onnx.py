@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dataset import image_names, load_folder, score
+from dataset import image_names, load_folder, Reading, score
 from files import atomic_write
 from images import read_image
 from model import load_checkpoint, model_from_checkpoint, parameter_count
@@ -187,8 +187,7 @@ def export_int8(float_path, params):
                                 trained.seed)
     data = quantize_int8(float_path, images)
     path = float_path[:-5] + ".int8.onnx"
-    test = load_folder(params.quantize_test_dir or trained.test_dir, make_parameters({"strict": False}, base=trained),
-                       quiet=True)
+    test = load_folder(params.quantize_test_dir or trained.test_dir, Reading.of(trained, strict=False), quiet=True)
     with tempfile.TemporaryDirectory() as work:  # scored before it is written where a server could load it
         candidate = os.path.join(work, "int8.onnx")
         atomic_write(candidate, data)

@@ -488,6 +488,19 @@ class Parameters(*reversed(SETTING_GROUPS)):  # fields in SETTING_GROUPS order: 
         return HEAD_FORMS[self.reader_head]
 
 
+@dataclass
+class DrawSettings(LookSettings, GenerationSettings, StyleSettings, CaptchaSettings):
+    """What the generator draws from (custom_captcha_image.StyledCaptcha): the captcha, its style, its looks
+    and its file; none of the data, model, training or serving settings."""
+
+    length_range = Parameters.length_range
+
+    @classmethod
+    def of(cls, params):
+        """The drawing settings of a Parameters (or of any settings class holding them)."""
+        return cls(**{name: getattr(params, name) for name in fields_of(cls)})
+
+
 # The operator glyphs an arithmetic style may draw: + add, - subtract, x × * multiply, ÷ / divide (arithmetic.py
 # computes each).
 ARITHMETIC_OPERATORS = "+-x×*÷/"

@@ -27,7 +27,7 @@ import json
 import os
 
 from dataset import (confusions, decode_logits, format_confusions, image_names, least_confidence, list_folder,
-                     load_folder, load_unlabelled, score)
+                     load_folder, load_unlabelled, Reading, score)
 from files import atomic_write
 from grid import image_grid
 from command_line import fail, parse_args, run_main, script_command
@@ -61,7 +61,7 @@ def draw_grid(items, path):
 def least_sure_list(predictor, folder, params, output):
     """Write the params.least_sure reads of `folder` (labels not needed) whose least sure character is the
     least sure of all: the captchas whose labels would teach the model most. Returns the list's path."""
-    captchas = load_unlabelled(folder, params, quiet=True)
+    captchas = load_unlabelled(folder, Reading.of(params), quiet=True)
     logits = predictor.logits(captchas.images)
     _, confidences = decode_logits(logits, predictor.charset, fold_case=True)
     texts, _ = decode_logits(logits, predictor.charset)
@@ -150,8 +150,9 @@ def main(argv=None):
         fail(f"no golden set: folder {folder!r} does not exist; create it and {HOW_TO_FILL}")
     if params.least_sure:
         least_sure_list(predictor, folder, params, output)
-    entries, _ = list_folder(folder, params)
-    golden = load_folder(folder, params, quiet=params.least_sure > 0 and not entries)
+    reading = Reading.of(params)
+    entries, _ = list_folder(folder, reading.charset, reading.ignore_case)
+    golden = load_folder(folder, reading, quiet=params.least_sure > 0 and not entries)
     total = len(image_names(folder))
     if len(golden) == 0 and (params.least_sure or total == 0):
         if params.least_sure:

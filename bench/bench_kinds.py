@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataset import confusions, format_confusions, load_folder, score  # noqa: E402
+from dataset import confusions, format_confusions, load_folder, Reading, score  # noqa: E402
 from generate_captcha import generate_split  # noqa: E402
 from model import load_checkpoint  # noqa: E402
 from bench_settings import BenchParameters  # noqa: E402
@@ -41,7 +41,7 @@ def run(params, kind):
     train(run_params)
     last = os.path.join(run_params.model_dir, "last.pt")
     predictor = load_model(last, run_params)
-    test = load_folder(run_params.test_dir, predictor.params, quiet=True)
+    test = load_folder(run_params.test_dir, Reading.of(predictor.params), quiet=True)
     metrics, predictions = score(predictor.logits(test.images), test.labels, predictor.charset, predictor.grammar)
     metrics["confusions"] = confusions(predictions, test.labels)
     metrics["minutes"] = load_checkpoint(last)["progress"]["seconds"] / 60

@@ -36,7 +36,7 @@ import types
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from dataset import load_folder, load_train_test, score  # noqa: E402
+from dataset import load_folder, load_train_test, Reading, score  # noqa: E402
 from generate_captcha import generate_split  # noqa: E402
 from model import load_checkpoint  # noqa: E402
 from bench_settings import BenchParameters  # noqa: E402
@@ -128,11 +128,11 @@ def folder_run(params, overrides, test_folder=None, check_labels=False):
     train(run_params)
     trained = with_saved_settings(run_params, load_checkpoint(os.path.join(run_params.model_dir, "last.pt"))["params"])
     if test_folder:
-        test = load_folder(test_folder, make_parameters({"strict": False}, base=trained), quiet=True)
+        test = load_folder(test_folder, Reading.of(trained, strict=False), quiet=True)
     elif trained.data_dir:
         test = load_train_test(trained)[1]
     else:
-        test = load_folder(trained.test_dir, trained, quiet=True)
+        test = load_folder(trained.test_dir, Reading.of(trained), quiet=True)
     return evaluate(run_params.model_dir, test, trained, check_labels)
 
 
@@ -262,10 +262,9 @@ def exp_original_style(params, ctx):
     run_params = make_parameters({"style": "seed", **ctx.budget, "train_dir": train_dir, "test_dir": test_dir,
                                   "stem_stride": 1}, base=params)
     train(run_params)
-    own = evaluate(run_params.model_dir, load_folder(test_dir, run_params, quiet=True), run_params)
+    own = evaluate(run_params.model_dir, load_folder(test_dir, Reading.of(run_params), quiet=True), run_params)
     original = evaluate(run_params.model_dir, load_folder(os.path.join(ctx.datasets, "original_style"),
-                                                          make_parameters({"strict": False}, base=run_params),
-                                                          quiet=True), run_params)
+                                                          Reading.of(run_params, strict=False), quiet=True), run_params)
     original["own test"] = own
     original["transfer"] = original["accuracy_ignore_case"] / max(1e-9, own["accuracy_ignore_case"])
     return original

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataset import confusions, format_confusions, load_folder, score  # noqa: E402
+from dataset import confusions, format_confusions, load_folder, Reading, score  # noqa: E402
 from model import file_size, load_checkpoint, model_from_checkpoint, speed_line, training_gflop, use_bf16  # noqa: E402
 from bench_settings import BenchParameters  # noqa: E402
 from command_line import parse_args  # noqa: E402
@@ -41,7 +41,7 @@ def run(params, preset, head):
     last = os.path.join(run_params.model_dir, "last.pt")
     checkpoint = load_checkpoint(last)
     predictor = load_model(last, run_params)
-    test = load_folder(run_params.test_dir, predictor.params, quiet=True)
+    test = load_folder(run_params.test_dir, Reading.of(predictor.params), quiet=True)
     metrics, predictions = score(predictor.logits(test.images), test.labels, predictor.charset)
     progress = checkpoint["progress"]
     model = model_from_checkpoint(checkpoint)

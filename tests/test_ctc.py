@@ -16,7 +16,8 @@ import torch
 
 from conftest import CTC_LENGTHS, ROOT, tiny_params
 from custom_captcha_image import random_label
-from dataset import Charset, confusions, decode_logits, format_confusions, image_names, infer_charset, load_folder, score
+from dataset import (Charset, confusions, decode_logits, format_confusions, image_names, infer_charset, load_folder,
+                     Reading, score)
 from parameters import ParameterError, make_parameters
 from predictor import load_model
 from self_training import confident_reads
@@ -87,7 +88,7 @@ def test_positions_heads_refuse_a_range_and_auto_picks_ctc(tmp_path):
 
 def test_tiny_ctc_model_reads_every_length_it_was_given(ctc_run):
     params = ctc_run["params"]
-    test = load_folder(params.test_dir, params)
+    test = load_folder(params.test_dir, Reading.of(params))
     predictor = load_model(ctc_run["checkpoint"])
     texts, _ = decode_logits(predictor.logits(test.images), predictor.charset)
     for length in ALL_LENGTHS:
@@ -184,7 +185,7 @@ def test_onnx_and_ddddocr_exports_read_what_pytorch_reads(ctc_run, tmp_path):
     charset = json.load(open(exported["ddddocr_json"]))["charset"]
     session = onnxruntime.InferenceSession(exported["ddddocr_onnx"], providers=["CPUExecutionProvider"])
     params = ctc_run["params"]
-    test = load_folder(params.test_dir, params)
+    test = load_folder(params.test_dir, Reading.of(params))
     names = [os.path.basename(path) for path in files]
     for name, read in zip(names, by_torch):
         image = test.images[test.names.index(name)]

@@ -19,7 +19,7 @@ from conftest import ROOT
 from dataset import image_names
 from folder_lock import LOCK_FILE
 from generate_captcha import NAME_PATTERN, check_settings, generate_split, make_sample
-from parameters import DIGITS, LOWER, STYLES, Parameters, make_parameters
+from parameters import DIGITS, LOWER, STYLES, DrawSettings, Parameters, make_parameters
 
 DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
@@ -57,7 +57,7 @@ def test_n_files_unique_names_labels_round_trip(tmp_path):
     generate_split(params, params.train_dir, "train", params.train_count)
     names = image_names(params.train_dir)
     assert len(names) == 120 and len({n.lower() for n in names}) == 120
-    generator = StyledCaptcha(params)
+    generator = StyledCaptcha(DrawSettings.of(params))
     for name in names:
         match = NAME_PATTERN.match(name)
         label, index = match.group("label"), int(match.group("index"))
@@ -110,7 +110,7 @@ def test_a_killed_generator_leaves_nothing_a_later_run_takes_for_whole(tmp_path)
 
 
 def pixels(params, text="aB3x", seed=5):
-    return np.asarray(StyledCaptcha(params).render(text, random.Random(seed)), dtype=np.float32)
+    return np.asarray(StyledCaptcha(DrawSettings.of(params)).render(text, random.Random(seed)), dtype=np.float32)
 
 
 def ink_rows(image):
@@ -299,7 +299,7 @@ def test_overrides_reach_worker_processes(tmp_path):
 
 def test_a_style_is_drawn_by_the_steps_it_uses():
     def names(style):
-        return [step.__name__ for step in StyledCaptcha(make_parameters({"style": style})).steps]
+        return [step.__name__ for step in StyledCaptcha(DrawSettings.of(make_parameters({"style": style}))).steps]
     plain, transparent = names("seed_v1"), names("advrpg_digits")
     assert plain[:3] == ["_start", "_draw_glyphs", "_canvas"] and "_transparent" not in plain
     assert transparent[-1] == "_transparent" and "_lines_under_text" not in transparent

@@ -11,7 +11,7 @@ import pytest
 from custom_captcha_image import JITTER, StyledCaptcha, StyleError, layer_rotate, make_generator, warp_glyph
 from PIL import Image
 from generate_captcha import SETTINGS_FILE, check_settings, generate_split
-from parameters import DIGITS, Parameters, make_parameters
+from parameters import DIGITS, DrawSettings, Parameters, make_parameters
 
 DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 # Black upright glyphs on white, side by side from a margin, nothing else: ink is easy to measure.
@@ -23,8 +23,8 @@ PLAIN = {"style": "seed_v1", "render_jitter": (), "noise_dots": 0, "noise_curves
 
 
 def grey(overrides, text="aB3x", seed=5):
-    params = make_parameters({**PLAIN, **overrides})
-    return np.asarray(StyledCaptcha(params).render(text, random.Random(seed)).convert("L"), dtype=np.float32)
+    style = DrawSettings.of(make_parameters({**PLAIN, **overrides}))
+    return np.asarray(StyledCaptcha(style).render(text, random.Random(seed)).convert("L"), dtype=np.float32)
 
 
 def ink(overrides, text="aB3x", seed=5):
@@ -141,7 +141,7 @@ def test_polylines_and_grey():
     params = {"noise_polylines": 1, "noise_polyline_width": (3, 3)}
     assert (grey(params) < 128).sum() > ink({}).sum() + 60
     colour = make_parameters({"style": "seed", "grey": True})
-    image = np.asarray(StyledCaptcha(colour).render("aB3x", random.Random(1)))
+    image = np.asarray(StyledCaptcha(DrawSettings.of(colour)).render("aB3x", random.Random(1)))
     assert np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
 
 
@@ -150,9 +150,9 @@ def test_each_jitter_family_changes_images_deterministically(family):
     params = make_parameters({"style": "seed", "render_jitter": (family,)})
     off = make_parameters({"style": "seed", "render_jitter": ()})
     seeds = [f"jitter:{i}" for i in range(8)]
-    first = [np.asarray(StyledCaptcha(params).render("aB3x", random.Random(seed))) for seed in seeds]
-    again = [np.asarray(StyledCaptcha(params).render("aB3x", random.Random(seed))) for seed in seeds]
-    plain = [np.asarray(StyledCaptcha(off).render("aB3x", random.Random(seed))) for seed in seeds]
+    first = [np.asarray(StyledCaptcha(DrawSettings.of(params)).render("aB3x", random.Random(seed))) for seed in seeds]
+    again = [np.asarray(StyledCaptcha(DrawSettings.of(params)).render("aB3x", random.Random(seed))) for seed in seeds]
+    plain = [np.asarray(StyledCaptcha(DrawSettings.of(off)).render("aB3x", random.Random(seed))) for seed in seeds]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert sum(not np.array_equal(a, b) for a, b in zip(first, plain)) >= 4  # blur and jpeg leave some as drawn
 
@@ -167,7 +167,7 @@ def seed_glyph_errors(passes):
     reference = np.load(os.path.join(os.path.dirname(__file__), "data", "pillow6_glyphs.npz"))
     errors = []
     for index, (code, size, angle, x1, y1, x2, y2, width, height) in enumerate(reference["cases"]):
-        generator = StyledCaptcha(make_parameters({"style": "seed", "font_sizes": (int(size),)}))
+        generator = StyledCaptcha(DrawSettings.of(make_parameters({"style": "seed", "font_sizes": (int(size),)})))
         mask, box_width, box_height, _ = generator._glyph(0, chr(int(code)))
         assert (box_width, box_height) == (width, height)  # Pillow < 8's textsize box
         mask = warp_glyph(layer_rotate(mask, angle), (box_width, box_height), (int(x1), int(y1), int(x2), int(y2)),

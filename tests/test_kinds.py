@@ -12,7 +12,7 @@ from PIL import Image
 from arithmetic import Grammar
 from conftest import tiny_params
 from custom_captcha_image import make_generator
-from dataset import image_names, label_from_name, load_folder, name_of_label, score
+from dataset import image_names, label_from_name, load_folder, name_of_label, Reading, score
 from generate_captcha import generate_split
 from parameters import ParameterError, make_parameters
 from predictor import load_model, predict
@@ -155,7 +155,7 @@ def test_a_tiny_color_target_set_trains_and_reads_only_the_target_colour(tmp_pat
     generate_split(params, params.train_dir, "train", params.train_count)
     generate_split(params, params.test_dir, "test", params.test_count)
     train(params)
-    test = load_folder(params.test_dir, params, quiet=True)
+    test = load_folder(params.test_dir, Reading.of(params), quiet=True)
     predictor = load_model(os.path.join(params.model_dir, "best.pt"))
     metrics, reads = score(predictor.logits(test.images), test.labels, predictor.charset)
     # Two of six letters, among one or two distractors: chance reads 1 in 36, reading every letter never right.

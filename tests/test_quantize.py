@@ -7,7 +7,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from dataset import load_folder
+from dataset import load_folder, Reading
 from parameters import make_parameters
 from predictor import load_model, predict
 
@@ -29,7 +29,7 @@ def test_the_int8_model_reads_as_the_float_model_and_is_served(arithmetic_run, t
     assert os.path.getsize(int8_path) < os.path.getsize(float_path) / 2.5  # 8-bit weights, not 32
     onnx = make_parameters({"backend": "onnx"})
     float_model, int8_model = load_model(float_path, onnx), load_model(int8_path, onnx)
-    test = load_folder(arithmetic_run["params"].test_dir, float_model.params, quiet=True)
+    test = load_folder(arithmetic_run["params"].test_dir, Reading.of(float_model.params), quiet=True)
     reads = [predictor.logits(test.images).argmax(-1) for predictor in (float_model, int8_model)]
     assert (reads[0] == reads[1]).all(axis=1).mean() >= AGREEMENT
     files = [os.path.join(arithmetic_run["params"].test_dir, name) for name in test.names[:3]]

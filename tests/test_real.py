@@ -20,7 +20,7 @@ from PIL import Image
 
 from api_demo import create_app
 from conftest import ROOT, tiny_params
-from dataset import DataError, image_names, infer_charset, load_folder, load_training_data
+from dataset import DataError, image_names, infer_charset, load_folder, load_training_data, Reading
 from export_onnx import export
 from generate_captcha import generate_split
 from heads import PositionHeads
@@ -83,7 +83,7 @@ def test_grey_pngs_of_another_size_train_end_to_end(real_run):
     assert checkpoint["params"]["image_width"] == 96 and checkpoint["params"]["image_height"] == 32
     trained = make_parameters({"charset": checkpoint["charset"], "captcha_length": REAL_LENGTH, "image_width": 64,
                                "image_height": 24}, base=real_run["params"])
-    split = load_folder(str(real_run["folder"]), trained, quiet=True)
+    split = load_folder(str(real_run["folder"]), Reading.of(trained), quiet=True)
     assert split.images.shape[1:] == (24, 64, 3) and len(split) == 900  # grey 96x32 read as RGB 64x24
 
 

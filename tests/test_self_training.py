@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, tiny_params
-from dataset import Charset, image_names, load_folder, load_unlabelled, score
+from dataset import Charset, image_names, load_folder, load_unlabelled, Reading, score
 from generate_captcha import generate_split
 from model import load_checkpoint, measure_batch_norms, model_from_checkpoint
 from predictor import load_model
@@ -50,7 +50,7 @@ def self_training(root, model_dir, **overrides):
 
 def site_accuracy(root, model_dir):
     predictor = load_model(os.path.join(model_dir, "last.pt"))
-    captchas = load_folder(str(root / "site"), tiny_params(root, **EASY), quiet=True)
+    captchas = load_folder(str(root / "site"), Reading.of(tiny_params(root, **EASY)), quiet=True)
     return score(predictor.logits(captchas.images), captchas.labels, predictor.charset)[0]["accuracy"]
 
 
@@ -161,7 +161,7 @@ def test_target_batch_norm_saves_the_statistics_of_the_site_and_reads_it_no_wors
     adapted, plain = batch_norm_means(site / "adabn"), batch_norm_means(site / "plain")
     assert any(not torch.allclose(adapted[key], plain[key]) for key in adapted)
     predictor_model = model_from_checkpoint(load_checkpoint(str(site / "adabn" / "last.pt")))
-    unlabelled = load_unlabelled(str(site / "unlabelled"), tiny_params(site, **EASY))
+    unlabelled = load_unlabelled(str(site / "unlabelled"), Reading.of(tiny_params(site, **EASY)))
     measure_batch_norms(predictor_model, "cpu", unlabelled.images, self_training(site, site / "adabn").eval_batch_size)
     for key, value in predictor_model.state_dict().items():
         if key.endswith("running_mean"):
