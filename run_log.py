@@ -11,7 +11,7 @@ from dataset import confusions, format_confusions
 from files import atomic_write
 from model import parameter_count
 from run_control import resume_command
-from schedule import TAIL_FROM, TAIL_TO, schedule_fraction
+from schedule import TAIL_FROM, TAIL_TO
 
 MIN_LEARNING_STEPS, LOW_ACCURACY = 300, 0.3  # fewer steps, or a lower test accuracy: the run says it is too short
 LOSS_EVERY_STEPS = 20  # a loss row (log, curves, dashboard) at least every this many steps...
@@ -70,7 +70,7 @@ class RunLog:
 
     @staticmethod
     def percent(run, progress):
-        return round(min(1.0, schedule_fraction(progress, run)) * 100, 2)
+        return round(min(1.0, run.schedule.fraction(progress)) * 100, 2)
 
     def read(self):
         if not os.path.isfile(self.path):
@@ -104,7 +104,7 @@ class RunLog:
               f"{params.image_width}x{params.image_height}, {data.size} training and {len(data.test_set)} test images, "
               f"batch {params.batch_size}, {data.steps_per_epoch} steps an epoch"
               + (", augmented" if data.augment else "")
-              + f", {run_length_text(params, run.total_steps)}", flush=True)
+              + f", {run_length_text(params, run.schedule.total_steps)}", flush=True)
 
     def step(self, run, progress, lr, loss, images):
         """One training step: its loss (a float) and the images it saw (all ranks)."""

@@ -1,6 +1,8 @@
 """Self-training: read the site's unlabelled captchas with the model being trained; the reads it is sure of
 (every view alike, each character confident enough) join training with the text read.
 """
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -9,31 +11,51 @@ from dataset import decode_logits
 from model import batch_logits, measure_batch_norms
 
 
+@dataclasses.dataclass(frozen=True)
+class SelfTraining:
+    """How a run reads the site's unlabelled captchas and which reads it trains on (the pseudo_* settings)."""
+    threshold: float  # each character of a read used is at least this sure (mean over the views), 0 to 1
+    views: int  # reads that must agree: the image as it is, and views - 1 augmented copies
+    align: bool  # class probabilities rescaled to the training labels' class shares before picking (aligned)
+    every: int  # steps between rounds (0: a round at the start of every epoch)
+    keep: bool  # a read that a round is unsure of keeps its earlier confident text
+    site_batch_norm: bool  # batch-norm statistics measured on the site's captchas (target_batch_norm)
+    read_batch: int  # images read at once
+    seed: int  # of the augmented views
+
+    @classmethod
+    def of(cls, params):
+        return cls(params.pseudo_threshold, params.pseudo_views, params.pseudo_align, params.pseudo_every,
+                   params.pseudo_keep, params.target_batch_norm, params.eval_batch_size, params.seed)
+
+    def round_index(self, progress):
+        """The round the run is in: its epoch (every 0), else its step // every."""
+        return progress.step // self.every if self.every else progress.epoch
+
+    def due(self, progress):
+        """A round is due: at the start of every epoch (every 0), else every `every` steps, and once at the
+        very start."""
+        return progress.pseudo_round <= self.round_index(progress)
+
+
 def self_training_due(progress, run):
-    """A self-training round is due: at the start of every epoch (pseudo_every 0), else every pseudo_every
-    steps, and once at the very start."""
-    return run.data.unlabelled is not None and progress.pseudo_round <= self_training_round_index(progress, run.params)
+    """The run self-trains (it has unlabelled captchas) and a round is due."""
+    return run.data.unlabelled is not None and run.self_training.due(progress)
 
 
-def self_training_round_index(progress, params):
-    """The round the run is in: its epoch (pseudo_every 0), else its step // pseudo_every."""
-    return progress.step // params.pseudo_every if params.pseudo_every else progress.epoch
-
-
-def read_views(run, images, round_index):
-    """Class probabilities float32 (views, N, length, classes) of uint8 images (N, H, W, 3): the images as
-    they are, and pseudo_views - 1 augmented copies seeded by (seed, round, view)."""
-    params, model = run.params, run.model
+def read_views(model, device, bf16, images, config, round_index):
+    """Class probabilities float32 (views, N, length, classes) of uint8 images (N, H, W, 3) read by `model`:
+    the images as they are, and config.views - 1 augmented copies seeded by (seed, round, view)."""
     model.eval()
     views = []
-    for view in range(params.pseudo_views):
+    for view in range(config.views):
         chunks = []
-        for start in range(0, len(images), params.eval_batch_size):
-            batch = images[start:start + params.eval_batch_size]
+        for start in range(0, len(images), config.read_batch):
+            batch = images[start:start + config.read_batch]
             if view:
-                seed = (params.seed * 1000003 + round_index) * 1009 + view
+                seed = (config.seed * 1000003 + round_index) * 1009 + view
                 batch = augment_batch(torch.from_numpy(batch), torch.Generator().manual_seed(seed)).numpy()
-            chunks.append(batch_logits(model, run.device, run.bf16, batch))
+            chunks.append(batch_logits(model, device, bf16, batch))
         views.append(torch.softmax(torch.from_numpy(np.concatenate(chunks)).float(), dim=-1))
     model.train()
     return torch.stack(views)
@@ -63,11 +85,11 @@ def kept_reads(targets, used, old_targets, old_used):
     return torch.where(kept[:, None], old_targets, targets), used | old_used
 
 
-def training_label_shares(run):
+def training_label_shares(data, classes):
     """float32 (classes,): each class's share of the characters an epoch of the training set holds."""
-    targets = torch.from_numpy(run.data.train_set.targets[run.data.order]).flatten()
+    targets = torch.from_numpy(data.train_set.targets[data.order]).flatten()
     targets = targets[targets >= 0]  # no padding
-    return torch.bincount(targets, minlength=len(run.charset)).float() / max(1, targets.numel())
+    return torch.bincount(targets, minlength=classes).float() / max(1, targets.numel())
 
 
 def aligned(probabilities, shares):
@@ -86,17 +108,17 @@ def self_training_round(run, progress, log):
     """Read every unlabelled captcha with the current model; those read alike on every view with at least
     pseudo_threshold confidence in each character (views' mean, aligned with pseudo_align) join training
     with the text read."""
-    unlabelled, params = run.data.unlabelled, run.params
-    round_index = self_training_round_index(progress, params)
+    unlabelled, config = run.data.unlabelled, run.self_training
+    round_index = config.round_index(progress)
     normalise_for_the_site(run)
-    probabilities = read_views(run, unlabelled.images, round_index)  # (views, N, length, classes)
-    if params.pseudo_align:
-        probabilities = aligned(probabilities, training_label_shares(run))
-    targets, used = confident_reads(probabilities, run.charset, params.pseudo_threshold)
+    probabilities = read_views(run.model, run.device, run.bf16, unlabelled.images, config, round_index)
+    if config.align:  # probabilities: (views, N, length, classes)
+        probabilities = aligned(probabilities, training_label_shares(run.data, len(run.charset)))
+    targets, used = confident_reads(probabilities, run.charset, config.threshold)
     changed = 0
     if progress.pseudo_targets is not None:
         changed = int((used & progress.pseudo_used & (targets != progress.pseudo_targets).any(dim=-1)).sum())
-        if params.pseudo_keep:
+        if config.keep:
             targets, used = kept_reads(targets, used, progress.pseudo_targets, progress.pseudo_used)
     progress.pseudo_targets, progress.pseudo_used = targets, used
     progress.pseudo_round, progress.pseudo_changed = round_index + 1, changed
@@ -106,5 +128,5 @@ def self_training_round(run, progress, log):
 def normalise_for_the_site(run):
     """With target_batch_norm, the batch-norm statistics measured on the unlabelled captchas (the model then
     reads them, and is saved, normalising as they need; training's batches measure their own)."""
-    if run.params.target_batch_norm and run.data.unlabelled is not None:
-        measure_batch_norms(run.model, run.device, run.data.unlabelled.images, run.params.eval_batch_size)
+    if run.self_training.site_batch_norm and run.data.unlabelled is not None:
+        measure_batch_norms(run.model, run.device, run.data.unlabelled.images, run.self_training.read_batch)

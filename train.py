@@ -37,8 +37,8 @@ from errors import ProjectError
 from predictor import Predictor
 from run_control import Ranks, StopSignals, checkpoint_of, stop_interrupted
 from run_log import Reporters, RunLog
-from schedule import learning_rate, run_over, schedule_steps
-from self_training import normalise_for_the_site, self_training_due, self_training_round
+from schedule import Schedule
+from self_training import SelfTraining, normalise_for_the_site, self_training_due, self_training_round
 
 SMALL_SET, SMALL_BATCH, LARGE_BATCH = 20000, 64, 256  # batch_size=0: 64 images a step under 20,000, else 256
 BUDGET_EVALUATIONS = 20  # a run its time budget alone sets is evaluated about this many times
@@ -92,8 +92,9 @@ class Run:
     model: torch.nn.Module
     trained: torch.nn.Module  # the model, in DistributedDataParallel under torchrun
     optimizer: torch.optim.Optimizer
-    total_steps: int  # of the one-cycle schedule, epochs x steps_per_epoch; 0 when time_budget alone sets it
+    schedule: Schedule  # the learning rate along the run, and when it is over
     bf16: bool  # training and evaluating in bf16 autocast (amp, with auto resolved for this device)
+    self_training: SelfTraining  # how the site's unlabelled captchas are read, when the run has them
 
 
 def train(params, given=None, callbacks=()):
@@ -128,14 +129,14 @@ def run_loop(run, progress, log, ranks):
         predictions, clock = None, time.perf_counter()
         with StopSignals() as signals:
             while True:
-                over, interrupted = ranks.agree(run_over(progress, run), signals.caught is not None)
+                over, interrupted = ranks.agree(run.schedule.over(progress), signals.caught is not None)
                 if over or interrupted:
                     break
                 if self_training_due(progress, run):
                     self_training_round(run, progress, log)
                     clock = time.perf_counter()  # reading is not training time
                 images, targets = next(batches)
-                lr = learning_rate(progress, run)
+                lr = run.schedule.learning_rate(progress)
                 loss = train_step(run, images, targets, lr)
                 now = time.perf_counter()
                 progress.advance(now - clock, run.data.steps_per_epoch)
@@ -264,7 +265,7 @@ def set_up(params, ranks, checkpoint):
         init_from(model, params.init_from, charset)
     trained = torch.nn.parallel.DistributedDataParallel(model) if ranks.world > 1 else model
     return Run(params, ranks, device, charset, data, model, trained, optimizer,
-               schedule_steps(params, data.steps_per_epoch), use_bf16(params.amp, device))
+               Schedule.of(params, data.steps_per_epoch), use_bf16(params.amp, device), SelfTraining.of(params))
 
 
 def train_step(run, images, targets, lr):
