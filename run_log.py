@@ -172,7 +172,7 @@ class RunLog:
         print(f"most frequent confusions (truth->prediction): {format_confusions(confusions(predictions, labels))}")
         print(f"checkpoints: {params.model_dir}/best.pt, {params.model_dir}/last.pt; curves: "
               f"{self.curves}; log: {self.path}", flush=True)
-        for note in stop_notes(run, progress):
+        for note in stop_notes(run, progress) + self_training_notes(run, progress):
             print(note, flush=True)
 
 
@@ -210,6 +210,18 @@ def stop_notes(run, progress):
                      f"longer: run again with a larger --time_budget (or --epochs), or continue this run with "
                      f"{resume_command(run)} --extend=10")
     return notes
+
+
+def self_training_notes(run, progress):
+    """A line when self-training used none of the site's captchas: the model then learnt from the generated
+    ones alone, and its read of the site is what the style carries (often next to nothing)."""
+    unlabelled = run.data.unlabelled
+    if unlabelled is None or (progress.pseudo_used is not None and progress.pseudo_used.any()):
+        return []
+    return [f"warning: self-training read none of the {len(unlabelled)} unlabelled captchas confidently in "
+            f"{progress.pseudo_round} rounds, so it trained on the generated ones alone: their style does not "
+            f"carry to these captchas. Style them by hand (--style_file), or label the least sure (userTest.py "
+            f"--least_sure=50) and train on those"]
 
 
 def draw_curves(rows, path):

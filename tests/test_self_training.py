@@ -67,7 +67,8 @@ def test_self_training_raises_accuracy_on_the_unlabelled_site(site, capsys):
     assert after > before + 0.2, (before, after)
     rows = self_training_rows(site / "adapted")
     assert len(rows) >= 4 and int(rows[-1]["pseudo_used"]) > int(rows[0]["pseudo_used"])  # it reads more as it learns
-    assert "self-training round 4:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "self-training round 4:" in out and "self-training read none" not in out
     saved = load_checkpoint(str(site / "adapted" / "last.pt"))["progress"]
     assert saved["pseudo_targets"].shape == (600, 4) and int(saved["pseudo_used"].sum()) == int(rows[-1]["pseudo_used"])
 
@@ -110,9 +111,10 @@ def test_alignment_gives_an_under_read_class_its_share():
 
 
 @pytest.mark.slow
-def test_a_threshold_no_read_reaches_uses_none(site):
+def test_a_threshold_no_read_reaches_uses_none_and_says_so(site, capsys):
     train(self_training(site, site / "strict", pseudo_threshold=1.0, epochs=1))
     assert {row["pseudo_used"] for row in self_training_rows(site / "strict")} == {"0"}
+    assert "warning: self-training read none of the" in capsys.readouterr().out
 
 
 def self_training_command(root, model_dir):
