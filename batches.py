@@ -25,9 +25,11 @@ class Data:
     order: object  # int64 (M,): the train_set indices an epoch visits (folder mode)
     unlabelled: object  # ImageSet of unlabelled_dir (self-training), or None
     labelled_per_batch: int  # images of each batch from the training set (the rest: self-training's reads)
+    batch_size: int  # images of each batch in all: labelled_per_batch and self-training's reads
     size: int  # training images an epoch visits
     steps_per_epoch: int
     augment: bool
+    seed: int  # of each epoch's order and each batch's draws
 
 
 def load_data(params, world):
@@ -49,8 +51,8 @@ def load_data(params, world):
                         f"lower --batch_size")
     if len(test_set) == 0:
         raise DataError("the test set is empty")
-    return Data(train_set, test_set, order, unlabelled, labelled_per_batch, size, steps_per_epoch,
-                use_augmentation(params, size))
+    return Data(train_set, test_set, order, unlabelled, labelled_per_batch, params.batch_size, size, steps_per_epoch,
+                use_augmentation(params, size), params.seed)
 
 
 def pseudo_per_batch(params):
@@ -80,44 +82,43 @@ def batch_stream(run, progress):
     epoch, first = progress.epoch, progress.batch
     while True:
         if run.data.train_set is None:
-            yield from generated_batches(run, epoch, first)
+            yield from generated_batches(run.params, run.ranks, run.data.steps_per_epoch, epoch, first)
         else:
-            yield from folder_batches(run, progress, epoch, first)
+            yield from folder_batches(run.data, run.ranks, progress, epoch, first)
         epoch, first = epoch + 1, 0
 
 
-def folder_batches(run, progress, epoch, first):
-    """Batches `first`.. of an epoch over the training folder, in an order seeded by (seed, epoch); with
-    self-training, each topped up with captchas of unlabelled_dir and the text last read in them."""
-    params, ranks, data = run.params, run.ranks, run.data
-    shuffle = torch.randperm(data.size, generator=torch.Generator().manual_seed(params.seed * 100003 + epoch))
+def folder_batches(data, ranks, progress, epoch, first):
+    """This rank's batches `first`.. of an epoch over the training folder, in an order seeded by (seed, epoch);
+    with self-training, each topped up with captchas of unlabelled_dir and the text last read in them."""
+    shuffle = torch.randperm(data.size, generator=torch.Generator().manual_seed(data.seed * 100003 + epoch))
     order = torch.from_numpy(data.order)[shuffle]
     images, targets = torch.from_numpy(data.train_set.images), torch.from_numpy(data.train_set.targets)
     for index in range(first, data.steps_per_epoch):
         start = (index * ranks.world + ranks.rank) * data.labelled_per_batch
         chosen = order[start:start + data.labelled_per_batch]
         # Seeded by position, so a resumed run draws what the uninterrupted one would.
-        generator = torch.Generator().manual_seed((params.seed * 1000003 + epoch) * 1000003 + index)
-        batch, batch_targets = add_pseudo_labelled(run, progress, images[chosen], targets[chosen], generator)
+        generator = torch.Generator().manual_seed((data.seed * 1000003 + epoch) * 1000003 + index)
+        batch, batch_targets = add_pseudo_labelled(data, progress, images[chosen], targets[chosen], generator)
         if data.augment:
             batch = augment_batch(batch, generator)
         yield batch, batch_targets
 
 
-def add_pseudo_labelled(run, progress, images, targets, generator):
+def add_pseudo_labelled(data, progress, images, targets, generator):
     """The batch with batch_size - len(images) captchas drawn from those self-training uses (when any)."""
-    if run.data.unlabelled is None or progress.pseudo_used is None or not progress.pseudo_used.any():
+    if data.unlabelled is None or progress.pseudo_used is None or not progress.pseudo_used.any():
         return images, targets
     pool = torch.nonzero(progress.pseudo_used).flatten()
-    drawn = pool[torch.randint(len(pool), (run.params.batch_size - len(images),), generator=generator)]
-    unlabelled = torch.from_numpy(run.data.unlabelled.images[drawn.numpy()])
+    drawn = pool[torch.randint(len(pool), (data.batch_size - len(images),), generator=generator)]
+    unlabelled = torch.from_numpy(data.unlabelled.images[drawn.numpy()])
     return torch.cat([images, unlabelled]), torch.cat([targets, progress.pseudo_targets[drawn]])
 
 
-def generated_batches(run, epoch, first):
-    """Batches `first`.. of an epoch of fresh captchas, drawn in DataLoader workers."""
-    params, ranks = run.params, run.ranks
-    numbers = range(first * ranks.world + ranks.rank, run.data.steps_per_epoch * ranks.world, ranks.world)
+def generated_batches(params, ranks, steps_per_epoch, epoch, first):
+    """This rank's batches `first`.. of an epoch of fresh captchas as `params` draw them (the generator's
+    settings, batch_size, workers), drawn in DataLoader workers."""
+    numbers = range(first * ranks.world + ranks.rank, steps_per_epoch * ranks.world, ranks.world)
     stream = GeneratedStream(params, epoch, numbers)
     # batch_size=None: the stream yields whole batches, which the loader hands on in the order of `numbers`.
     yield from DataLoader(stream, batch_size=None, num_workers=min(worker_count(params), len(numbers)),

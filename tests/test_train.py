@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -370,8 +369,7 @@ def test_resume_refuses_settings_of_the_run_in_one_line(labelled_folder, straigh
 def test_generated_batches_are_the_same_with_any_workers_and_from_any_position(tmp_path):
     def batches(workers, first):
         params = tiny_params(tmp_path, data_mode="generate", train_count=96, batch_size=16, workers=workers)
-        run = SimpleNamespace(params=params, ranks=Ranks(), data=SimpleNamespace(steps_per_epoch=6))
-        return list(generated_batches(run, 2, first))
+        return list(generated_batches(params, Ranks(), 6, 2, first))
 
     one, two, resumed = batches(1, 0), batches(2, 0), batches(2, 4)
     assert len(one) == 6 and len(resumed) == 2 and one[0][0].shape == (16, 24, 64, 3)
@@ -383,8 +381,7 @@ def test_generated_batches_are_the_same_with_any_workers_and_from_any_position(t
 
 def test_generated_batches_hold_what_the_written_files_read_back(tmp_path):
     params = tiny_params(tmp_path, data_mode="generate", train_count=16, batch_size=8, workers=1)
-    run = SimpleNamespace(params=params, ranks=Ranks(), data=SimpleNamespace(steps_per_epoch=2))
-    images = torch.cat([batch for batch, _ in generated_batches(run, 3, 0)])
+    images = torch.cat([batch for batch, _ in generated_batches(params, Ranks(), 2, 3, 0)])
     generate_split(params, str(tmp_path / "files"), "stream3", 16)  # epoch 3's stream, written as generate_captcha does
     names = image_names(str(tmp_path / "files"))
     assert params.image_format == "jpg" and len(names) == 16
