@@ -288,13 +288,14 @@ class Reading:
         return dataclasses.replace(reading, **changes)
 
 
-def list_folder(folder, charset, ignore_case=False):
-    """[(file name, label)] of a labelled folder, and [(file name, problem)] for unusable files."""
+def list_folder(folder, reading):
+    """[(file name, label)] of a labelled folder, and [(file name, problem)] for files whose label does not fit
+    the reading's charset and lengths (and other unusable files)."""
     labelled, problems = folder_labels(folder)
     entries = []
     for name, label in labelled:
-        label = fold_label(label, ignore_case)
-        problem = charset.problem(label)
+        label = fold_label(label, reading.ignore_case)
+        problem = reading.charset.problem(label)
         if problem:
             problems.append((name, problem))
         else:
@@ -402,7 +403,7 @@ class ImageSet:
 
 def load_folder(folder, reading, quiet=False):
     """The folder as an ImageSet, decoded once and cached; bad files reported and skipped."""
-    entries, problems = list_folder(folder, reading.charset, reading.ignore_case)
+    entries, problems = list_folder(folder, reading)
     image_set, unreadable = _cached_set(folder, entries, reading, labelled=True)
     if not quiet:
         report(folder, problems + unreadable, len(entries) + len(problems), reading)

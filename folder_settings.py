@@ -16,7 +16,7 @@ import statistics
 
 from PIL import Image
 
-from dataset import Charset, DataError, image_names, labels_charset, list_folder
+from dataset import DataError, image_names, labels_charset, list_folder, Reading
 from images import AUTO_PIXELS, far_sizes, model_size
 from parameters import make_parameters
 from styles import STYLES
@@ -94,7 +94,7 @@ def from_generator(params, folder, recorded, chosen):
 def check_labels_agree(params, folder):
     """A folder whose labels do not fit the charset and length its .generator.json names is not what was
     generated there: a one-line error, not a run that skips every file."""
-    entries, problems = list_folder(folder, Charset.from_params(params), params.ignore_case)
+    entries, problems = list_folder(folder, Reading.of(params))
     if problems:
         name, why = problems[0]
         raise DataError(f"{len(problems)} of {len(entries) + len(problems)} labels in {folder} disagree with its "

@@ -58,10 +58,10 @@ def draw_grid(items, path):
     grid.save(path)
 
 
-def least_sure_list(predictor, folder, params, output):
+def least_sure_list(predictor, folder, reading, params, output):
     """Write the params.least_sure reads of `folder` (labels not needed) whose least sure character is the
     least sure of all: the captchas whose labels would teach the model most. Returns the list's path."""
-    captchas = load_unlabelled(folder, Reading.of(params), quiet=True)
+    captchas = load_unlabelled(folder, reading, quiet=True)
     logits = predictor.logits(captchas.images)
     _, confidences = decode_logits(logits, predictor.charset, fold_case=True)
     texts, _ = decode_logits(logits, predictor.charset)
@@ -148,10 +148,10 @@ def main(argv=None):
     folder, output = params.golden_dir, report_folder(params, predictor.checkpoint)
     if not os.path.isdir(folder):
         fail(f"no golden set: folder {folder!r} does not exist; create it and {HOW_TO_FILL}")
-    if params.least_sure:
-        least_sure_list(predictor, folder, params, output)
     reading = Reading.of(params)
-    entries, _ = list_folder(folder, reading.charset, reading.ignore_case)
+    if params.least_sure:
+        least_sure_list(predictor, folder, reading, params, output)
+    entries, _ = list_folder(folder, reading)
     golden = load_folder(folder, reading, quiet=params.least_sure > 0 and not entries)
     total = len(image_names(folder))
     if len(golden) == 0 and (params.least_sure or total == 0):

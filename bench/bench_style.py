@@ -47,7 +47,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from custom_captcha_image import StyleError, make_generator  # noqa: E402
-from dataset import Charset, DataError, folder_labels, list_folder  # noqa: E402
+from dataset import DataError, folder_labels, list_folder, Reading  # noqa: E402
 from generate_captcha import encode  # noqa: E402
 from bench_settings import BenchParameters  # noqa: E402
 from command_line import fail, parse_args, run_main  # noqa: E402
@@ -138,7 +138,7 @@ def folder_statistics(folder, params):
     """The statistics of up to bench_style_count of the folder's captchas. A folder whose file names are
     mostly not labels in the style's charset and length (u0001.jpg) is read as unlabelled: no label statistics."""
     files, _ = folder_labels(folder)
-    fitting = {name for name, _ in list_folder(folder, Charset.from_params(params), params.ignore_case)[0]}
+    fitting = {name for name, _ in list_folder(folder, Reading.of(params))[0]}
     labelled = 2 * len(fitting) >= len(files) > 0
     if files and not labelled:
         print(f"{folder}: {len(files) - len(fitting)} of its {len(files)} file names (e.g. {files[0][0]}) are not "
