@@ -9,7 +9,8 @@
 2. The nearest presets: every text style of styles.py (the libraries' looks among them; or
    those fit_presets names, when the site's library is known), drawn
    at that size with the charset and length given, each scored by style_distance.distance() against the
-   real captchas; the STARTS closest are the starts.
+   real captchas; the STARTS closest are the starts. One more start whatever its distance: the `plain`
+   preset placed as the site places its text (site_layout.py), which the distance alone does not see.
 3. A search from each start, in an equal share of the time: pass after pass (fit_rounds) over the knobs
    of SEARCH, each tried at a few values; a value is kept when it brings the distance down. The best
    style of all the searches is the fit. Every candidate draws the same captchas (image i from the
@@ -40,6 +41,7 @@ from images import preprocess, read_image
 from command_line import fail, parse_args, run_main
 from parameters import make_parameters
 from errors import ProjectError
+from site_layout import measured_layout
 from styles import STYLES
 from style_distance import distance, features
 
@@ -50,6 +52,7 @@ SHOWN = 8  # captchas of each kind in the side-by-side picture
 KEEP_GAIN = 0.005  # a candidate is kept when it lowers the distance by more than this share
 TEXT_STYLES = tuple(name for name in STYLES if name not in NOT_FITTED)  # the presets a fit may start from
 STARTS = 3  # the nearest presets a search starts from (one start can end in another's local minimum)
+MEASURED_START = "plain placed as measured"  # the name of the start site_layout.py places
 
 
 # Font families the search tries (a set each), by kind: sans bold and regular, narrow, serif, mono, geometric,
@@ -250,7 +253,7 @@ def fit(folder, params):
     size = (base["image_width"], base["image_height"])
     real = real_images(folder, size, params.fit_images, params.seed)
     scorer = Scorer(real, params)
-    starts = nearest_presets(scorer, size, base, params.fit_presets)
+    starts = nearest_presets(scorer, size, base, params.fit_presets) + measured_start(scorer, real, base, params)
     print("nearest presets: " + ", ".join(f"{style} ({score:.3f})" for score, style, _ in starts) + "; measured: "
           + ", ".join(f"{key}={value}" for key, value in base.items() if key not in ("charset", "seed")), flush=True)
     searched = []
@@ -266,14 +269,32 @@ def fit(folder, params):
                   "candidates": candidates(searched, starts)}
 
 
+def measured_start(scorer, real, base, params):
+    """[(distance, MEASURED_START, Parameters)]: the `plain` preset placed by the real captchas' measured
+    layout; [] when it cannot be measured (too little thick ink) or drawn, or fit_presets names the starts."""
+    layout = measured_layout(real, round(sum(params.length_range) / 2))
+    if not layout or params.fit_presets:
+        return []
+    try:
+        start = make_parameters({"style": "plain", **base, **layout})
+    except ProjectError:
+        return []
+    score = scorer(start)
+    return [(score, MEASURED_START, start)] if math.isfinite(score) else []
+
+
 def candidates(searched, starts):
     """[(name, Parameters)]: the searches' results and their starts in turn, each kind closest first (the
-    fit, the nearest preset, the next search, the next preset...), no style twice. A lower distance does
-    not always train a model that reads the site better (docs/RESULTS.md): choose_style.py tries them."""
+    fit, the nearest preset, the next search, the next preset...), no style twice; the search from the
+    measured layout and that start come second and fourth, whatever their distance (the distance does not
+    see layout). A lower distance does not always train a model that reads the site better
+    (docs/RESULTS.md): choose_style.py tries them."""
     found = [(f"searched from {preset} ({score:.3f})", fitted) for score, fitted, preset in searched]
     presets = [(f"preset {preset} ({score:.3f})", start) for score, preset, start in starts]
+    measured = [pair for pair in found + presets if MEASURED_START in pair[0]]
+    pairs = [pair for both in zip(found, presets) for pair in both if MEASURED_START not in pair[0]]
     ordered, seen = [], []
-    for name, style in (pair for both in zip(found, presets) for pair in both):
+    for name, style in pairs[:1] + measured[:1] + pairs[1:2] + measured[1:] + pairs[2:]:
         if drawing_settings(style) not in seen:
             seen.append(drawing_settings(style))
             ordered.append((name, style))

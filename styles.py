@@ -217,6 +217,17 @@ STYLES = {
         # and 0.9691.
         "render_jitter": (), **MEASURED_RENDERER,  # (its members draw; the mix's own settings name the file format)
     },
+    "plain": {  # the look many sites' own few-line generators draw: upright sans glyphs at a fixed pitch, one size,
+        # dark or coloured on a light plain background, a few thin lines over them. fit_style.py always starts a
+        # search from it placed as the site's captchas place their text (site_layout.py)
+        "image_width": 100, "image_height": 35, "fonts": ("DejaVu Sans:bold", "DejaVu Sans", "Liberation Sans:bold",
+                                                          "Liberation Sans"),
+        "font_sizes": (24, 26, 28), "stretch_glyphs": False, "rotation": 5.0, "warp_x": (0.0, 0.0),
+        "warp_y": (0.0, 0.0), "space_probability": 0.0, "char_pitch": 20.0, "char_jitter": 1.5, "solid_text": True,
+        "text_color_min": 0, "text_color_max": 160, "background_min": 240, "background_max": 255,
+        "noise_curves": 0, "noise_dots": 0, "noise_lines": (4, 10), "noise_line_length": (8.0, 24.0),
+        "smooth": False, "image_format": "png", "render_jitter": (),
+    },
     **LIBRARY_STYLES,  # kaptcha, securimage, gregwar, simple_captcha, pku_elective, advrpg_digits (below)
 }
 
@@ -232,6 +243,7 @@ DESCRIPTIONS = {
     "arithmetic": "an expression to answer (3+8=?): coloured bold digits and operators, an arc and dots",
     "color_target": "type the red characters: letters and digits in several colours, the red ones the label",
     "swust": "SWUST CAS login, every batch: swust_2019 and swust_2020 mixed half and half",
+    "plain": "upright sans at a fixed pitch on a light plain background, a few thin lines: the fit's measured start",
     "kaptcha": "Kaptcha (Java) defaults: 200x50, 5 black characters, a noise curve, water ripple, a gradient",
     "securimage": "Securimage (PHP) defaults: 215x80, 6 grey characters, branching random lines, speckles",
     "gregwar": "Gregwar/Captcha (PHP) defaults: 150x40, 5 turned characters in several fonts, lines, a sine warp",

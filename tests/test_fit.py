@@ -138,3 +138,34 @@ def test_fit_presets_are_the_only_starts_and_a_wrong_name_is_one_line(site_folde
                         "--fit_presets=kaptcha,no_such_style", check=False)
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
     assert "--fit_presets names no text style: no_such_style" in result.stderr
+
+
+def drawn(settings, count=24):
+    """uint8 (count, H, W, 3): captchas drawn with `settings`, as read back from their files."""
+    from fit_style import Scorer
+    params = make_parameters({"charset": "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ", "captcha_length": "4",
+                              "fit_images": count, **settings})
+    return Scorer(np.zeros((1, 8, 8, 3), np.uint8), params).images(params)
+
+
+@pytest.mark.parametrize("coloured", [True, False])
+def test_the_layout_of_plain_text_is_measured_from_its_ink(coloured):
+    from site_layout import measured_layout
+    layout = {"style": "plain", "image_width": 140, "image_height": 48, "font_sizes": (34,), "char_pitch": 28.0,
+              "char_jitter": 0.0, "row_shift": (6.0, 6.0), "row_shift_y": (0.0, 0.0), "rotation": 0.0,
+              "color_per_char": coloured, "text_color_min": 0, "text_color_max": 200}
+    found = measured_layout(drawn(layout), 4)
+    assert 34 * 0.8 <= found["font_sizes"][1] <= 34 * 1.2
+    assert 28 * 0.85 <= found["char_pitch"] <= 28 * 1.15
+    assert abs(sum(found["row_shift"]) / 2 - 6) <= 4 and abs(sum(found["row_shift_y"]) / 2) <= 4
+    assert found["color_per_char"] == coloured
+
+
+def test_one_pixel_lines_are_not_text_and_leave_no_layout_to_measure():
+    from site_layout import measured_layout
+    lines = np.full((12, 40, 120, 3), 255, np.uint8)
+    lines[:, 10::7, :] = 0  # (rows 10, 17, ... of black: noise lines a pixel wide, no glyph)
+    lines[:, :, 30::11] = 0
+    assert measured_layout(lines, 4) == {}
+    lines[:, 15:30, 20:100] = 0  # a thick block is ink
+    assert measured_layout(lines, 4)["font_sizes"][1] > 15

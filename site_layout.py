@@ -1,0 +1,68 @@
+"""Where a site's captchas put their text, measured from the ink of unlabelled captchas: a start for
+fit_style.py that the pixel-statistics distance would not find by itself.
+
+The distance compares averages (ink shares, colour and edge histograms), and heavy, overlapping, turned
+glyphs can match those as well as the site's upright, spaced ones (swust_cas: every fitted style kept the
+`seed` preset's layout, and a model of it read the site at 0.06; docs/RESULTS.md). So the fit also starts
+from the `plain` preset placed as the site places its text: its height (font size), its row's extent
+(left edge and pitch of the characters), its height in the image, and whether each character has a colour
+of its own. Thin noise lines are left out of the measure by keeping only ink at least two pixels thick.
+"""
+import numpy as np
+
+INK_DISTANCE = 80.0  # RGB distance from the paper (an image's median colour) that makes a pixel text ink
+EDGE = 2  # pixels at each side left out (a border, the frame of a scan)
+CAP_HEIGHT = 0.72  # height of a capital or digit over the font size (em) of the sans fonts `plain` draws
+FILLED = 0.75  # a glyph's width over the pitch of its row: the row spans (length - 1 + FILLED) pitches
+OWN_COLOURS = 40.0  # spread of the characters' mean colours (RGB distance) above which each has its own
+
+
+def thick_ink(images):
+    """(N, H-1, W-1) bool: pixels whose 2x2 block is all ink (strokes of glyphs, not one-pixel lines). Ink
+    is what differs from the paper in colour, dark or light (white glyphs on grey, pale ones on white)."""
+    pixels = images.astype(np.float32)  # (N, H, W, 3)
+    paper = np.median(pixels.reshape(len(pixels), -1, 3), axis=1)[:, None, None]  # (N, 1, 1, 3)
+    ink = np.sqrt(((pixels - paper) ** 2).sum(axis=-1)) > INK_DISTANCE  # (N, H, W)
+    ink[:, :EDGE], ink[:, -EDGE:], ink[:, :, :EDGE], ink[:, :, -EDGE:] = False, False, False, False
+    return ink[:, :-1, :-1] & ink[:, 1:, :-1] & ink[:, :-1, 1:] & ink[:, 1:, 1:]
+
+
+def extent(core):
+    """(left, right, top, bottom) of one image's thick ink (H, W) bool, its outermost 3% left out; None
+    when it has too little ink to say."""
+    ys, xs = np.nonzero(core)
+    if len(xs) < 20:
+        return None
+    left, right = np.percentile(xs, (3, 97))
+    top, bottom = np.percentile(ys, (3, 97))
+    return left, right + 2, top, bottom + 2  # (+2: the 2x2 block's far pixel, and the last one inclusive)
+
+
+def own_colours(image, core, left, right, length):
+    """Whether the characters of one image (H, W, 3) differ in colour: the spread of the mean colours of its
+    thick ink in `length` equal slices of the row."""
+    edges = np.linspace(left, right, length + 1).astype(int)
+    pixels = image[:-1, :-1].astype(np.float32)  # (H-1, W-1, 3), aligned with core
+    means = [pixels[:, a:b][core[:, a:b]].mean(axis=0) for a, b in zip(edges[:-1], edges[1:]) if core[:, a:b].sum() >= 4]
+    return len(means) > 1 and float(np.std(np.asarray(means, np.float32), axis=0).sum()) > OWN_COLOURS
+
+
+def measured_layout(images, length):
+    """{setting: value} of the `plain` preset that places text as the real captchas (N, H, W, 3) uint8 do;
+    {} when too few of them have ink to measure."""
+    cores = thick_ink(images)
+    found = [(extent(core), image, core) for image, core in zip(images, cores)]
+    found = [(box, image, core) for box, image, core in found if box is not None]
+    if len(found) < max(3, len(images) // 4):
+        return {}
+    left, right, top, bottom = np.median(np.array([box for box, _, _ in found]), axis=0)
+    height, width = images.shape[1:3]
+    size = max(6.0, (bottom - top) / CAP_HEIGHT)
+    pitch = max(2.0, (right - left) / (length - 1 + FILLED))
+    shift_x, shift_y = (left + right - width) / 2, (top + bottom - height) / 2
+    coloured = np.mean([own_colours(image, core, *box[:2], length) for box, image, core in found]) > 0.5
+    return {"font_sizes": tuple(round(size * factor) for factor in (0.95, 1.0, 1.05)),
+            "char_pitch": round(float(pitch), 1), "char_jitter": round(float(pitch) / 12, 1),
+            "row_shift": (round(float(shift_x) - 2, 1), round(float(shift_x) + 2, 1)),
+            "row_shift_y": (round(float(shift_y) - 2, 1), round(float(shift_y) + 2, 1)),
+            "color_per_char": bool(coloured)}
