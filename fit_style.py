@@ -285,16 +285,17 @@ def measured_start(scorer, real, base, params):
 
 def candidates(searched, starts):
     """[(name, Parameters)]: the searches' results and their starts in turn, each kind closest first (the
-    fit, the nearest preset, the next search, the next preset...), no style twice; the search from the
-    measured layout and that start come second and fourth, whatever their distance (the distance does not
-    see layout). A lower distance does not always train a model that reads the site better
+    fit, the nearest preset, the next search, the next preset...), no style twice; the search from the measured
+    layout and that start are second and fourth (the start second when that search is the fit), whatever
+    their distance: the distance does not see layout. A lower distance does not always train a model that reads the site better
     (docs/RESULTS.md): choose_style.py tries them."""
     found = [(f"searched from {preset} ({score:.3f})", fitted) for score, fitted, preset in searched]
     presets = [(f"preset {preset} ({score:.3f})", start) for score, preset, start in starts]
-    measured = [pair for pair in found + presets if MEASURED_START in pair[0]]
-    pairs = [pair for both in zip(found, presets) for pair in both if MEASURED_START not in pair[0]]
+    pairs = [pair for both in zip(found, presets) for pair in both]
+    measured = [pair for pair in pairs[1:] if MEASURED_START in pair[0]]
+    others = [pair for pair in pairs[1:] if MEASURED_START not in pair[0]]
     ordered, seen = [], []
-    for name, style in pairs[:1] + measured[:1] + pairs[1:2] + measured[1:] + pairs[2:]:
+    for name, style in pairs[:1] + measured[:1] + others[:1] + measured[1:] + others[1:]:
         if drawing_settings(style) not in seen:
             seen.append(drawing_settings(style))
             ordered.append((name, style))

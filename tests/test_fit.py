@@ -169,3 +169,19 @@ def test_one_pixel_lines_are_not_text_and_leave_no_layout_to_measure():
     assert measured_layout(lines, 4) == {}
     lines[:, 15:30, 20:100] = 0  # a thick block is ink
     assert measured_layout(lines, 4)["font_sizes"][1] > 15
+
+
+def test_the_measured_layout_is_tried_whatever_its_distance():
+    from fit_style import MEASURED_START, candidates
+    style = {name: make_parameters({"rotation": float(number)}) for number, name in enumerate("abcdefgh")}
+    starts = [(0.5, "seed", style["a"]), (0.6, "plain", style["b"]), (0.7, "gregwar", style["c"]),
+              (0.9, MEASURED_START, style["d"])]
+    searched = [(0.2, style["e"], "seed"), (0.3, style["f"], "plain"), (0.35, style["g"], "gregwar"),
+                (0.4, style["h"], MEASURED_START)]
+    names = [name.split(" (")[0] for name, _ in candidates(searched, starts)]
+    assert names[:4] == ["searched from seed", f"searched from {MEASURED_START}", "preset seed",
+                         f"preset {MEASURED_START}"]
+    searched = [searched[3], *searched[:3]]  # the measured layout's search is the fit
+    names = [name.split(" (")[0] for name, _ in candidates(searched, starts)]
+    assert names[:3] == [f"searched from {MEASURED_START}", f"preset {MEASURED_START}", "preset seed"]
+    assert len(names) == 8
