@@ -14,8 +14,10 @@ not always train a model that reads the site better (docs/RESULTS.md). So each s
    the characters read (a model stuck on one answer is steady too). On pku_elective both ranked five
    styles in the order of their accuracy on its labels, where the distance and the mean confidence did not.
 The chosen style file draws each captcha in the best scoring style or in the runner-up (choose_mix_margin: when
-their scores are that close; by default always, as a model of both read pku_elective 0.887 and captcha_images_v2
-0.870 without labels where the best alone read 0.074 and 0.750), with a PNG beside it: a row of the
+their scores are that close, and choose_mix_share: when the runner-up scores at least that share of the best;
+by default when it scores at least half: a model of both read pku_elective 0.887 and captcha_images_v2
+0.870 without labels where the best alone read 0.074 and 0.750, their runners-up scoring 0.77 and 0.89 of the
+best; on swust_cas the runner-up scored 0.23 of it, the seed look the site does not draw), with a PNG beside it: a row of the
 site's captchas, then one of each style's, the best first. Styles drawing the same settings are tried once; a
 rerun reuses the trials done (a trial stopped part way resumes).
 """
@@ -137,12 +139,12 @@ def choose(folder, styles, params):
     return sorted(trials, key=lambda tried: -tried.score)
 
 
-def mixed_in(trials, margin):
-    """The runner-up Trial when its score is within `margin` of the best (trials can rank styles that close
-    either way: a model of both hedges), else None."""
+def mixed_in(trials, margin, share):
+    """The runner-up Trial when its score is within `margin` of the best and at least `share` of it (trials can
+    rank styles that close either way: a model of both hedges), else None."""
     if margin <= 0 or len(trials) < 2 or trials[0].score - trials[1].score > margin:
         return None
-    return trials[1]
+    return trials[1] if trials[1].score >= share * trials[0].score else None
 
 
 def mix_of(best, second, target):
@@ -180,9 +182,13 @@ def main(argv=None):
     results = choose(folder, styles, params)
     best = results[0]
     target = params.choose_file or f"{folder}.style.json"
-    mixed = mixed_in(results, params.choose_mix_margin)
+    mixed = mixed_in(results, params.choose_mix_margin, params.choose_mix_share)
     if mixed:
-        print(f"mixing in {mixed.style}: its score is within {params.choose_mix_margin:g} of the best")
+        print(f"mixing in {mixed.style}: its score is within {params.choose_mix_margin:g} of the best and at least "
+              f"{params.choose_mix_share:g} of it")
+    elif len(results) > 1:
+        print(f"not mixing in {results[1].style}: its score is not within {params.choose_mix_margin:g} of the best "
+              f"and at least {params.choose_mix_share:g} of it")
         atomic_write(target, json.dumps(mix_of(best.style, mixed.style, target), indent=1, sort_keys=True))
     elif os.path.abspath(target) != os.path.abspath(best.style):
         atomic_write(target, json.dumps(read_style_file(best.style), indent=1, sort_keys=True))

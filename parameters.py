@@ -435,6 +435,9 @@ class ChoosingSettings:
     choose_mix_margin: float = setting(1.0,
         "a runner-up scoring within this much of the best is mixed in: the chosen style file draws each captcha in one"
         " of the two (1 = always the two best; 0 = the best alone)", low=0, high=1)
+    choose_mix_share: float = setting(0.5,
+        "... and only when its score is at least this share of the best (a style its trial model reads four times"
+        " less steadily is another kind, not a close call; 0 = whatever its score)", low=0, high=1)
 
 
 @dataclass

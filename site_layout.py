@@ -55,11 +55,15 @@ def measured_layout(images, length):
     found = [(box, image, core) for box, image, core in found if box is not None]
     if len(found) < max(3, len(images) // 4):
         return {}
-    left, right, top, bottom = np.median(np.array([box for box, _, _ in found]), axis=0)
+    # medians of each image's own measures (not a box of median edges: a folder of two looks, one high and
+    # one low, would seem to have text as tall as both)
+    boxes = np.array([box for box, _, _ in found])  # (n, 4): left, right, top, bottom
+    text_width, text_height = np.median(boxes[:, 1] - boxes[:, 0]), np.median(boxes[:, 3] - boxes[:, 2])
+    centre_x, centre_y = np.median(boxes[:, :2].mean(axis=1)), np.median(boxes[:, 2:].mean(axis=1))
     height, width = images.shape[1:3]
-    size = max(6.0, (bottom - top) / CAP_HEIGHT)
-    pitch = max(2.0, (right - left) / (length - 1 + FILLED))
-    shift_x, shift_y = (left + right - width) / 2, (top + bottom - height) / 2
+    size = max(6.0, text_height / CAP_HEIGHT)
+    pitch = max(2.0, text_width / (length - 1 + FILLED))
+    shift_x, shift_y = centre_x - width / 2, centre_y - height / 2
     coloured = np.mean([own_colours(image, core, *box[:2], length) for box, image, core in found]) > 0.5
     return {"font_sizes": tuple(round(size * factor) for factor in (0.95, 1.0, 1.05)),
             "char_pitch": round(float(pitch), 1), "char_jitter": round(float(pitch) / 12, 1),

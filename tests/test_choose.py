@@ -71,8 +71,10 @@ def trial_scored(style, score):
 def test_a_runner_up_this_close_is_mixed_in_and_its_file_draws_both_looks(site, tmp_path):
     own, other = str(site / "own.json"), str(site / "other.json")
     trials = [trial_scored(own, 0.30), trial_scored(other, 0.28)]
-    assert mixed_in(trials, 0.0) is None and mixed_in(trials, 0.01) is None
-    assert mixed_in(trials, 0.03).style == other
+    assert mixed_in(trials, 0.0, 0.0) is None and mixed_in(trials, 0.01, 0.0) is None
+    assert mixed_in(trials, 0.03, 0.5).style == other
+    far = [trial_scored(own, 0.20), trial_scored(other, 0.05)]  # a quarter of the best: another kind, not mixed
+    assert mixed_in(far, 1.0, 0.5) is None and mixed_in(far, 1.0, 0.0).style == other
     target = tmp_path / "styles" / "chosen.json"
     target.parent.mkdir()
     target.write_text(json.dumps(mix_of(own, other, str(target))))
