@@ -186,12 +186,13 @@ def main(argv=None):
     if mixed:
         print(f"mixing in {mixed.style}: its score is within {params.choose_mix_margin:g} of the best and at least "
               f"{params.choose_mix_share:g} of it")
-    elif len(results) > 1:
-        print(f"not mixing in {results[1].style}: its score is not within {params.choose_mix_margin:g} of the best "
-              f"and at least {params.choose_mix_share:g} of it")
         atomic_write(target, json.dumps(mix_of(best.style, mixed.style, target), indent=1, sort_keys=True))
-    elif os.path.abspath(target) != os.path.abspath(best.style):
-        atomic_write(target, json.dumps(read_style_file(best.style), indent=1, sort_keys=True))
+    else:
+        if len(results) > 1:
+            print(f"not mixing in {results[1].style}: its score is not within {params.choose_mix_margin:g} of the "
+                  f"best and at least {params.choose_mix_share:g} of it")
+        if os.path.abspath(target) != os.path.abspath(best.style):
+            atomic_write(target, json.dumps(read_style_file(best.style), indent=1, sort_keys=True))
     chosen = make_parameters({"style_file": target})
     picture = os.path.splitext(target)[0] + ".png"
     side_by_side(folder, results, (chosen.image_width, chosen.image_height), picture, params.seed)
