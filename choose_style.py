@@ -13,11 +13,11 @@ not always train a model that reads the site better (docs/RESULTS.md). So each s
    has not guesses, and its guesses change with the shift. The score is that share times the balance of
    the characters read (a model stuck on one answer is steady too). On pku_elective both ranked five
    styles in the order of their accuracy on its labels, where the distance and the mean confidence did not.
-The chosen style file draws each captcha in the best scoring style or in the runner-up (choose_mix_margin: when
-their scores are that close, and choose_mix_share: when the runner-up scores at least that share of the best;
-by default when it scores at least half: a model of both read pku_elective 0.887 and captcha_images_v2
-0.870 without labels where the best alone read 0.074 and 0.750, their runners-up scoring 0.77 and 0.89 of the
-best; on swust_cas the runner-up scored 0.23 of it, the seed look the site does not draw), with a PNG beside it: a row of the
+The chosen style file draws each captcha in the best scoring style or in the runner-up when their scores are
+close (choose_mix_margin) and the runner-up's is at least a share of the best (choose_mix_share; by default
+half): a model of both read pku_elective 0.887 and captcha_images_v2 0.870 without labels where the best
+alone read 0.074 and 0.750, their runners-up scoring 0.77 and 0.89 of the best; on swust_cas the runner-up,
+the seed look the site does not draw, scored 0.23 of it. A PNG beside the file shows a row of the
 site's captchas, then one of each style's, the best first. Styles drawing the same settings are tried once; a
 rerun reuses the trials done (a trial stopped part way resumes).
 """

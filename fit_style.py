@@ -272,8 +272,8 @@ def fit(folder, params):
 def measured_start(scorer, real, base, params):
     """[(distance, MEASURED_START, Parameters)]: the `plain` preset placed by the real captchas' measured
     layout; [] when it cannot be measured (too little thick ink) or drawn, or fit_presets names the starts."""
-    layout = measured_layout(real, round(sum(params.length_range) / 2))
-    if not layout or params.fit_presets:
+    layout = {} if params.fit_presets else measured_layout(real, round(sum(params.length_range) / 2))
+    if not layout:
         return []
     try:
         start = make_parameters({"style": "plain", **base, **layout})
@@ -285,17 +285,17 @@ def measured_start(scorer, real, base, params):
 
 def candidates(searched, starts):
     """[(name, Parameters)]: the searches' results and their starts in turn, each kind closest first (the
-    fit, the nearest preset, the next search, the next preset...), no style twice; the search from the measured
-    layout and that start are second and fourth (the start second when that search is the fit), whatever
-    their distance: the distance does not see layout. A lower distance does not always train a model that reads the site better
-    (docs/RESULTS.md): choose_style.py tries them."""
-    found = [(f"searched from {preset} ({score:.3f})", fitted) for score, fitted, preset in searched]
-    presets = [(f"preset {preset} ({score:.3f})", start) for score, preset, start in starts]
-    pairs = [pair for both in zip(found, presets) for pair in both]
-    measured = [pair for pair in pairs[1:] if MEASURED_START in pair[0]]
-    others = [pair for pair in pairs[1:] if MEASURED_START not in pair[0]]
+    fit, the nearest preset, the next search, the next preset...), no style twice; the search from the
+    measured layout and that start are second and fourth (the start second when that search is the fit),
+    whatever their distance: the distance does not see layout. A lower distance does not always train a
+    model that reads the site better (docs/RESULTS.md): choose_style.py tries them."""
+    found = [(preset, f"searched from {preset} ({score:.3f})", fitted) for score, fitted, preset in searched]
+    presets = [(preset, f"preset {preset} ({score:.3f})", start) for score, preset, start in starts]
+    pairs = [pair for both in zip(found, presets) for pair in both]  # (the start's name, the candidate's, style)
+    measured = [pair for pair in pairs[1:] if pair[0] == MEASURED_START]
+    others = [pair for pair in pairs[1:] if pair[0] != MEASURED_START]
     ordered, seen = [], []
-    for name, style in pairs[:1] + measured[:1] + others[:1] + measured[1:] + others[1:]:
+    for _, name, style in pairs[:1] + measured[:1] + others[:1] + measured[1:] + others[1:]:
         if drawing_settings(style) not in seen:
             seen.append(drawing_settings(style))
             ordered.append((name, style))
@@ -319,7 +319,8 @@ def main(argv=None):
         fail(f"--fit_presets names no text style: {', '.join(unknown)} (choose from {', '.join(TEXT_STYLES)})")
     folder = folders[0].rstrip("/") or folders[0]
     if params.fit_images < 10 or params.fit_minutes <= 0 or params.fit_rounds < 1 or params.fit_candidates < 0:
-        fail("fit_images must be at least 10, fit_minutes above 0, fit_rounds at least 1 and fit_candidates not below 0")
+        fail("fit_images must be at least 10, fit_minutes above 0, fit_rounds at least 1 and fit_candidates not "
+             "below 0")
     started = time.monotonic()
     fitted, figures = fit(folder, params)
     path = params.fit_file or f"{folder}.style.json"

@@ -43,7 +43,8 @@ def own_colours(image, core, left, right, length):
     thick ink in `length` equal slices of the row."""
     edges = np.linspace(left, right, length + 1).astype(int)
     pixels = image[:-1, :-1].astype(np.float32)  # (H-1, W-1, 3), aligned with core
-    means = [pixels[:, a:b][core[:, a:b]].mean(axis=0) for a, b in zip(edges[:-1], edges[1:]) if core[:, a:b].sum() >= 4]
+    means = [pixels[:, a:b][core[:, a:b]].mean(axis=0)
+             for a, b in zip(edges[:-1], edges[1:]) if core[:, a:b].sum() >= 4]
     return len(means) > 1 and float(np.std(np.asarray(means, np.float32), axis=0).sum()) > OWN_COLOURS
 
 
