@@ -276,7 +276,7 @@ def measured_start(scorer, real, base, params):
     if not layout:
         return []
     try:
-        start = make_parameters({"style": "plain", **base, **layout})
+        start = make_parameters({"style": "plain", **layout, **base})  # (a transparent canvas keeps its white)
     except ProjectError:
         return []
     score = scorer(start)

@@ -162,6 +162,17 @@ def test_the_layout_of_plain_text_is_measured_from_its_ink(coloured):
     assert found["color_per_char"] == coloured
 
 
+@pytest.mark.parametrize("text, paper", [((100, 220), (20, 60)), ((0, 120), (200, 250))])
+def test_the_colours_of_text_and_paper_are_measured(text, paper):
+    from site_layout import measured_layout
+    colours = {"style": "plain", "image_width": 140, "image_height": 48, "font_sizes": (34,), "char_pitch": 28.0,
+               "color_per_char": True, "noise_lines": (0, 0), "text_color_min": text[0], "text_color_max": text[1],
+               "background_min": paper[0], "background_max": paper[1]}
+    found = measured_layout(drawn(colours, count=40), 4)
+    assert abs(found["text_color_min"] - text[0]) <= 25 and abs(found["text_color_max"] - text[1]) <= 25
+    assert abs(found["background_min"] - paper[0]) <= 25 and abs(found["background_max"] - paper[1]) <= 25
+
+
 def test_one_pixel_lines_are_not_text_and_leave_no_layout_to_measure():
     from site_layout import measured_layout
     lines = np.full((12, 40, 120, 3), 255, np.uint8)
