@@ -10,7 +10,8 @@
    those fit_presets names, when the site's library is known), drawn
    at that size with the charset and length given, each scored by style_distance.distance() against the
    real captchas; the STARTS closest are the starts. One more start whatever its distance: the `plain`
-   preset placed as the site places its text (site_layout.py), which the distance alone does not see.
+   preset placed and coloured as the site places and colours its text (site_layout.py), which the
+   distance alone does not see.
 3. A search from each start, in an equal share of the time: pass after pass (fit_rounds) over the knobs
    of SEARCH, each tried at a few values; a value is kept when it brings the distance down. The best
    style of all the searches is the fit. Every candidate draws the same captchas (image i from the

@@ -68,6 +68,13 @@ def trial_scored(style, score):
     return Trial(style, "", alike=score, even=1.0, own=1.0)
 
 
+def test_a_trial_model_that_learnt_nothing_does_not_win_by_guessing_steadily():
+    learnt = Trial("a.json", "", alike=0.021, even=0.98, own=0.52)  # swust_cas on a slow CPU (docs/RESULTS.md)
+    guessing = Trial("b.json", "", alike=0.025, even=0.89, own=0.098)
+    assert learnt.score > 4 * guessing.score
+    assert Trial("c.json", "", alike=0.2, even=1.0, own=0.0).score == 0.0
+
+
 def test_a_runner_up_this_close_is_mixed_in_and_its_file_draws_both_looks(site, tmp_path):
     own, other = str(site / "own.json"), str(site / "other.json")
     trials = [trial_scored(own, 0.30), trial_scored(other, 0.28)]
