@@ -34,10 +34,11 @@ def site(tmp_path_factory):
 @pytest.mark.slow
 def test_the_style_the_site_is_drawn_in_is_chosen(site):
     chosen = site / "chosen.json"
+    # the best alone (no mix); a minute of training each: 18 s taught an AVX2-only CPU's trial models nothing
     result = run_script("choose_style.py", str(site / "site"), str(site / "other.json"), str(site / "own.json"),
                         f"--charset={DIGITS}", "--captcha_length=4", f"--choose_dir={site / 'trials'}",
                         f"--choose_file={chosen}", "--choose_count=1500", "--choose_minutes=1",
-                        "--choose_mix_margin=0", timeout=600)  # the best alone; a minute: 18 s taught an AVX2 CPU nothing
+                        "--choose_mix_margin=0", timeout=600)
     assert f"chose {site / 'own.json'}" in result.stdout
     assert read_style_file(str(chosen)) == read_style_file(str(site / "own.json"))
     assert (site / "chosen.png").is_file()
