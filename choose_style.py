@@ -106,7 +106,7 @@ class Trial:
     def score(self):
         # times own: a trial model that has not learnt its own style reads any site steadily by guessing alike
         # both times (on a slow CPU, 400 steps in 2 minutes, the seed look's model read its own test 0.098 and
-        # swust_cas 0.024 alike, above the looks that had learnt theirs: docs/RESULTS.md)
+        # swust_cas 0.025 alike, above the looks that had learnt theirs: docs/RESULTS.md)
         return self.alike * self.even * self.own
 
 
