@@ -15,7 +15,7 @@ INK_DISTANCE = 80.0  # RGB distance from the paper (an image's median colour) th
 EDGE = 2  # pixels at each side left out (a border, the frame of a scan)
 CAP_HEIGHT = 0.72  # height of a capital or digit over the font size (em) of the sans fonts `plain` draws
 FILLED = 0.75  # a glyph's width over the pitch of its row: the row spans (length - 1 + FILLED) pitches
-OWN_COLOURS = 40.0  # spread of the characters' mean colours (RGB distance) above which each has its own
+OWN_COLOURS = 40.0  # spread of the characters' colours (RGB distance) above which each has its own
 TEXT_SHARE = (3, 97)  # percentiles of the characters' colour channels that bound the text's colours
 PAPER_SHARE = (25, 75)  # and of the papers' channels: the middle half, since each channel is drawn on its own and
 # a wide range of them draws saturated papers the site does not have (swust_cas: 3-97% is 200-252, most are grey)
@@ -25,10 +25,15 @@ def thick_ink(images):
     """(N, H-1, W-1) bool: pixels whose 2x2 block is all ink (strokes of glyphs, not one-pixel lines). Ink
     is what differs from the paper in colour, dark or light (white glyphs on grey, pale ones on white)."""
     pixels = images.astype(np.float32)  # (N, H, W, 3)
-    paper = np.median(pixels.reshape(len(pixels), -1, 3), axis=1)[:, None, None]  # (N, 1, 1, 3)
+    paper = paper_colours(images)[:, None, None]  # (N, 1, 1, 3)
     ink = np.sqrt(((pixels - paper) ** 2).sum(axis=-1)) > INK_DISTANCE  # (N, H, W)
     ink[:, :EDGE], ink[:, -EDGE:], ink[:, :, :EDGE], ink[:, :, -EDGE:] = False, False, False, False
     return ink[:, :-1, :-1] & ink[:, 1:, :-1] & ink[:, :-1, 1:] & ink[:, 1:, 1:]
+
+
+def paper_colours(images):
+    """(N, 3) float: each captcha's (N, H, W, 3) paper, its median colour."""
+    return np.median(images.reshape(len(images), -1, 3).astype(np.float32), axis=1)
 
 
 def extent(core):
@@ -86,6 +91,6 @@ def colour_ranges(images, colours):
     channels of the characters' colours (n, 3) and of the captchas' (N, H, W, 3) papers (median colours).
     Pale text on white and dark text on grey differ from the `plain` preset's dark-on-white in just these."""
     text = np.percentile(colours, TEXT_SHARE)
-    paper = np.percentile(np.median(images.reshape(len(images), -1, 3), axis=1), PAPER_SHARE)
+    paper = np.percentile(paper_colours(images), PAPER_SHARE)
     return {"text_color_min": int(text[0]), "text_color_max": int(round(text[1])),
             "background_min": int(paper[0]), "background_max": int(round(paper[1]))}
