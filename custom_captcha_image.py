@@ -39,6 +39,14 @@ FONT_PACKAGES = {"dejavu": "fonts-dejavu-core fonts-dejavu-extra", "liberation":
                  "carlito": "fonts-crosextra-carlito", "caladea": "fonts-crosextra-caladea",
                  "free": "fonts-freefont-ttf", "nimbus": "fonts-urw-base35", "comic neue": "fonts-comic-neue"}
 USER_FONT_DIR = "fonts"
+# font_variety's families: each character's shape in many designs, so that a model trained on a style whose
+# fonts are near a site's, but not its own, learns what makes an m an m rather than one font's m (a site
+# whose m is as narrow as a monospaced one was read as n by a model of DejaVu Sans alone: docs/RESULTS.md).
+VARIETY_FONTS = ("DejaVu Sans", "DejaVu Sans:bold", "DejaVu Sans Mono", "DejaVu Sans Mono:bold", "DejaVu Serif",
+                 "Liberation Sans", "Liberation Sans:bold", "Liberation Sans Narrow", "Liberation Sans Narrow:bold",
+                 "Liberation Serif:bold", "Liberation Mono", "Carlito", "Carlito:bold", "Caladea:bold",
+                 "FreeSans:bold", "Nimbus Sans:bold", "Nimbus Mono PS:bold", "URW Gothic", "Comic Neue",
+                 "Comic Neue:bold")
 # The stock class pastes glyphs through their luminance boosted by ~2x, so darker text is partly
 # transparent over the background (and black text vanishes).
 INK_GAIN = 1.97
@@ -433,7 +441,10 @@ class StyledCaptcha(ImageCaptcha):
 
     def __init__(self, style):
         fonts = check_style(style)
-        super().__init__(style.image_width, style.image_height, fonts=fonts, font_sizes=tuple(style.font_sizes))
+        variety = resolve_fonts(VARIETY_FONTS) if style.font_variety else []
+        super().__init__(style.image_width, style.image_height, fonts=fonts + variety,
+                         font_sizes=tuple(style.font_sizes))
+        self._own_fonts = len(fonts) * len(style.font_sizes)  # truefonts: the style's fonts, then VARIETY_FONTS
         self.style = style
         self.character_rotate = (-style.rotation, style.rotation)
         self.character_warp_dx = tuple(style.warp_x)
@@ -471,10 +482,17 @@ class StyledCaptcha(ImageCaptcha):
             self._glyphs[key] = (canvas.crop(box) if box else None, width, height, below_baseline)
         return self._glyphs[key]
 
+    def _font_index(self, rng):
+        """Which of truefonts draws a character: one of the style's, or with font_variety (a random number
+        taken only then, so styles without it keep their bytes) one of VARIETY_FONTS's."""
+        if self.style.font_variety and rng.random() < self.style.font_variety:
+            return rng.randrange(self._own_fonts, len(self.truefonts))
+        return rng.randrange(self._own_fonts)
+
     def _warped_glyph(self, char, rng, look):
         """One character rotated and warped into the font's box (as the stock class does), or into its own
         ink box when stretch_glyphs is off, then shaped by the glyph knobs."""
-        font_index = rng.randrange(len(self.truefonts))
+        font_index = self._font_index(rng)
         mask, width, height, below_baseline = self._glyph(font_index, char)
         if mask is None:  # a space: no ink, only its width
             return Glyph(Image.new("L", (width, height)), width, height, 0, 0)
@@ -824,7 +842,8 @@ class StyledCaptcha(ImageCaptcha):
 
 class StyleMix:
     """Captchas of several styles in one data set (a site that changed its look): each image's style is
-    picked by its own random source, so mixes stay seedable. Image size comes from the mix's settings."""
+    picked by its own random source, so mixes stay seedable. Image size, length and font_variety come from the
+    mix's settings."""
 
     def __init__(self, params):
         unknown = [name for name in params.style_mix if name not in STYLES and not name.endswith(".json")]
@@ -839,7 +858,8 @@ class StyleMix:
         for name in params.style_mix:
             style = make_parameters({**member_style(name), "style_mix": (), "image_width": params.image_width,
                                      "image_height": params.image_height, "captcha_length": params.captcha_length,
-                                     "ignore_case": params.ignore_case}, base=params)
+                                     "ignore_case": params.ignore_case, "font_variety": params.font_variety},
+                                    base=params)
             outside = sorted(set(style.charset.lower() if params.ignore_case else style.charset) - classes)
             if outside:
                 raise StyleError(f"style {name!r} draws {''.join(outside)!r}, outside the charset {params.charset!r}")

@@ -91,6 +91,10 @@ class StyleSettings:
         " empty = this style alone")
     fonts: tuple[str, ...] = setting((), ".ttf/.otf files or folders; empty = captcha's DroidSansMono plus fonts/*.ttf")
     font_sizes: tuple[int, ...] = setting((20, 22, 23), "font sizes drawn from at random, pixels", low=1, high=1000)
+    font_variety: float = setting(0.0,
+        "share of characters drawn in a font of VARIETY_FONTS (many families: sans, serif, mono, narrow, rounded) "
+        "instead of --fonts, so a model learns each character in shapes beyond the style's own (0 = off)",
+        low=0, high=1)
     noise_curves: int = setting(1, "arcs drawn through the text", low=0, high=1000)
     noise_curve_width: int = setting(1, "arc line width, pixels", low=0, high=100)
     noise_dots: int = setting(5, "noise dots per image", low=0, high=10 ** 5)
@@ -451,6 +455,8 @@ class SiteSettings:
         "styles of the fit (its searches' results and their presets) that choose_style.py tries (1 = the fit, untried)",
         low=1, high=100)
     site_train_count: int = setting(60000, "captchas generated in the fitted style", low=0, high=10 ** 8)
+    site_font_variety: float = setting(0.5,
+        "font_variety of the captchas generated in the chosen style (0 = the style's fonts alone)", low=0, high=1)
     site_minutes: float = setting(20.0, "minutes of training on the generated captchas", above=0, high=10 ** 6)
     site_self_minutes: float = setting(10.0,
         "minutes of self-training on the site's own captchas after that", low=0, high=10 ** 6)

@@ -30,6 +30,7 @@ KNOBS = (
     ("char_jitter_y 4", {"char_jitter_y": 4.0}),
     ("off_edge 1", {"off_edge": 1.0}),
     ("dark_edges", {"dark_edges": True, "solid_text": False}),
+    ("font_variety 1", {"font_variety": 1.0}),
     # the library looks (looks.py)
     ("outline_width 1 (hollow)", {"outline_width": 1}),
     ("outline_width 1, outline_fill white", {"outline_width": 1, "outline_fill": "white", "solid_text": True,

@@ -101,6 +101,7 @@ def test_one_command_from_unlabelled_captchas_to_a_model_and_again_goes_on(site_
     assert sorted(chosen.pop("style_mix")) == candidates  # the two tried, mixed (whatever their scores)
     assert chosen in [{key: value for key, value in read_style_file(candidate).items() if key != "style_mix"}
                       for candidate in candidates]
+    assert json.loads((work / "generated" / "train" / ".generator.json").read_text())["font_variety"] == 0.5
     listed = (work / "model" / "report" / "site_least_sure.tsv").read_text().splitlines()
     assert len(listed) >= 10
     again = run_script("site_model.py", *command, timeout=900)
@@ -123,6 +124,7 @@ def test_a_style_file_given_to_site_model_replaces_the_fit(tmp_path):
     title, _, _, done = plan[0]
     assert done and "no fit" in title and plan[1][3]  # neither a fit nor a trial of candidates
     assert all(f"--style_file={style}" in step[2] for step in plan[2:4])  # generation and training draw with it
+    assert "--font_variety=0.5" in plan[2][2]  # half the characters generated in other families (site_font_variety)
     for training in plan[3:5]:  # both trainings read at the site's model size, whatever size the style draws
         assert "--image_width=120" in training[2] and "--image_height=40" in training[2]
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import ROOT
 from custom_captcha_image import StyleError, make_generator, resolve_fonts
-from generate_captcha import encode, make_sample
+from generate_captcha import drawing_settings, encode, make_sample
 from images import preprocess
 from looks import LookSettings, outline
 from parameters import make_parameters
@@ -144,6 +144,32 @@ def test_fonts_are_found_by_family_through_fontconfig():
         resolve_fonts(("Nonexistent Grotesk",))
     with pytest.raises(StyleError, match="DejaVu Serif:black' is not installed"):
         resolve_fonts(("DejaVu Serif:black",))
+
+
+def test_font_variety_draws_the_characters_in_other_families():
+    def masks(variety):
+        params = make_parameters({**PLAIN, "font_variety": variety})
+        generator = make_generator(params)
+        return {np.packbits(ink(np.asarray(generator.render("OXH", random.Random(seed))))).tobytes()
+                for seed in range(10)}
+
+    assert len(masks(0.0)) == 1  # the plain look has one font and nothing random: the same image each time
+    assert len(masks(1.0)) >= 8  # three characters, each in one of 20 families
+
+
+def test_a_mix_draws_its_members_with_its_font_variety(tmp_path):
+    # The site pipeline generates its chosen style, a mix of style files that each say font_variety 0, with variety.
+    members = []
+    for number, size in enumerate((36, 30)):
+        members.append(str(tmp_path / f"member{number}.json"))
+        with open(members[-1], "w") as handle:
+            json.dump(drawing_settings(make_parameters({**PLAIN, "font_sizes": (size,)})), handle)
+    params = make_parameters({**PLAIN, "style_mix": tuple(members), "font_variety": 1.0})
+    generator = make_generator(params)
+    assert [member.style.font_variety for member in generator.generators] == [1.0, 1.0]
+    drawn_in = {np.packbits(ink(np.asarray(generator.render("OXH", random.Random(seed))))).tobytes()
+                for seed in range(10)}
+    assert len(drawn_in) >= 8
 
 
 def test_a_missing_font_file_names_what_installs_it():
