@@ -456,7 +456,8 @@ class SiteSettings:
         low=1, high=100)
     site_train_count: int = setting(60000, "captchas generated in the fitted style", low=0, high=10 ** 8)
     site_font_variety: float = setting(0.5,
-        "font_variety of the captchas generated in the chosen style (0 = the style's fonts alone)", low=0, high=1)
+        "font_variety of the captchas generated in a fitted style (0 = its fonts alone; a site_style_file keeps its "
+        "own)", low=0, high=1)
     site_minutes: float = setting(20.0, "minutes of training on the generated captchas", above=0, high=10 ** 6)
     site_self_minutes: float = setting(10.0,
         "minutes of self-training on the site's own captchas after that", low=0, high=10 ** 6)

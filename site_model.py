@@ -7,9 +7,10 @@ Six steps, each a script of this project run as a user would run it, into site_d
 1. fit_style.py: styles fitted to the site's captchas, and the presets they started from (candidates/);
 2. choose_style.py: a short trial model trained on each of site_candidates of them; the two whose models
    read the site's captchas steadiest, mixed, are the style (style.json; style.png: the site's and theirs);
-3. generate_captcha.py: site_train_count captchas in that style (generated/train, generated/test), a share of
-   their characters (site_font_variety) in other font families, so the model learns each character's shape
-   beyond the style's fonts (captcha_images_v2 with no labels: 0.803 -> 0.885, docs/RESULTS.md);
+3. generate_captcha.py: site_train_count captchas in that style (generated/train, generated/test), a fitted
+   style's with a share of their characters (site_font_variety) in other font families, so the model learns
+   each character's shape beyond the fit's fonts (captcha_images_v2 with no labels: 0.803 -> 0.885; a style
+   given keeps its own fonts: where they are the site's, the variety costs, docs/RESULTS.md);
 4. main.py: a model trained on them for site_minutes (generated_model/);
 5. main.py --unlabelled_dir: that model self-trained on the site's own captchas for site_self_minutes
    (model/): its confident reads of them join training, and it normalises as they need (target_batch_norm);
@@ -62,7 +63,7 @@ def steps(folder, params, work):
          fitted == style or os.path.isfile(style)),
         ("generate captchas in that style", params.site_train_count / 60000,
          ["generate_captcha.py", *folders, f"--train_count={params.site_train_count}", "--test_count=2000",
-          *([f"--font_variety={params.site_font_variety:g}"] if params.site_font_variety else []),
+          *([f"--font_variety={params.site_font_variety:g}"] if params.site_font_variety and not given else []),
           f"--preview_file={work}/preview.png"], False),
         ("train on them", params.site_minutes,
          training(first, ["main.py", *folders, *size, "--augment=on", f"--time_budget={params.site_minutes:g}",
