@@ -48,6 +48,9 @@ VARIETY_FONTS = ("DejaVu Sans", "DejaVu Sans:bold", "DejaVu Sans Mono", "DejaVu 
                  "Liberation Serif:bold", "Liberation Mono", "Carlito", "Carlito:bold", "Caladea:bold",
                  "FreeSans:bold", "Nimbus Sans:bold", "Nimbus Mono PS:bold", "URW Gothic", "Comic Neue",
                  "Comic Neue:bold")
+# ... each drawn at a width of this range times its own (condensed and extended cuts of them: a site's glyphs
+# are often narrower or wider than any installed family's, and a model of one width reads a narrow m as n).
+VARIETY_WIDTH = (0.7, 1.3)
 # The stock class pastes glyphs through their luminance boosted by ~2x, so darker text is partly
 # transparent over the background (and black text vanishes).
 INK_GAIN = 1.97
@@ -514,14 +517,17 @@ class StyledCaptcha(ImageCaptcha):
         x1, x2 = (int(rng.uniform(-reach_x, reach_x)) for _ in range(2))
         y1, y2 = (int(rng.uniform(-reach_y, reach_y)) for _ in range(2))
         mask = warp_glyph(mask, (width, height), (x1, y1, x2, y2), look.glyph_filter, self.style.glyph_passes)
-        return self._shaped(mask, below_baseline, rng, look)
+        return self._shaped(mask, below_baseline, rng, look, font_index >= self._own_fonts)
 
-    def _shaped(self, mask, below_baseline, rng, look):
-        """The glyph knobs, each drawn only when on (so styles without them keep their bytes)."""
+    def _shaped(self, mask, below_baseline, rng, look, variety=False):
+        """The glyph knobs, each drawn only when on (so styles without them keep their bytes); a `variety`
+        glyph (font_variety's) also at a random width."""
         p = self.style
-        if tuple(p.glyph_width) != (1.0, 1.0):
-            stretched = max(1, round(mask.width * rng.uniform(*p.glyph_width)))
-            mask = mask.resize((stretched, mask.height), look.glyph_filter)
+        stretch = rng.uniform(*p.glyph_width) if tuple(p.glyph_width) != (1.0, 1.0) else 1.0
+        if variety:
+            stretch *= rng.uniform(*VARIETY_WIDTH)
+        if stretch != 1.0:
+            mask = mask.resize((max(1, round(mask.width * stretch)), mask.height), look.glyph_filter)
         width, height = mask.size
         if self._pad:
             mask = ImageOps.expand(mask, self._pad, 0)

@@ -92,8 +92,9 @@ class StyleSettings:
     fonts: tuple[str, ...] = setting((), ".ttf/.otf files or folders; empty = captcha's DroidSansMono plus fonts/*.ttf")
     font_sizes: tuple[int, ...] = setting((20, 22, 23), "font sizes drawn from at random, pixels", low=1, high=1000)
     font_variety: float = setting(0.0,
-        "share of characters drawn in a font of VARIETY_FONTS (many families: sans, serif, mono, narrow, rounded) "
-        "instead of --fonts, so a model learns each character in shapes beyond the style's own (0 = off)",
+        "share of characters drawn in a font of VARIETY_FONTS (many families: sans, serif, mono, narrow, rounded), at "
+        "0.7-1.3 of its width, instead of --fonts, so a model learns each character in shapes beyond the style's own "
+        "(0 = off)",
         low=0, high=1)
     noise_curves: int = setting(1, "arcs drawn through the text", low=0, high=1000)
     noise_curve_width: int = setting(1, "arc line width, pixels", low=0, high=100)

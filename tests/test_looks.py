@@ -160,6 +160,16 @@ def test_font_variety_draws_the_characters_in_other_families():
     assert distinct_drawings(make_parameters({**PLAIN, "font_variety": 1.0})) >= 8
 
 
+def test_font_variety_draws_its_families_at_many_widths():
+    # One O in one of 20 families, then stretched by 0.7-1.3: the families' own O (Liberation Sans Narrow's to
+    # URW Gothic's round one) span 1.6x in width, the stretch takes the span past 2.
+    params = make_parameters({**PLAIN, "font_variety": 1.0, "captcha_length": 1, "charset": "O"})
+    generator = make_generator(params)
+    widths = [np.ptp(np.flatnonzero(ink(np.asarray(generator.render("O", random.Random(seed)))).any(axis=0))) + 1
+              for seed in range(60)]
+    assert max(widths) / min(widths) > 2.0
+
+
 def test_a_mix_draws_its_members_with_its_font_variety(tmp_path):
     # The site pipeline generates its chosen style, a mix of style files that each say font_variety 0, with variety.
     members = []
