@@ -9,9 +9,8 @@ Six steps, each a script of this project run as a user would run it, into site_d
    read the site's captchas steadiest, mixed, are the style (style.json; style.png: the site's and theirs);
 3. generate_captcha.py: site_train_count captchas in that style (generated/train, generated/test), a fitted
    style's with a share of their characters (site_font_variety) in other font families and widths, so the
-   model learns each character's shape beyond the fit's fonts (captcha_images_v2 with no labels: 0.803 ->
-   0.885; pku_elective on an AVX2 CPU, the widths: 0.612 -> 0.666; a style given keeps its own fonts:
-   where they are the site's, the variety costs, docs/RESULTS.md);
+   model learns each character's shape beyond the fit's fonts; a style given keeps its own fonts (where
+   they are the site's, the variety costs; figures in docs/RESULTS.md);
 4. main.py: a model trained on them for site_minutes (generated_model/);
 5. main.py --unlabelled_dir: that model self-trained on the site's own captchas for site_self_minutes
    (model/): its confident reads of them join training, and it normalises as they need (target_batch_norm);
