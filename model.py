@@ -264,22 +264,24 @@ PROBE_MODEL = ModelConfig(length=4, classes=36, head="positions", image_height=4
 
 
 def precision_probe(rounds=3, batch=32):
-    """(bf16 seconds, fp32 seconds): the best of `rounds` training steps of PROBE_MODEL on a batch of random
-    images in each precision, after a warm-up."""
+    """(bf16 seconds, fp32 seconds): step_seconds of PROBE_MODEL on a batch of random images in each precision."""
     torch.manual_seed(0)
     net = CaptchaResNet(PROBE_MODEL).to(memory_format=torch.channels_last).train()  # as training runs it
     images = torch.randint(0, 256, (batch, PROBE_MODEL.image_height, PROBE_MODEL.image_width, 3), dtype=torch.uint8)
-    seconds = {}
-    for bf16 in (True, False):
-        best = float("inf")
-        for index in range(rounds + 1):  # the first is the warm-up: kernels are chosen and packed once
-            start = time.perf_counter()
-            with autocast(torch.device("cpu"), bf16):
-                loss = net(images).float().logsumexp(-1).mean()
-            loss.backward()
-            best = min(best, time.perf_counter() - start) if index else best
-        seconds[bf16] = best
-    return seconds[True], seconds[False]
+    return step_seconds(net, images, True, rounds), step_seconds(net, images, False, rounds)
+
+
+def step_seconds(net, images, bf16, rounds=3):
+    """The best of `rounds` training steps (forward and backward) of `net` on uint8 images (N, H, W, 3) in one
+    precision, after a warm-up step (kernels are chosen and packed once)."""
+    best = float("inf")
+    for index in range(rounds + 1):
+        start = time.perf_counter()
+        with autocast(torch.device("cpu"), bf16):
+            loss = net(images).float().logsumexp(-1).mean()
+        loss.backward()
+        best = min(best, time.perf_counter() - start) if index else best
+    return best
 
 
 def batch_logits(model, device, amp, images):
