@@ -187,9 +187,10 @@ def test_auto_precision_picks_the_faster_on_this_machine():
 
 
 @pytest.mark.slow
-def test_model_py_names_the_precision_and_never_passes_its_peak():
-    result = run_script("model.py", "--batch_size=32", timeout=200)
+@pytest.mark.parametrize("amp", ["auto", "on"])  # on: bf16 where the CPU has none (AVX-512 Xeon, AVX2) too
+def test_model_py_names_the_precision_and_never_passes_its_peak(amp):
+    result = run_script("model.py", f"--amp={amp}", timeout=400)  # batch 256: the speed it trains at
     line = result.stdout.strip().splitlines()[-1]
     share = int(re.search(r"(\d+)% of this CPU's (bf16|fp32) peak", line).group(1))
-    assert "amp=auto: " in line and 0 < share <= 100
+    assert f"amp={amp}: " in line and 0 < share <= 100
     assert re.search(r"training steps \((bf16|fp32)\): +\d+%", result.stderr)  # its progress bar
