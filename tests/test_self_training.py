@@ -83,6 +83,22 @@ def test_only_reads_above_the_threshold_and_alike_on_every_view_are_used():
     assert confident_reads(probabilities, charset, 0.5)[1].tolist() == [True, True, False]
 
 
+def test_a_floor_fills_with_the_plain_reads_surest_when_views_disagree():
+    # (views 2, captchas 4, length 1, classes 2): the plain read is sure of captcha 2, then 0, then 3, then 1;
+    # the augmented view reads each otherwise, so no read is alike on both views
+    plain = torch.tensor([[[0.8, 0.2]], [[0.55, 0.45]], [[0.05, 0.95]], [[0.3, 0.7]]])
+    probabilities = torch.stack([plain, plain.flip(-1)])
+    charset = Charset("AB", 1)
+    assert not confident_reads(probabilities, charset, 0.5)[1].any()
+    targets, used = confident_reads(probabilities, charset, 0.5, floor=0.5)
+    assert used.tolist() == [True, False, True, False] and targets.flatten().tolist() == [0, -1, 1, -1]
+    assert confident_reads(probabilities, charset, 0.5, floor=0.6)[1].tolist() == [True, False, True, True]
+    # reads alike on every view count toward the floor: here all four are, so none is added or dropped
+    alike = torch.stack([plain, plain])
+    assert confident_reads(alike, charset, 0.9, floor=0.5)[1].tolist() == [True, False, True, False]
+    assert confident_reads(alike, charset, 0.6, floor=0.25)[1].tolist() == [True, False, True, True]
+
+
 def test_kept_reads_stay_until_read_confidently_otherwise():
     # four captchas (length 2): used before and now alike; used before, unsure now; used before, now read as
     # something else; new now
