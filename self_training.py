@@ -27,8 +27,9 @@ class SelfTraining:
 
     @classmethod
     def of(cls, params):
-        return cls(params.pseudo_threshold, params.pseudo_views, params.pseudo_floor, params.pseudo_align, params.pseudo_every,
-                   params.pseudo_keep, params.target_batch_norm, params.eval_batch_size, params.seed)
+        return cls(params.pseudo_threshold, params.pseudo_views, params.pseudo_floor, params.pseudo_align,
+                   params.pseudo_every, params.pseudo_keep, params.target_batch_norm, params.eval_batch_size,
+                   params.seed)
 
     def round_index(self, progress):
         """The round the run is in: its epoch (every 0), else its step // every."""
@@ -68,9 +69,10 @@ def confident_reads(probabilities, charset, threshold, floor=0.0):
     view decoded as prediction decodes; a read is used when every view reads the same text, it fits the
     charset's lengths and each of its characters is at least `threshold` sure (mean over the views). When
     fewer than a `floor` share of the N are, the plain read's surest (by its least sure character) that fit
-    the charset are used too, up to that share: a model unsure of a site reads its augmented views apart
-    (on pku_elective 4 views agreed on 10 of 1,414 captchas, where the plain read's surest 282 were 0.943
-    right), and self-training needs reads to start from."""
+    the charset are used too, up to that share: a model unsure of a site can read its augmented views apart
+    (on pku_elective they agreed with the plain read on 6% of it, whose surest fifth was 0.85 right). Where
+    the surest are often wrong the fill teaches the model its misreads (dotted digits: 0.61 right, and
+    0.572 -> 0.494), so it is off by default (docs/RESULTS.md)."""
     reads = [decode_logits(view.clamp(min=1e-12).log().numpy(), charset) for view in probabilities]
     texts, plain = reads[0]
     fits = np.array([charset.problem(text) is None for text in texts], dtype=bool)
