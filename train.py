@@ -68,7 +68,7 @@ class Progress:
     tail_start: float = -1.0  # training seconds at which an --extend tail began (-1: the one-cycle schedule)
     pseudo_round: int = 0  # self-training: rounds of reading the unlabelled captchas done
     pseudo_targets: object = None  # self-training: int64 tensor (N, length), the last round's read of each one
-    pseudo_used: object = None  # self-training: bool tensor (N,), read confidently alike on every view: trained on
+    pseudo_used: object = None  # self-training: bool tensor (N,), the reads trained on (self_training.confident_reads)
     pseudo_changed: int = 0  # self-training: used reads that differ from the round before
 
     def advance(self, seconds, steps_per_epoch):
