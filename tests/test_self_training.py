@@ -93,7 +93,8 @@ def test_a_floor_fills_with_the_plain_reads_surest_when_views_disagree():
     targets, used = confident_reads(probabilities, charset, 0.5, floor=0.5)
     assert used.tolist() == [True, False, True, False] and targets.flatten().tolist() == [0, -1, 1, -1]
     assert confident_reads(probabilities, charset, 0.5, floor=0.6)[1].tolist() == [True, False, True, True]
-    # reads alike on every view count toward the floor: here all four are, so none is added or dropped
+    # reads alike on every view and sure enough count toward the floor: at 0.9 only captcha 2 is, and the
+    # plain read's next surest (0) fills it; at 0.6 three are, more than the floor, so none is added or dropped
     alike = torch.stack([plain, plain])
     assert confident_reads(alike, charset, 0.9, floor=0.5)[1].tolist() == [True, False, True, False]
     assert confident_reads(alike, charset, 0.6, floor=0.25)[1].tolist() == [True, False, True, True]
