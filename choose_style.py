@@ -37,6 +37,7 @@ from files import atomic_write
 from fit_style import SHOWN, real_images
 from folder_settings import read_size_flags
 from grid import image_grid
+from images import moved
 from model import batch_logits, load_checkpoint, measure_batch_norms, model_from_checkpoint
 from command_line import fail, parse_args, run_main
 from parameters import ParameterError, make_parameters, read_style_file, saved_parameters
@@ -119,10 +120,9 @@ def steadiness(style, work, model_path, folder, params):
     device = torch.device("cpu")
     measure_batch_norms(model, device, images, params.eval_batch_size)
     model.eval()
-    # moved right, the first columns repeated: the paper's colour at the edge, not the other side's
-    moved = np.concatenate([images[:, :, :1].repeat(SHIFT, axis=2), images[:, :, :-SHIFT]], axis=2)
     predictor = Predictor(functools.partial(batch_logits, model, device, False), charset, params, trained, device)
-    reads = [decode_logits(predictor.logits(view), charset, fold_case=True)[0] for view in (images, moved)]
+    views = (images, moved(images, SHIFT))
+    reads = [decode_logits(predictor.logits(view), charset, fold_case=True)[0] for view in views]
     alike = float(np.mean([first == second for first, second in zip(*reads)]))
     even = balance(reads[0], sorted(set(trained.charset.lower())))
     return Trial(style, work, alike, even, checkpoint["progress"]["metrics"].get("accuracy_ignore_case", 0.0))

@@ -126,6 +126,20 @@ def eight_bit(image):
     return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
 
 
+def moved(images, pixels, fill=None):
+    """uint8 images (N, H, W, C) moved `pixels` columns right (left when negative), the gap filled with `fill`
+    (0-255), or with the edge columns repeated when None: the paper's colour at that edge, not the other side's."""
+    if fill is not None:
+        width, out = images.shape[2], np.full_like(images, fill)
+        out[:, :, max(pixels, 0):width + min(pixels, 0)] = images[:, :, max(-pixels, 0):width - max(pixels, 0)]
+        return out
+    if pixels > 0:
+        return np.concatenate([images[:, :, :1].repeat(pixels, axis=2), images[:, :, :-pixels]], axis=2)
+    if pixels < 0:
+        return np.concatenate([images[:, :, -pixels:], images[:, :, -1:].repeat(-pixels, axis=2)], axis=2)
+    return images
+
+
 AUTO_PIXELS = 4800  # a folder's image size is scaled down to about this many pixels (w x h) for the model
 SIZE_STEP = 8  # ... and rounded to multiples of this many pixels (the model's feature stride)
 SIZE_SPREAD = 1.6  # a side longer than another size's by this factor (or shorter by its inverse) is far from it

@@ -19,8 +19,8 @@ curves.png, and plots live to a visdom server when one runs (`make visdom`).
 Self-training. With --unlabelled_dir (captchas of the target site, no labels needed), the model reads
 them at the start of every epoch (or every pseudo_every steps), as they are and in pseudo_views - 1
 augmented copies; a read that every view agrees on, each character at least pseudo_threshold sure,
-joins training with the text read (unlabelled_fraction of each batch; with pseudo_floor, at least that
-share of the captchas, the plain read's surest filling it), beside the labelled or
+joins training with the text read (unlabelled_fraction of each batch; with pseudo_surest, also that share
+of the plain reads, the surest, where each reads the same moved 3 pixels left and right), beside the labelled or
 generated training folder. The reads are read again every round as the model improves; log.csv, the
 console and the dashboard count those used and those that changed.
 

@@ -270,9 +270,9 @@ class TrainingSettings:
     pseudo_views: int = setting(4,
         "self-training: views each unlabelled captcha is read in (as it is, and augmented copies); all must agree",
         low=1, high=64)
-    pseudo_floor: float = setting(0.0,
-        "self-training: least share of the unlabelled captchas a round trains on: when fewer are read alike and sure "
-        "enough, the plain read's surest fill it", low=0, high=1)
+    pseudo_surest: float = setting(0.0,
+        "self-training: share of the unlabelled captchas, the plain read's surest, also used when each reads the same "
+        "moved 3 pixels left and right (0: only reads alike on every view)", low=0, high=1)
     pseudo_align: bool = setting(False,
         "self-training: rescale each round's reads so every class's mean probability matches its share of the training"
         " labels (for a site whose characters are drawn as the generator's are)")

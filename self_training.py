@@ -1,15 +1,25 @@
 """Self-training: read the site's unlabelled captchas with the model being trained; the reads it is sure of
-(every view alike, each character confident enough; at least a floor share of them, the plain read's surest
-filling it) join training with the text read.
+(every view alike, each character confident enough; with pseudo_surest, also the plain read's surest that read
+the same when the captcha is moved a few pixels) join training with the text read.
 """
 import dataclasses
+import functools
+import math
 
 import numpy as np
 import torch
 
 from batches import augment_batch
 from dataset import decode_logits, least_confidence
+from images import moved
 from model import batch_logits, measure_batch_norms
+
+# pixels a captcha is moved left and right to check that a read of it is steady, the gap white as training's
+# augmentation pads it (the edge columns repeated drew a bar of pku_elective's border that the model read
+# otherwise: 1% alike). The surest fifth of a generated model's plain reads were 0.61 right on
+# advrpg_digits' dotted digits, 0.84 on pku_elective; those of them read the same moved 3 pixels either
+# way 0.83 and 0.91 (2 pixels: 0.80 and 0.88; docs/RESULTS.md)
+SHIFT = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,7 +27,7 @@ class SelfTraining:
     """How a run reads the site's unlabelled captchas and which reads it trains on (the pseudo_* settings)."""
     threshold: float  # each character of a read used is at least this sure (mean over the views), 0 to 1
     views: int  # reads that must agree: the image as it is, and views - 1 augmented copies
-    floor: float  # least share of the captchas trained on: the plain read's surest fill it, 0 to 1
+    surest: float  # share of the plain reads, the surest, used too when they read the same moved SHIFT px, 0-1
     align: bool  # class probabilities rescaled to the training labels' class shares before picking (aligned)
     every: int  # steps between rounds (0: a round at the start of every epoch)
     keep: bool  # a read that a round is unsure of keeps its earlier confident text
@@ -27,7 +37,7 @@ class SelfTraining:
 
     @classmethod
     def of(cls, params):
-        return cls(params.pseudo_threshold, params.pseudo_views, params.pseudo_floor, params.pseudo_align,
+        return cls(params.pseudo_threshold, params.pseudo_views, params.pseudo_surest, params.pseudo_align,
                    params.pseudo_every, params.pseudo_keep, params.target_batch_norm, params.eval_batch_size,
                    params.seed)
 
@@ -49,35 +59,53 @@ def self_training_due(progress, run):
 def read_views(model, device, bf16, images, config, round_index):
     """Class probabilities float32 (views, N, length, classes) of uint8 images (N, H, W, 3) read by `model`:
     the images as they are, and config.views - 1 augmented copies seeded by (seed, round, view)."""
-    model.eval()
-    views = []
-    for view in range(config.views):
-        chunks = []
-        for start in range(0, len(images), config.read_batch):
-            batch = images[start:start + config.read_batch]
-            if view:
-                seed = (config.seed * 1000003 + round_index) * 1009 + view
-                batch = augment_batch(torch.from_numpy(batch), torch.Generator().manual_seed(seed)).numpy()
-            chunks.append(batch_logits(model, device, bf16, batch))
-        views.append(torch.softmax(torch.from_numpy(np.concatenate(chunks)).float(), dim=-1))
-    model.train()
+    views = [read_images(model, device, bf16, images, config.read_batch)]
+    for view in range(1, config.views):
+        seed = (config.seed * 1000003 + round_index) * 1009 + view
+        views.append(read_images(model, device, bf16, images, config.read_batch, functools.partial(augmented, seed)))
     return torch.stack(views)
 
 
-def confident_reads(probabilities, charset, threshold, floor=0.0):
+def read_moved(model, device, bf16, images, config):
+    """Class probabilities float32 (2, N, length, classes) of the images moved SHIFT pixels right, and left."""
+    return torch.stack([read_images(model, device, bf16, moved(images, pixels, fill=255), config.read_batch)
+                        for pixels in (SHIFT, -SHIFT)])
+
+
+def read_images(model, device, bf16, images, read_batch, transform=None):
+    """Class probabilities float32 (N, length, classes) of uint8 images (N, H, W, 3), `read_batch` at a time,
+    each batch passed through `transform` first; the model in eval mode while it reads."""
+    model.eval()
+    chunks = []
+    for start in range(0, len(images), read_batch):
+        batch = images[start:start + read_batch]
+        chunks.append(batch_logits(model, device, bf16, transform(batch) if transform else batch))
+    model.train()
+    return torch.softmax(torch.from_numpy(np.concatenate(chunks)).float(), dim=-1)
+
+
+def augmented(seed, batch):
+    """uint8 batch (N, H, W, 3) augmented as training augments, by a generator seeded `seed`."""
+    return augment_batch(torch.from_numpy(batch), torch.Generator().manual_seed(seed)).numpy()
+
+
+def confident_reads(probabilities, charset, threshold, surest=0.0, moved_probabilities=()):
     """(targets int64 (N, length), used bool (N,)) from class probabilities (views, N, steps, classes): each
     view decoded as prediction decodes; a read is used when every view reads the same text, it fits the
-    charset's lengths and each of its characters is at least `threshold` sure (mean over the views). When
-    fewer than a `floor` share of the N are, the plain read's surest (by its least sure character) that fit
-    the charset are used too, up to that share: a model unsure of a site can read its augmented views apart
-    (on pku_elective they agreed with the plain read on 6% of it, whose surest fifth was 0.85 right). Where
-    the surest are often wrong the fill teaches the model its misreads (dotted digits: 0.61 right, and
-    0.572 -> 0.494), so it is off by default (docs/RESULTS.md)."""
+    charset's lengths and each of its characters is at least `threshold` sure (mean over the views). With
+    `surest` and the reads of the captchas moved (moved_probabilities: (moves, N, steps, classes)), the plain
+    reads among the `surest` share of all (by their least sure character) that fit the charset and read the
+    same moved are used too: a model unsure of a site can read its augmented views apart (on pku_elective they
+    agreed with the plain read on 6% of it, whose surest fifth was 0.85 right), while the surest alone can be
+    often wrong (advrpg_digits' dotted digits: 0.61 right, and self-training on them lost 0.08; those read the
+    same moved: 0.83 right; docs/RESULTS.md)."""
     reads = [decode_logits(view.clamp(min=1e-12).log().numpy(), charset) for view in probabilities]
     texts, plain = reads[0]
     fits = np.array([charset.problem(text) is None for text in texts], dtype=bool)
     used = np.array([fit and all_views_sure(reads, index, threshold) for index, fit in enumerate(fits)], dtype=bool)
-    used = filled_to(used, fits, np.array([least_confidence(sure) for sure in plain]), floor)
+    if surest and len(moved_probabilities):
+        used |= surest_of(fits, np.array([least_confidence(sure) for sure in plain]), surest) & read_alike(
+            texts, moved_probabilities, charset)
     targets = [charset.encode(text) if use else [-1] * charset.length for text, use in zip(texts, used)]
     return torch.tensor(targets, dtype=torch.int64).reshape(-1, charset.length), torch.from_numpy(used)
 
@@ -90,15 +118,20 @@ def all_views_sure(reads, index, threshold):
     return bool(sure.size) and float(sure.min()) >= threshold
 
 
-def filled_to(used, fits, sureness, floor):
-    """`used` (N,) bool with the surest of the unused reads that fit added until a `floor` share is used."""
-    missing = int(np.ceil(floor * len(used))) - int(used.sum())
-    if missing <= 0:
-        return used
-    candidates = np.flatnonzero(fits & ~used)
-    filled = used.copy()
-    filled[candidates[np.argsort(-sureness[candidates], kind="stable")[:missing]]] = True
-    return filled
+def surest_of(fits, sureness, share):
+    """bool (N,): of the reads that fit, the `share` of all N whose `sureness` is highest."""
+    candidates = np.flatnonzero(fits)
+    chosen = np.zeros(len(fits), dtype=bool)
+    chosen[candidates[np.argsort(-sureness[candidates], kind="stable")[:math.ceil(share * len(fits))]]] = True
+    return chosen
+
+
+def read_alike(texts, moved_probabilities, charset):
+    """bool (N,): each of the N `texts` is what every view in moved_probabilities (moves, N, steps, classes) reads."""
+    alike = np.ones(len(texts), dtype=bool)
+    for view in moved_probabilities:
+        alike &= np.array(decode_logits(view.clamp(min=1e-12).log().numpy(), charset)[0]) == np.array(texts)
+    return alike
 
 
 def kept_reads(targets, used, old_targets, old_used):
@@ -130,15 +163,19 @@ def aligned(probabilities, shares):
 
 def self_training_round(run, progress, log):
     """Read every unlabelled captcha with the current model; those read alike on every view with at least
-    pseudo_threshold confidence in each character (views' mean, aligned with pseudo_align), at least a
-    pseudo_floor share of them, join training with the text read."""
+    pseudo_threshold confidence in each character (views' mean, aligned with pseudo_align), and with
+    pseudo_surest the surest plain reads that read the same moved, join training with the text read."""
     unlabelled, config = run.data.unlabelled, run.self_training
     round_index = config.round_index(progress)
     normalise_for_the_site(run)
     probabilities = read_views(run.model, run.device, run.bf16, unlabelled.images, config, round_index)
-    if config.align:  # probabilities: (views, N, length, classes)
+    if config.surest:  # the reads of the captchas moved after the views': (views + 2, N, length, classes)
+        moved_reads = read_moved(run.model, run.device, run.bf16, unlabelled.images, config)
+        probabilities = torch.cat([probabilities, moved_reads])
+    if config.align:
         probabilities = aligned(probabilities, training_label_shares(run.data, len(run.charset)))
-    targets, used = confident_reads(probabilities, run.charset, config.threshold, config.floor)
+    targets, used = confident_reads(probabilities[:config.views], run.charset, config.threshold, config.surest,
+                                    probabilities[config.views:])
     changed = 0
     if progress.pseudo_targets is not None:
         changed = int((used & progress.pseudo_used & (targets != progress.pseudo_targets).any(dim=-1)).sum())

@@ -13,7 +13,8 @@ Six steps, each a script of this project run as a user would run it, into site_d
    they are the site's, the variety costs; figures in docs/RESULTS.md);
 4. main.py: a model trained on them for site_minutes (generated_model/);
 5. main.py --unlabelled_dir: that model self-trained on the site's own captchas for site_self_minutes
-   (model/): its confident reads of them join training, and it normalises as they need (target_batch_norm);
+   (model/): its confident reads of them join training (those its views agree on, and the surest fifth of
+   its plain reads that read the same moved 3 pixels), and it normalises as they need (target_batch_norm);
 6. userTest.py --least_sure: the site's captchas the model is least sure of, to label first
    (model/report/<name>_least_sure.tsv).
 
@@ -33,8 +34,10 @@ from steps import run_step, training
 
 LEAST_SURE = 50  # captchas listed to label first
 # README's recipe for training on from a model, with the batch-norm statistics of the site's captchas
-# (AdaBN: measured on pku_elective, the generated model's read of the site went from 0.065 to 0.210 by it alone)
-SELF_TRAINING = ["--augment=on", "--lr=1e-3", "--warmup=0.1", "--target_batch_norm=true"]
+# (AdaBN: measured on pku_elective, the generated model's read of the site went from 0.065 to 0.210 by it alone),
+# and the surest fifth of the plain reads that read the same moved (pku_elective 0.561 -> 0.861 where the
+# augmented views agreed on almost none; advrpg_digits 0.572 -> 0.589; docs/RESULTS.md)
+SELF_TRAINING = ["--augment=on", "--lr=1e-3", "--warmup=0.1", "--target_batch_norm=true", "--pseudo_surest=0.2"]
 
 
 def steps(folder, params, work):

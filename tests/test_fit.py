@@ -8,6 +8,7 @@ import pytest
 
 from conftest import run_script
 from generate_captcha import SETTINGS_FILE, generate_split
+from model import load_checkpoint
 from parameters import ParameterError, make_parameters, read_style_file
 from style_distance import distance, features
 
@@ -104,6 +105,7 @@ def test_one_command_from_unlabelled_captchas_to_a_model_and_again_goes_on(site_
     assert json.loads((work / "generated" / "train" / ".generator.json").read_text())["font_variety"] == 0.5
     listed = (work / "model" / "report" / "site_least_sure.tsv").read_text().splitlines()
     assert len(listed) >= 10
+    assert load_checkpoint(str(work / "model" / "last.pt"))["params"]["pseudo_surest"] == 0.2  # steady surest too
     again = run_script("site_model.py", *command, timeout=900)
     assert "[1/6] fit styles to the site's captchas: done already" in again.stdout
     assert "[2/6] try them: the styles whose trial models read the site steadiest: done already" in again.stdout

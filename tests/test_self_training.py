@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import ROOT, tiny_params
 from dataset import Charset, image_names, load_folder, load_unlabelled, Reading, score
 from generate_captcha import generate_split
+from images import moved
 from model import load_checkpoint, measure_batch_norms, model_from_checkpoint
 from predictor import load_model
 from self_training import aligned, confident_reads, kept_reads
@@ -83,21 +85,28 @@ def test_only_reads_above_the_threshold_and_alike_on_every_view_are_used():
     assert confident_reads(probabilities, charset, 0.5)[1].tolist() == [True, True, False]
 
 
-def test_a_floor_fills_with_the_plain_reads_surest_when_views_disagree():
+def test_the_surest_plain_reads_join_where_they_read_the_same_moved():
     # (views 2, captchas 4, length 1, classes 2): the plain read is sure of captcha 2, then 0, then 3, then 1;
     # the augmented view reads each otherwise, so no read is alike on both views
     plain = torch.tensor([[[0.8, 0.2]], [[0.55, 0.45]], [[0.05, 0.95]], [[0.3, 0.7]]])
     probabilities = torch.stack([plain, plain.flip(-1)])
     charset = Charset("AB", 1)
     assert not confident_reads(probabilities, charset, 0.5)[1].any()
-    targets, used = confident_reads(probabilities, charset, 0.5, floor=0.5)
-    assert used.tolist() == [True, False, True, False] and targets.flatten().tolist() == [0, -1, 1, -1]
-    assert confident_reads(probabilities, charset, 0.5, floor=0.6)[1].tolist() == [True, False, True, True]
-    # reads alike on every view and sure enough count toward the floor: at 0.9 only captcha 2 is, and the
-    # plain read's next surest (0) fills it; at 0.6 three are, more than the floor, so none is added or dropped
+    # moved either way, captchas 0, 1 and 3 read as the plain read does, captcha 2 the other way
+    steady = torch.stack([plain, plain])
+    steady[:, 2] = plain[2].flip(-1)
+    targets, used = confident_reads(probabilities, charset, 0.5, surest=0.5, moved_probabilities=steady)
+    assert used.tolist() == [True, False, False, False] and targets.flatten().tolist() == [0, -1, -1, -1]
+    assert confident_reads(probabilities, charset, 0.5, 0.75, steady)[1].tolist() == [True, False, False, True]
+    assert confident_reads(probabilities, charset, 0.5, 1.0, steady)[1].tolist() == [True, True, False, True]
+    assert not confident_reads(probabilities, charset, 0.5, 0.0, steady)[1].any()  # off: the views alone
+    # a move that reads one captcha otherwise keeps it out, whatever the other move reads
+    one_way = steady.clone()
+    one_way[1, 0] = plain[0].flip(-1)
+    assert confident_reads(probabilities, charset, 0.5, 0.75, one_way)[1].tolist() == [False, False, False, True]
+    # reads alike on every view and sure enough are used whatever the share
     alike = torch.stack([plain, plain])
-    assert confident_reads(alike, charset, 0.9, floor=0.5)[1].tolist() == [True, False, True, False]
-    assert confident_reads(alike, charset, 0.6, floor=0.25)[1].tolist() == [True, False, True, True]
+    assert confident_reads(alike, charset, 0.9, 0.5, steady)[1].tolist() == [True, False, True, False]
 
 
 def test_kept_reads_stay_until_read_confidently_otherwise():
@@ -132,6 +141,25 @@ def test_a_threshold_no_read_reaches_uses_none_and_says_so(site, capsys):
     train(self_training(site, site / "strict", pseudo_threshold=1.0, epochs=1))
     assert {row["pseudo_used"] for row in self_training_rows(site / "strict")} == {"0"}
     assert "warning: self-training read none of the" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_surest_share_trains_on_steady_reads_where_no_read_reaches_the_threshold(site):
+    train(self_training(site, site / "surest", pseudo_threshold=1.0, pseudo_surest=0.3, epochs=1))
+    used = [int(row["pseudo_used"]) for row in self_training_rows(site / "surest")]
+    assert used and all(0 < count <= 180 for count in used), used  # at most 0.3 of 600, the steady ones
+
+
+def test_moved_images_repeat_their_edge_columns_or_fill_the_gap():
+    images = np.arange(2 * 3 * 5 * 3, dtype=np.uint8).reshape(2, 3, 5, 3)  # (N, H, W, C)
+    right, left = moved(images, 2), moved(images, -2)
+    assert right.shape == left.shape == images.shape
+    assert (right[:, :, 2:] == images[:, :, :-2]).all() and (right[:, :, :2] == images[:, :, :1]).all()
+    assert (left[:, :, :-2] == images[:, :, 2:]).all() and (left[:, :, -2:] == images[:, :, -1:]).all()
+    assert moved(images, 0) is images
+    white = moved(images, -2, fill=255)
+    assert (white[:, :, :-2] == images[:, :, 2:]).all() and (white[:, :, -2:] == 255).all()
+    assert (moved(images, 2, fill=255)[:, :, :2] == 255).all()
 
 
 def self_training_command(root, model_dir):
