@@ -129,15 +129,12 @@ def eight_bit(image):
 def moved(images, pixels, fill=None):
     """uint8 images (N, H, W, C) moved `pixels` columns right (left when negative), the gap filled with `fill`
     (0-255), or with the edge columns repeated when None: the paper's colour at that edge, not the other side's."""
-    if fill is not None:
-        width, out = images.shape[2], np.full_like(images, fill)
-        out[:, :, max(pixels, 0):width + min(pixels, 0)] = images[:, :, max(-pixels, 0):width - max(pixels, 0)]
-        return out
-    if pixels > 0:
-        return np.concatenate([images[:, :, :1].repeat(pixels, axis=2), images[:, :, :-pixels]], axis=2)
-    if pixels < 0:
-        return np.concatenate([images[:, :, -pixels:], images[:, :, -1:].repeat(-pixels, axis=2)], axis=2)
-    return images
+    if not pixels:
+        return images
+    gap = ((0, 0), (0, 0), (max(pixels, 0), max(-pixels, 0)), (0, 0))
+    padded = np.pad(images, gap, mode="edge") if fill is None else np.pad(images, gap, constant_values=fill)
+    start = max(-pixels, 0)
+    return padded[:, :, start:start + images.shape[2]]
 
 
 AUTO_PIXELS = 4800  # a folder's image size is scaled down to about this many pixels (w x h) for the model

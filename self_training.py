@@ -99,7 +99,7 @@ def confident_reads(probabilities, charset, threshold, surest=0.0, moved_probabi
     agreed with the plain read on 6% of it, whose surest fifth was 0.85 right), while the surest alone can be
     often wrong (advrpg_digits' dotted digits: 0.61 right, and self-training on them lost 0.08; those read the
     same moved: 0.83 right; docs/RESULTS.md)."""
-    reads = [decode_logits(view.clamp(min=1e-12).log().numpy(), charset) for view in probabilities]
+    reads = [decoded(view, charset) for view in probabilities]
     texts, plain = reads[0]
     fits = np.array([charset.problem(text) is None for text in texts], dtype=bool)
     used = np.array([fit and all_views_sure(reads, index, threshold) for index, fit in enumerate(fits)], dtype=bool)
@@ -130,8 +130,13 @@ def read_alike(texts, moved_probabilities, charset):
     """bool (N,): each of the N `texts` is what every view in moved_probabilities (moves, N, steps, classes) reads."""
     alike = np.ones(len(texts), dtype=bool)
     for view in moved_probabilities:
-        alike &= np.array(decode_logits(view.clamp(min=1e-12).log().numpy(), charset)[0]) == np.array(texts)
+        alike &= np.array(decoded(view, charset)[0]) == np.array(texts)
     return alike
+
+
+def decoded(probabilities, charset):
+    """(texts, confidences) of class probabilities (N, steps, classes), decoded as prediction decodes logits."""
+    return decode_logits(probabilities.clamp(min=1e-12).log().numpy(), charset)
 
 
 def kept_reads(targets, used, old_targets, old_used):
