@@ -6,7 +6,8 @@ without labels.
 
 A style's distance (fit_style.py) says how alike its captchas look to the site's, but a lower distance does
 not always train a model that reads the site better (docs/RESULTS.md). So each style is tried:
-1. choose_count captchas generated in it, and a trial model trained on them for choose_minutes;
+1. choose_count captchas generated in it, and a trial model trained on them for choose_minutes, and as long
+   again when it then reads less than choose_learnt of its own test captchas (a style slow to learn);
 2. that model's batch-norm statistics measured on the site's captchas (as self-training does), then its
    reads of them, as they are and moved SHIFT pixels to the right: the share read alike is the style's
    steadiness. A model that has learnt glyphs like the site's reads them the same either way; one that
@@ -19,8 +20,9 @@ close (choose_mix_margin) and the runner-up's is at least a share of the best (c
 half): a model of both read pku_elective 0.887 and captcha_images_v2 0.870 without labels where the best
 alone read 0.074 and 0.750, their runners-up scoring 0.77 and 0.89 of the best; on swust_cas the runner-up,
 the seed look the site does not draw, scored 0.23 of it. A PNG beside the file shows a row of the
-site's captchas, then one of each style's, the best first. Styles drawing the same settings are tried once; a
-rerun reuses the trials done (a trial stopped part way resumes).
+site's captchas, then one of each style's, the best first; trials.json in the work folder what each trial
+measured. Styles drawing the same settings are tried once; a rerun reuses the trials done (a trial stopped
+part way resumes).
 """
 import collections
 import dataclasses
@@ -42,7 +44,7 @@ from model import batch_logits, load_checkpoint, measure_batch_norms, model_from
 from command_line import fail, parse_args, run_main
 from parameters import ParameterError, make_parameters, read_style_file, saved_parameters
 from predictor import Predictor, charset_of
-from steps import run_step, training
+from steps import TRIALS_FILE, run_step, training
 
 SHIFT = 3  # pixels the site's captchas are moved for the second read
 SITE_IMAGES = 2000  # most of the site's captchas read (a seeded draw)
@@ -71,17 +73,30 @@ def style_files(paths):
 
 def trial(number, style, work, folder, params):
     """Generate the style's captchas into work/ and train its trial model there, reading at the size the
-    site's captchas are read at; the model's path."""
+    site's captchas are read at; (the model's path, its minutes of training). A model that reads less than
+    choose_learnt of its own test captchas has not learnt the style yet, and its steadiness would be its
+    guesses': it trains as long again, on a new schedule from its weights (a style slow to learn, like dotted
+    digits at fp32, is judged once learnt: docs/RESULTS.md)."""
     shape = [f"--charset={params.charset}", f"--captcha_length={params.captcha_length}", f"--seed={params.seed}"]
     folders = [f"--train_dir={work}/train", f"--test_dir={work}/test", f"--style_file={style}"]
     title = f"trial of {style}"
     run_step(number, title, ["generate_captcha.py", *folders, *shape, f"--train_count={params.choose_count}",
                              f"--test_count={TEST_COUNT}", f"--preview_file={work}/preview.png"], quiet=True)
-    run_step(number, title, training(f"{work}/model", ["main.py", *folders, "--augment=on",
-                                                       f"--time_budget={params.choose_minutes:g}",
-                                                       *read_size_flags(folder), f"--model_dir={work}/model"]),
-             quiet=True)
-    return os.path.join(work, "model", "last.pt")
+    first, longer = os.path.join(work, "model"), os.path.join(work, "longer")
+    training_flags = [*folders, "--augment=on", f"--time_budget={params.choose_minutes:g}", *read_size_flags(folder)]
+    run_step(number, title, training(first, ["main.py", *training_flags, f"--model_dir={first}"]), quiet=True)
+    if own_accuracy(load_checkpoint(os.path.join(first, "last.pt"))) >= params.choose_learnt:
+        return os.path.join(first, "last.pt"), params.choose_minutes
+    # from its weights on a new one-cycle schedule: on advrpg_digits' preset a 2-minute model read its own test
+    # 0.018; --extend's low tail took it to 0.096 in 2 more minutes, a new schedule to 0.682 (4 from scratch: 0.804)
+    run_step(number, f"{title}, trained longer", training(longer, ["main.py", *training_flags, f"--model_dir={longer}",
+                                                                  f"--init_from={first}/last.pt"]), quiet=True)
+    return os.path.join(longer, "last.pt"), 2 * params.choose_minutes
+
+
+def own_accuracy(checkpoint):
+    """A trial model's accuracy on its own generated test captchas, as its training measured it last."""
+    return checkpoint["progress"]["metrics"].get("accuracy_ignore_case", 0.0)
 
 
 def balance(reads, classes):
@@ -102,6 +117,7 @@ class Trial:
     alike: float  # share of the site's captchas read alike as they are and moved SHIFT pixels
     even: float  # balance() of those reads
     own: float  # the trial model's accuracy on its own generated test captchas
+    minutes: float  # its minutes of training (choose_minutes, or twice that for a style slow to learn)
 
     @property
     def score(self):
@@ -111,8 +127,8 @@ class Trial:
         return self.alike * self.even * self.own
 
 
-def steadiness(style, work, model_path, folder, params):
-    """The Trial of a trained trial model, its batch norms measured on the site's captchas first."""
+def steadiness(style, work, model_path, minutes, folder, params):
+    """The Trial of a trial model trained `minutes`, its batch norms measured on the site's captchas first."""
     checkpoint = load_checkpoint(model_path)
     model, trained = model_from_checkpoint(checkpoint), saved_parameters(checkpoint["params"])
     charset = charset_of(checkpoint["charset"], trained)
@@ -125,7 +141,7 @@ def steadiness(style, work, model_path, folder, params):
     reads = [decode_logits(predictor.logits(view), charset, fold_case=True)[0] for view in views]
     alike = float(np.mean([first == second for first, second in zip(*reads)]))
     even = balance(reads[0], sorted(set(trained.charset.lower())))
-    return Trial(style, work, alike, even, checkpoint["progress"]["metrics"].get("accuracy_ignore_case", 0.0))
+    return Trial(style, work, alike, even, own_accuracy(checkpoint), minutes)
 
 
 def choose(folder, styles, params):
@@ -136,11 +152,15 @@ def choose(folder, styles, params):
         print(f"[{number}/{len(styles)}] {style}: {params.choose_count} captchas, {params.choose_minutes:g} min of "
               f"training", flush=True)
         work = os.path.join(root, f"trial{number}")
-        tried = steadiness(style, work, trial(number, style, work, folder, params), folder, params)
+        tried = steadiness(style, work, *trial(number, style, work, folder, params), folder, params)
         print(f"  score {tried.score:.3f}: reads {tried.alike:.3f} of the site's captchas alike when moved {SHIFT} px, "
-              f"their characters' balance {tried.even:.3f} (its own test: {tried.own:.3f})", flush=True)
+              f"their characters' balance {tried.even:.3f} (its own test: {tried.own:.3f} after {tried.minutes:g} min)",
+              flush=True)
         trials.append(tried)
-    return sorted(trials, key=lambda tried: -tried.score)
+    trials.sort(key=lambda tried: -tried.score)
+    atomic_write(os.path.join(root, TRIALS_FILE), json.dumps([{**dataclasses.asdict(tried), "score": tried.score}
+                                                              for tried in trials], indent=1))
+    return trials
 
 
 def mixed_in(trials, margin, share):

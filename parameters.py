@@ -440,6 +440,9 @@ class ChoosingSettings:
         "folder's name>)")
     choose_count: int = setting(8000, "captchas generated for each candidate's trial model", low=100, high=10 ** 8)
     choose_minutes: float = setting(2.0, "minutes of training each candidate's trial model", above=0, high=10 ** 6)
+    choose_learnt: float = setting(0.25,
+        "a trial model reading less than this share of its own test captchas after choose_minutes has not learnt its "
+        "style yet: it trains as long again before it is judged (0 = never)", low=0, high=1)
     choose_mix_margin: float = setting(1.0,
         "a runner-up scoring within this much of the best is mixed in: the chosen style file draws each captcha in one"
         " of the two (1 = always the two best; 0 = the best alone)", low=0, high=1)
@@ -462,7 +465,9 @@ class SiteSettings:
     site_font_variety: float = setting(0.5,
         "font_variety of the captchas generated in a fitted style (0 = its fonts alone; a site_style_file keeps its "
         "own)", low=0, high=1)
-    site_minutes: float = setting(20.0, "minutes of training on the generated captchas", above=0, high=10 ** 6)
+    site_minutes: float = setting(20.0,
+        "minutes of training on the generated captchas, less those choose_style.py's trials spent training styles slow"
+        " to learn longer (at least half)", above=0, high=10 ** 6)
     site_self_minutes: float = setting(10.0,
         "minutes of self-training on the site's own captchas after that", low=0, high=10 ** 6)
 

@@ -5,13 +5,15 @@
 
 Six steps, each a script of this project run as a user would run it, into site_dir (runs/site_<name>):
 1. fit_style.py: styles fitted to the site's captchas, and the presets they started from (candidates/);
-2. choose_style.py: a short trial model trained on each of site_candidates of them; the two whose models
-   read the site's captchas steadiest, mixed, are the style (style.json; style.png: the site's and theirs);
+2. choose_style.py: a short trial model trained on each of site_candidates of them (twice as long where it
+   has not learnt its style: choose_learnt); the two whose models read the site's captchas steadiest, mixed,
+   are the style (style.json; style.png: the site's and theirs);
 3. generate_captcha.py: site_train_count captchas in that style (generated/train, generated/test), a fitted
    style's with a share of their characters (site_font_variety) in other font families and widths, so the
    model learns each character's shape beyond the fit's fonts; a style given keeps its own fonts (where
    they are the site's, the variety costs; figures in docs/RESULTS.md);
-4. main.py: a model trained on them for site_minutes (generated_model/);
+4. main.py: a model trained on them for site_minutes, less the minutes the trials trained styles slow to learn
+   longer (generated_model/);
 5. main.py --unlabelled_dir: that model self-trained on the site's own captchas for site_self_minutes
    (model/): its confident reads of them join training (those its views agree on, and the surest fifth of
    its plain reads that read the same moved 3 pixels), and it normalises as they need (target_batch_norm);
@@ -24,13 +26,14 @@ style; with --site_candidates=1 the fit is the style, untried.
 Ctrl-C stops it; the same command again goes on where it stopped (a finished step is not redone, a
 training resumes from its last.pt).
 """
+import json
 import os
 import sys
 import time
 
 from folder_settings import read_size_flags
 from command_line import fail, parse_args, run_main
-from steps import run_step, training
+from steps import TRIALS_FILE, run_step, training
 
 LEAST_SURE = 50  # captchas listed to label first
 # README's recipe for training on from a model, with the batch-norm statistics of the site's captchas
@@ -49,6 +52,7 @@ def steps(folder, params, work):
     folders = [f"--train_dir={generated}/train", f"--test_dir={generated}/test", f"--style_file={style}"]
     size = read_size_flags(folder)  # the size the site's captchas are read at, whatever the style draws
     given = bool(params.site_style_file)
+    minutes = training_minutes(params, os.path.join(work, "trials"))
     return [
         ("fit styles to the site's captchas" if not given else "the style given (--site_style_file): no fit",
          params.fit_minutes,
@@ -61,15 +65,16 @@ def steps(folder, params, work):
          "no trial (the style is given, or site_candidates=1)", params.site_candidates * (params.choose_minutes + 0.5),
          ["choose_style.py", folder, os.path.dirname(fitted), *shape,
           f"--choose_file={style}", f"--choose_dir={work}/trials", f"--choose_minutes={params.choose_minutes:g}",
-          f"--choose_count={params.choose_count}", f"--choose_mix_margin={params.choose_mix_margin:g}",
+          f"--choose_count={params.choose_count}", f"--choose_learnt={params.choose_learnt:g}",
+          f"--choose_mix_margin={params.choose_mix_margin:g}",
           f"--choose_mix_share={params.choose_mix_share:g}"],
          fitted == style or os.path.isfile(style)),
         ("generate captchas in that style", params.site_train_count / 60000,
          ["generate_captcha.py", *folders, f"--train_count={params.site_train_count}", "--test_count=2000",
           *([f"--font_variety={params.site_font_variety:g}"] if params.site_font_variety and not given else []),
           f"--preview_file={work}/preview.png"], False),
-        ("train on them", params.site_minutes,
-         training(first, ["main.py", *folders, *size, "--augment=on", f"--time_budget={params.site_minutes:g}",
+        ("train on them", minutes,
+         training(first, ["main.py", *folders, *size, "--augment=on", f"--time_budget={minutes:g}",
                           f"--model_dir={first}"]), False),
         ("self-train on the site's own captchas", params.site_self_minutes,
          training(second, ["main.py", *folders, *size, f"--unlabelled_dir={folder}", f"--init_from={first}/last.pt",
@@ -80,11 +85,23 @@ def steps(folder, params, work):
     ]
 
 
+def training_minutes(params, trials):
+    """site_minutes less the minutes the trials (in folder `trials`) spent training styles slow to learn, so the
+    command keeps its planned total; at least half of site_minutes."""
+    path = os.path.join(trials, TRIALS_FILE)
+    if not os.path.isfile(path):
+        return params.site_minutes
+    with open(path) as file:
+        longer = sum(tried["minutes"] - params.choose_minutes for tried in json.load(file))
+    return max(params.site_minutes - longer, params.site_minutes / 2)
+
+
 def run_steps(folder, params, work):
     """Run the steps not done yet, saying each with the minutes left in all."""
-    plan = steps(folder, params, work)
     started = time.monotonic()
-    for number, (title, minutes, command, done) in enumerate(plan, 1):
+    for number in range(1, len(steps(folder, params, work)) + 1):
+        plan = steps(folder, params, work)  # again each step: the training's minutes follow the trials'
+        title, minutes, command, done = plan[number - 1]
         left = sum(step[1] for step in plan[number - 1:] if not step[3])
         if done:
             print(f"[{number}/{len(plan)}] {title}: done already", flush=True)

@@ -7,6 +7,7 @@ import sys
 from command_line import fail
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TRIALS_FILE = "trials.json"  # choose_style.py's record of its trials in its work folder (site_model.py reads it)
 
 
 def training(model_dir, command):

@@ -11,6 +11,7 @@ from conftest import run_script
 from custom_captcha_image import make_generator
 from fit_style import at_size
 from generate_captcha import SETTINGS_FILE, drawing_settings, generate_split
+from model import load_checkpoint
 from parameters import make_parameters, read_style_file
 
 DIGITS = "0123456789"
@@ -68,15 +69,31 @@ def test_a_folder_stands_for_its_style_files_and_a_style_is_tried_once(tmp_path)
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
+def test_a_trial_model_that_has_not_learnt_its_style_trains_as_long_again(site, tmp_path):
+    """Five seconds of training learn no style: the trial trains five more from its weights, and says so."""
+    command = [str(site / "site"), str(site / "own.json"), f"--charset={DIGITS}", "--captcha_length=4",
+               f"--choose_file={tmp_path / 'chosen.json'}", "--choose_count=300", "--choose_minutes=0.08"]
+    result = run_script("choose_style.py", *command, f"--choose_dir={tmp_path / 'slow'}", timeout=600)
+    assert "(its own test: " in result.stdout and "after 0.16 min)" in result.stdout
+    trained = load_checkpoint(str(tmp_path / "slow" / "trial1" / "longer" / "last.pt"))
+    assert trained["params"]["init_from"] == str(tmp_path / "slow" / "trial1" / "model" / "last.pt")
+    [tried] = json.loads((tmp_path / "slow" / "trials.json").read_text())
+    assert tried["minutes"] == 0.16 and tried["own"] < 0.25 and tried["style"] == str(site / "own.json")
+    never = run_script("choose_style.py", *command, f"--choose_dir={tmp_path / 'never'}", "--choose_learnt=0",
+                       timeout=600)
+    assert "after 0.08 min)" in never.stdout and not (tmp_path / "never" / "trial1" / "longer").exists()
+
+
 def trial_scored(style, score):
-    return Trial(style, "", alike=score, even=1.0, own=1.0)
+    return Trial(style, "", alike=score, even=1.0, own=1.0, minutes=2.0)
 
 
 def test_a_trial_model_that_learnt_nothing_does_not_win_by_guessing_steadily():
-    learnt = Trial("a.json", "", alike=0.021, even=0.98, own=0.52)  # swust_cas on a slow CPU (docs/RESULTS.md)
-    guessing = Trial("b.json", "", alike=0.025, even=0.89, own=0.098)
+    learnt = Trial("a.json", "", alike=0.021, even=0.98, own=0.52, minutes=2)  # swust_cas, slow CPU (docs/RESULTS.md)
+    guessing = Trial("b.json", "", alike=0.025, even=0.89, own=0.098, minutes=2)
     assert learnt.score > 4 * guessing.score
-    assert Trial("c.json", "", alike=0.2, even=1.0, own=0.0).score == 0.0
+    assert Trial("c.json", "", alike=0.2, even=1.0, own=0.0, minutes=2).score == 0.0
 
 
 def test_a_runner_up_this_close_is_mixed_in_and_its_file_draws_both_looks(site, tmp_path):

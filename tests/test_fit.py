@@ -106,6 +106,12 @@ def test_one_command_from_unlabelled_captchas_to_a_model_and_again_goes_on(site_
     listed = (work / "model" / "report" / "site_least_sure.tsv").read_text().splitlines()
     assert len(listed) >= 10
     assert load_checkpoint(str(work / "model" / "last.pt"))["params"]["pseudo_surest"] == 0.2  # steady surest too
+    tried = json.loads((work / "trials" / "trials.json").read_text())  # 6 s trials: some trained 6 s more
+    longer = sum(trial["minutes"] == 0.2 for trial in tried)
+    assert longer >= 1 and all(trial["minutes"] in (0.1, 0.2) for trial in tried)
+    # the training took what the longer trials did, down to half its minutes
+    assert load_checkpoint(str(work / "generated_model" / "last.pt"))["params"]["time_budget"] == pytest.approx(
+        max(0.15 - 0.1 * longer, 0.075))
     again = run_script("site_model.py", *command, timeout=900)
     assert "[1/6] fit styles to the site's captchas: done already" in again.stdout
     assert "[2/6] try them: the styles whose trial models read the site steadiest: done already" in again.stdout
@@ -129,6 +135,16 @@ def test_a_style_file_given_to_site_model_replaces_the_fit(tmp_path):
     assert "--font_variety" not in " ".join(plan[2][2])  # a style given keeps its fonts (a fitted one: below)
     for training in plan[3:5]:  # both trainings read at the site's model size, whatever size the style draws
         assert "--image_width=120" in training[2] and "--image_height=40" in training[2]
+
+
+def test_trials_trained_longer_take_their_minutes_from_the_training(tmp_path):
+    from site_model import training_minutes
+    params = make_parameters({"site_minutes": 20, "choose_minutes": 2})
+    assert training_minutes(params, str(tmp_path)) == 20  # no trials (a style given, or not tried yet)
+    trials = tmp_path / "trials.json"
+    trials.write_text(json.dumps([{"minutes": 4}, {"minutes": 2}, {"minutes": 4}]))
+    assert training_minutes(params, str(tmp_path)) == 16
+    assert training_minutes(make_parameters({"site_minutes": 6, "choose_minutes": 2}), str(tmp_path)) == 3
 
 
 @pytest.mark.slow
