@@ -158,8 +158,9 @@ def choose(folder, styles, params):
               flush=True)
         trials.append(tried)
     trials.sort(key=lambda tried: -tried.score)
-    atomic_write(os.path.join(root, TRIALS_FILE), json.dumps([{**dataclasses.asdict(tried), "score": tried.score}
-                                                              for tried in trials], indent=1))
+    record = {"choose_minutes": params.choose_minutes,
+              "trials": [{**dataclasses.asdict(tried), "score": tried.score} for tried in trials]}
+    atomic_write(os.path.join(root, TRIALS_FILE), json.dumps(record, indent=1))
     return trials
 
 

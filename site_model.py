@@ -92,7 +92,8 @@ def training_minutes(params, trials):
     if not os.path.isfile(path):
         return params.site_minutes
     with open(path) as file:
-        longer = sum(tried["minutes"] - params.choose_minutes for tried in json.load(file))
+        record = json.load(file)  # the minutes the trials were given then, whatever this command says now
+    longer = sum(tried["minutes"] - record["choose_minutes"] for tried in record["trials"])
     return max(params.site_minutes - longer, params.site_minutes / 2)
 
 

@@ -78,7 +78,7 @@ def test_a_trial_model_that_has_not_learnt_its_style_trains_as_long_again(site, 
     assert "(its own test: " in result.stdout and "after 0.16 min)" in result.stdout
     trained = load_checkpoint(str(tmp_path / "slow" / "trial1" / "longer" / "last.pt"))
     assert trained["params"]["init_from"] == str(tmp_path / "slow" / "trial1" / "model" / "last.pt")
-    [tried] = json.loads((tmp_path / "slow" / "trials.json").read_text())
+    [tried] = json.loads((tmp_path / "slow" / "trials.json").read_text())["trials"]
     assert tried["minutes"] == 0.16 and tried["own"] < 0.25 and tried["style"] == str(site / "own.json")
     never = run_script("choose_style.py", *command, f"--choose_dir={tmp_path / 'never'}", "--choose_learnt=0",
                        timeout=600)

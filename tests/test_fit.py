@@ -106,7 +106,7 @@ def test_one_command_from_unlabelled_captchas_to_a_model_and_again_goes_on(site_
     listed = (work / "model" / "report" / "site_least_sure.tsv").read_text().splitlines()
     assert len(listed) >= 10
     assert load_checkpoint(str(work / "model" / "last.pt"))["params"]["pseudo_surest"] == 0.2  # steady surest too
-    tried = json.loads((work / "trials" / "trials.json").read_text())  # 6 s trials: some trained 6 s more
+    tried = json.loads((work / "trials" / "trials.json").read_text())["trials"]  # 6 s trials: some trained 6 s more
     longer = sum(trial["minutes"] == 0.2 for trial in tried)
     assert longer >= 1 and all(trial["minutes"] in (0.1, 0.2) for trial in tried)
     # the training took what the longer trials did, down to half its minutes
@@ -142,8 +142,9 @@ def test_trials_trained_longer_take_their_minutes_from_the_training(tmp_path):
     params = make_parameters({"site_minutes": 20, "choose_minutes": 2})
     assert training_minutes(params, str(tmp_path)) == 20  # no trials (a style given, or not tried yet)
     trials = tmp_path / "trials.json"
-    trials.write_text(json.dumps([{"minutes": 4}, {"minutes": 2}, {"minutes": 4}]))
+    trials.write_text(json.dumps({"choose_minutes": 2, "trials": [{"minutes": 4}, {"minutes": 2}, {"minutes": 4}]}))
     assert training_minutes(params, str(tmp_path)) == 16
+    assert training_minutes(make_parameters({"site_minutes": 20, "choose_minutes": 3}), str(tmp_path)) == 16
     assert training_minutes(make_parameters({"site_minutes": 6, "choose_minutes": 2}), str(tmp_path)) == 3
 
 
